@@ -1,0 +1,292 @@
+"""Load generator: N raw-socket Action Cable clients on one asyncio loop.
+
+Opens clients in steps up to each level, measures the server's RSS and the
+connect rate, then times broadcasts from the POST until every client has the
+message. Prints one JSON document on stdout; progress goes to stderr."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import math
+import os
+import resource
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from wire import OP_CLOSE, OP_TEXT, client_frame, parse_frames
+
+MARK = b'"bseq":'
+HANDSHAKE_CONCURRENCY = 128
+SETTLE_SECONDS = 1.0
+
+
+def log(message: str) -> None:
+    print(f"[loadgen] {message}", file=sys.stderr, flush=True)
+
+
+def rss_kb(pid: int) -> int:
+    """VmRSS of `pid` plus all its descendants, in KB."""
+    total = 0
+    for member in [pid, *descendants(pid)]:
+        try:
+            for line in Path(f"/proc/{member}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except FileNotFoundError:
+            continue
+    return total
+
+
+def descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parent = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(parent, []).append(int(entry.name))
+    found: list[int] = []
+    stack = [pid]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            found.append(child)
+            stack.append(child)
+    return found
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """Nearest-rank percentile (with 20 samples, p99 is the maximum)."""
+    ordered = sorted(values)
+    rank = max(1, math.ceil(fraction * len(ordered)))
+    return ordered[rank - 1]
+
+
+def is_one_text_frame(data: bytes) -> bool:
+    if len(data) < 2 or data[0] != 0x80 | OP_TEXT:
+        return False
+    length = data[1]
+    if length < 126:
+        return len(data) == 2 + length
+    return length == 126 and len(data) == 4 + int.from_bytes(data[2:4], "big")
+
+
+@dataclass
+class Fanout:
+    """Counts arrivals of the broadcast in flight."""
+
+    seq: int = -1
+    remaining: int = 0
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def arrived(self, seq: int) -> None:
+        if seq == self.seq:
+            self.remaining -= 1
+            if self.remaining == 0:
+                self.done.set()
+
+
+class Client(asyncio.Protocol):
+    def __init__(self, request: bytes, subscribe: bytes, fanout: Fanout, subscribed: asyncio.Future[None]) -> None:
+        self.request = request
+        self.subscribe = subscribe
+        self.fanout = fanout
+        self.subscribed = subscribed
+        self.buffer = bytearray()
+        self.open = False
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.write(self.request)
+
+    def data_received(self, data: bytes) -> None:
+        if self.open and not self.buffer and is_one_text_frame(data):
+            # Fast path for the common case (one whole frame per read), so the
+            # client side adds as little as possible to fan-out timings.
+            self.on_text(data)
+            return
+        self.buffer += data
+        if not self.open:
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            if not self.buffer.startswith(b"HTTP/1.1 101"):
+                self.fail(bytes(self.buffer[:end]).decode("latin-1"))
+                return
+            self.open = True
+            del self.buffer[: end + 4]
+        for opcode, payload in parse_frames(self.buffer):
+            if opcode == OP_TEXT:
+                self.on_text(payload)
+            elif opcode == OP_CLOSE:
+                self.fail(f"closed by server: {payload!r}")
+
+    def on_text(self, payload: bytes) -> None:
+        mark = payload.find(MARK)
+        if mark >= 0:
+            start = mark + len(MARK)
+            end = start
+            while payload[end] in b"0123456789":
+                end += 1
+            self.fanout.arrived(int(payload[start:end]))
+        elif b'"welcome"' in payload:
+            self.transport.write(self.subscribe)
+        elif b"confirm_subscription" in payload and not self.subscribed.done():
+            self.subscribed.set_result(None)
+        elif b"reject_subscription" in payload:
+            self.fail("subscription rejected")
+
+    def fail(self, reason: str) -> None:
+        if not self.subscribed.done():
+            self.subscribed.set_exception(RuntimeError(reason))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.fail(f"connection lost: {exc}")
+
+
+@dataclass
+class Bench:
+    host: str
+    port: int
+    path: str
+    identifier: str
+    stream: str
+    broadcast_path: str
+    server_pid: int
+    fanout: Fanout = field(default_factory=Fanout)
+    clients: list[Client] = field(default_factory=list)
+
+    def handshake(self) -> bytes:
+        key = base64.b64encode(os.urandom(16)).decode()
+        return (
+            f"GET {self.path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+            f"Sec-WebSocket-Protocol: actioncable-v1-json\r\nOrigin: http://{self.host}:{self.port}\r\n\r\n"
+        ).encode()
+
+    async def open_clients(self, count: int, timeout: float) -> float:
+        """Open and subscribe `count` more clients; return subscriptions per second."""
+        loop = asyncio.get_running_loop()
+        subscribe = client_frame(json.dumps({"command": "subscribe", "identifier": self.identifier}).encode())
+        gate = asyncio.Semaphore(HANDSHAKE_CONCURRENCY)
+
+        async def one() -> None:
+            async with gate:
+                subscribed: asyncio.Future[None] = loop.create_future()
+                _, client = await loop.create_connection(
+                    lambda: Client(self.handshake(), subscribe, self.fanout, subscribed), self.host, self.port
+                )
+                await subscribed
+                self.clients.append(client)
+
+        started = time.perf_counter()
+        await asyncio.wait_for(asyncio.gather(*(one() for _ in range(count))), timeout)
+        return count / (time.perf_counter() - started)
+
+    async def post(self, body: bytes) -> int:
+        reader, writer = await asyncio.open_connection(self.host, self.port)
+        writer.write(
+            (
+                f"POST {self.broadcast_path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+            ).encode()
+            + body
+        )
+        status_line = await reader.readline()
+        writer.close()
+        return int(status_line.split()[1])
+
+    async def broadcast_once(self, seq: int, timeout: float) -> float | None:
+        """Seconds from POST to the last arrival, or None when not all arrived."""
+        self.fanout.seq = seq
+        self.fanout.remaining = len(self.clients)
+        self.fanout.done = asyncio.Event()
+        data = json.dumps({"bseq": seq, "heat": 42, "html": "<turbo-stream action=replace>" + "x" * 120 + "</turbo-stream>"})
+        started = time.perf_counter()
+        status = await self.post(json.dumps({"stream": self.stream, "data": data}).encode())
+        if status != 201:
+            raise RuntimeError(f"broadcast answered {status}")
+        try:
+            await asyncio.wait_for(self.fanout.done.wait(), timeout)
+        except TimeoutError:
+            return None
+        return time.perf_counter() - started
+
+    async def measure_fanout(self, count: int, timeout: float, seq_base: int) -> dict[str, object]:
+        samples: list[float] = []
+        incomplete = 0
+        for index in range(count):
+            elapsed = await self.broadcast_once(seq_base + index, timeout)
+            if elapsed is None:
+                incomplete += 1
+            else:
+                samples.append(elapsed * 1000)
+        result: dict[str, object] = {"broadcasts": count, "incomplete": incomplete}
+        if samples:
+            result |= {
+                "p50_ms": round(percentile(samples, 0.50), 2),
+                "p99_ms": round(percentile(samples, 0.99), 2),
+                "min_ms": round(min(samples), 2),
+                "max_ms": round(max(samples), 2),
+            }
+        return result
+
+
+async def run(args: argparse.Namespace) -> dict[str, object]:
+    bench = Bench(
+        args.host, args.port, args.path, args.identifier, args.stream, args.broadcast_path, args.server_pid
+    )
+    await asyncio.sleep(SETTLE_SECONDS)
+    result: dict[str, object] = {"idle_rss_kb": rss_kb(args.server_pid), "levels": []}
+    log(f"idle rss {result['idle_rss_kb']} KB")
+    for level_index, level in enumerate(args.levels):
+        rate = await bench.open_clients(level - len(bench.clients), args.connect_timeout)
+        await asyncio.sleep(SETTLE_SECONDS)  # let the server finish allocating before reading RSS
+        rss = rss_kb(args.server_pid)
+        log(f"{level} clients subscribed at {rate:.0f}/s, rss {rss} KB")
+        fanout = await bench.measure_fanout(args.broadcasts, args.fanout_timeout, level_index * 1000)
+        log(f"{level} clients fan-out {fanout}")
+        result["levels"].append(
+            {
+                "clients": level,
+                "rss_kb": rss,
+                "kb_per_connection": round((rss - result["idle_rss_kb"]) / level, 2),
+                "connect_rate_per_s": round(rate, 1),
+                "fanout": fanout,
+                "rss_after_fanout_kb": rss_kb(args.server_pid),
+            }
+        )
+    for client in bench.clients:
+        client.transport.abort()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--path", default="/cable")
+    parser.add_argument("--broadcast-path", default="/_broadcast")
+    parser.add_argument("--identifier", required=True, help="the subscription identifier (a JSON string)")
+    parser.add_argument("--stream", required=True, help="the stream that identifier subscribes to")
+    parser.add_argument("--server-pid", type=int, required=True)
+    parser.add_argument("--levels", type=lambda text: [int(part) for part in text.split(",")], required=True)
+    parser.add_argument("--broadcasts", type=int, default=20)
+    parser.add_argument("--connect-timeout", type=float, default=300)
+    parser.add_argument("--fanout-timeout", type=float, default=60)
+    args = parser.parse_args()
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    print(json.dumps(asyncio.run(run(args))), flush=True)
+
+
+if __name__ == "__main__":
+    main()

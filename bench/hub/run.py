@@ -1,0 +1,312 @@
+"""Hub benchmark: the hub, Rails 6.1 Action Cable on Puma, and a bare-asyncio
+floor, one after the other in one run, servers pinned to CPU 0 and the load
+generator to CPU 1. Writes bench/results/hub.json and bench/results/hub.md.
+
+Run by hand (not a test):  .venv/bin/python bench/hub/run.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+RESULTS = REPO / "bench" / "results"
+WORK = RESULTS / "tmp"
+SERVER_CPU = {0}
+LOADGEN_CPU = {1}
+PUBSUB_IDENTIFIER = '{"channel":"$pubsub","stream_name":"bench"}'
+RAILS_IDENTIFIER = '{"channel":"StreamChannel","stream":"bench"}'
+MB = 1024  # VmRSS is in KiB; "MB" below means MiB
+
+
+@dataclass
+class Server:
+    name: str
+    title: str
+    argv: list[str]
+    port: int
+    identifier: str
+    levels: list[int]
+    ready_path: str | None  # None: ready when the port accepts connections
+    env: dict[str, str]
+    note: str = ""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def hub_server(levels: list[int]) -> Server:
+    port = free_port()
+    navigator = {
+        "server": {"listen": port, "health_check": {"path": "/up"}},
+        "cable": {"enabled": True, "path": "/cable", "broadcast_path": "/_broadcast"},
+    }
+    options = {"public_streams": True, "limits": {"max_connections": 20000}}
+    (WORK / "navigator.yml").write_text(yaml.safe_dump(navigator))
+    (WORK / "hub.yml").write_text(yaml.safe_dump(options))
+    argv = [
+        sys.executable, "-m", "hub", "--config", str(WORK / "navigator.yml"),
+        "--hub-config", str(WORK / "hub.yml"), "--host", "127.0.0.1", "--port", str(port),
+        "--log-format", "json",
+    ]
+    return Server("hub", "hub (python -m hub)", argv, port, PUBSUB_IDENTIFIER, levels, "/up", {})
+
+
+def actioncable_server(levels: list[int], note: str) -> Server:
+    port = free_port()
+    argv = [
+        "puma", "-e", "production", "-b", f"tcp://127.0.0.1:{port}", "-t", "4:4",
+        str(HERE / "actioncable" / "config.ru"),
+    ]
+    title = "Rails 6.1 Action Cable + Puma 5 (async adapter)"
+    return Server("actioncable", title, argv, port, RAILS_IDENTIFIER, levels, "/up", {}, note)
+
+
+def floor_server(levels: list[int]) -> Server:
+    port = free_port()
+    argv = [sys.executable, str(HERE / "floor.py"), "--port", str(port), "--identifier", PUBSUB_IDENTIFIER]
+    title = "floor (bare asyncio, one pre-built frame to N sockets)"
+    return Server("floor", title, argv, port, PUBSUB_IDENTIFIER, levels, None, {})
+
+
+def pinned(cpus: set[int]) -> Any:
+    def setup() -> None:
+        os.sched_setaffinity(0, cpus)
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+    return setup
+
+
+def ready(server: Server) -> bool:
+    try:
+        if server.ready_path is None:
+            with socket.create_connection(("127.0.0.1", server.port), timeout=1):
+                return True
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.port}{server.ready_path}", timeout=2) as reply:
+            return reply.status == 200
+    except OSError:
+        return False
+
+
+def start(server: Server) -> subprocess.Popen[bytes]:
+    log = (WORK / f"{server.name}.log").open("wb")
+    process = subprocess.Popen(
+        server.argv, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+        env={**os.environ, **server.env}, preexec_fn=pinned(SERVER_CPU),
+    )
+    deadline = time.monotonic() + 30
+    while not ready(server):
+        if process.poll() is not None or time.monotonic() > deadline:
+            stop(process)
+            raise RuntimeError(f"{server.name} did not come up; see {log.name}")
+        time.sleep(0.1)
+    return process
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        os.kill(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait(timeout=5)
+
+
+def load(server: Server, pid: int, broadcasts: int) -> dict[str, Any]:
+    argv = [
+        sys.executable, str(HERE / "loadgen.py"), "--port", str(server.port),
+        "--identifier", server.identifier, "--stream", "bench", "--server-pid", str(pid),
+        "--levels", ",".join(map(str, server.levels)), "--broadcasts", str(broadcasts),
+    ]
+    done = subprocess.run(
+        argv, stdout=subprocess.PIPE, cwd=HERE, preexec_fn=pinned(LOADGEN_CPU), timeout=1800, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"load generator failed with {done.returncode}")
+    return json.loads(done.stdout.decode().strip().splitlines()[-1])
+
+
+def measure(server: Server, broadcasts: int) -> dict[str, Any]:
+    print(f"== {server.title}", file=sys.stderr, flush=True)
+    entry: dict[str, Any] = {"title": server.title, "command": shlex.join(server.argv), "note": server.note}
+    try:
+        process = start(server)
+    except RuntimeError as error:
+        return entry | {"error": str(error)}
+    try:
+        return entry | load(server, process.pid, broadcasts)
+    except (RuntimeError, subprocess.TimeoutExpired, ValueError) as error:
+        return entry | {"error": str(error)}
+    finally:
+        stop(process)
+
+
+def machine() -> dict[str, Any]:
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")), "?")
+    memtotal = next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal"))
+    versions = {}
+    for name, argv in {"ruby": ["ruby", "--version"], "puma": ["puma", "--version"], "node": ["node", "--version"]}.items():
+        try:
+            versions[name] = subprocess.run(argv, capture_output=True, text=True, timeout=10).stdout.strip()
+        except OSError:
+            versions[name] = "missing"
+    return {
+        "cpu": model,
+        "cpus": os.cpu_count(),
+        "memory_mb": int(memtotal) // 1024,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        **versions,
+    }
+
+
+def level(result: dict[str, Any], clients: int) -> dict[str, Any] | None:
+    return next((entry for entry in result.get("levels", []) if entry["clients"] == clients), None)
+
+
+def p50(result: dict[str, Any], clients: int) -> float | None:
+    entry = level(result, clients)
+    return entry["fanout"].get("p50_ms") if entry and not entry["fanout"]["incomplete"] else None
+
+
+def target(name: str, value: str, met: bool | None) -> dict[str, Any]:
+    return {"target": name, "measured": value, "met": met}
+
+
+def targets(servers: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    hub, floor, cable = servers.get("hub", {}), servers.get("floor", {}), servers.get("actioncable", {})
+    rows = []
+    idle = hub.get("idle_rss_kb")
+    rows.append(target("hub idle RSS <= 22 MB", f"{idle / MB:.1f} MB" if idle else "not measured",
+                       idle <= 22 * MB if idle else None))
+    at10k = level(hub, 10000)
+    rows.append(target("hub <= 3 KB per subscribed connection (10k)",
+                       f"{at10k['kb_per_connection']} KB" if at10k else "not measured",
+                       at10k["kb_per_connection"] <= 3 if at10k else None))
+    hub_p50, floor_p50 = p50(hub, 10000), p50(floor, 10000)
+    ratio = hub_p50 / floor_p50 if hub_p50 and floor_p50 else None
+    rows.append(target("hub fan-out p50 within 1.2x of the floor (10k)",
+                       f"{hub_p50} ms vs {floor_p50} ms = {ratio:.2f}x" if ratio else "not measured",
+                       ratio <= 1.2 if ratio else None))
+    hub5, cable5 = level(hub, 5000), level(cable, 5000)
+    memory = cable5["rss_kb"] / hub5["rss_kb"] if hub5 and cable5 else None
+    rows.append(target("Action Cable RSS / hub RSS >= 10 (5k)",
+                       f"{cable5['rss_kb'] / MB:.1f} MB / {hub5['rss_kb'] / MB:.1f} MB = {memory:.1f}x" if memory else "not measured",
+                       memory >= 10 if memory else None))
+    hub_p50_5k, cable_p50_5k = p50(hub, 5000), p50(cable, 5000)
+    speed = cable_p50_5k / hub_p50_5k if hub_p50_5k and cable_p50_5k else None
+    rows.append(target("Action Cable fan-out p50 / hub p50 >= 10 (5k)",
+                       f"{cable_p50_5k} ms / {hub_p50_5k} ms = {speed:.1f}x" if speed else "not measured",
+                       speed >= 10 if speed else None))
+    return rows
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = [
+        "# Hub benchmark",
+        "",
+        f"Run {report['finished_at']} with `{report['command']}`.",
+        "",
+        "Machine: " + ", ".join(f"{key} {value}" for key, value in report["machine"].items()) + ".",
+        "",
+        "Servers ran one after the other on CPU 0; the load generator (raw-socket asyncio Action Cable",
+        "clients, one process) on CPU 1. RSS is VmRSS of the server and its child processes. KB per",
+        "connection is (RSS at N - idle RSS) / N. Connect rate is connections + confirmed subscriptions",
+        "per second while growing to N. Fan-out is the time from sending the POST until every one of the",
+        f"N clients has the message, over {report['broadcasts']} sequential broadcasts (nearest-rank",
+        "percentiles, so p99 is the slowest one). The load generator's own per-message cost is part of",
+        "every fan-out figure, the same for all three servers. MB means MiB.",
+        "",
+        "## Targets",
+        "",
+        "| target | measured | met |",
+        "|---|---|---|",
+    ]
+    verdict = {True: "met", False: "**not met**", None: "not measured"}
+    lines += [f"| {row['target']} | {row['measured']} | {verdict[row['met']]} |" for row in report["targets"]]
+    lines += ["", "## Results", "",
+              "| server | clients | RSS MB | KB/conn | connect/s | fan-out p50 ms | p99 ms | RSS after fan-out MB |",
+              "|---|---|---|---|---|---|---|---|"]
+    for name, result in report["servers"].items():
+        if "error" in result:
+            lines.append(f"| {result['title']} | error: {result['error']} | | | | | | |")
+            continue
+        lines.append(f"| {result['title']} | 0 (idle) | {result['idle_rss_kb'] / MB:.1f} | | | | | |")
+        for entry in result["levels"]:
+            fanout = entry["fanout"]
+            incomplete = f" ({fanout['incomplete']} incomplete)" if fanout["incomplete"] else ""
+            lines.append(
+                f"| {name} | {entry['clients']} | {entry['rss_kb'] / MB:.1f} | {entry['kb_per_connection']} "
+                f"| {entry['connect_rate_per_s']:.0f} | {fanout.get('p50_ms', '-')}{incomplete} "
+                f"| {fanout.get('p99_ms', '-')} | {entry['rss_after_fanout_kb'] / MB:.1f} |"
+            )
+    notes = [f"- {result['title']}: {result['note']}" for result in report["servers"].values() if result.get("note")]
+    if notes:
+        lines += ["", "## Notes", "", *notes]
+    lines += ["", "Commands:", ""]
+    lines += [f"- {name}: `{result['command']}`" for name, result in report["servers"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--servers", default="floor,hub,actioncable", help="comma-separated, in run order")
+    parser.add_argument("--levels", default="1000,5000,10000")
+    parser.add_argument("--actioncable-levels", help="levels for Action Cable (default: --levels)")
+    parser.add_argument("--broadcasts", type=int, default=20)
+    args = parser.parse_args()
+    if len(os.sched_getaffinity(0)) < 2:
+        sys.exit("needs two CPUs: servers on CPU 0, the load generator on CPU 1")
+    WORK.mkdir(parents=True, exist_ok=True)
+    os.sched_setaffinity(0, LOADGEN_CPU)
+    levels = [int(part) for part in args.levels.split(",")]
+    cable_levels = [int(part) for part in (args.actioncable_levels or args.levels).split(",")]
+    cap_note = (f"run at {', '.join(map(str, cable_levels))} clients only: at 10k Puma's memory and fan-out time"
+                " make the run too slow" if cable_levels != levels else "")
+    factories = {
+        "hub": lambda: hub_server(levels),
+        "actioncable": lambda: actioncable_server(cable_levels, cap_note),
+        "floor": lambda: floor_server(levels),
+    }
+    started = datetime.now(timezone.utc)
+    servers = {name: measure(factories[name](), args.broadcasts) for name in args.servers.split(",")}
+    report = {
+        "started_at": started.isoformat(timespec="seconds"),
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": shlex.join([".venv/bin/python", "bench/hub/run.py", *sys.argv[1:]]),
+        "machine": machine(),
+        "broadcasts": args.broadcasts,
+        "servers": servers,
+        "targets": targets(servers),
+    }
+    (RESULTS / "hub.json").write_text(json.dumps(report, indent=2) + "\n")
+    (RESULTS / "hub.md").write_text(markdown(report))
+    print(markdown(report))
+
+
+if __name__ == "__main__":
+    main()

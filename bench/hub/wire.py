@@ -1,0 +1,64 @@
+"""The few RFC 6455 pieces the bench needs on both sides, kept out of the
+hub's code on purpose so the bench never measures the hub with itself."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import struct
+
+GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC11B65"
+OP_TEXT = 0x1
+OP_CLOSE = 0x8
+OP_PING = 0x9
+
+
+def accept_key(client_key: bytes) -> bytes:
+    return base64.b64encode(hashlib.sha1(client_key + GUID).digest())
+
+
+def frame_header(opcode: int, length: int, masked: bool) -> bytes:
+    mask_bit = 0x80 if masked else 0
+    if length < 126:
+        return struct.pack("!BB", 0x80 | opcode, mask_bit | length)
+    if length < 1 << 16:
+        return struct.pack("!BBH", 0x80 | opcode, mask_bit | 126, length)
+    return struct.pack("!BBQ", 0x80 | opcode, mask_bit | 127, length)
+
+
+def server_frame(payload: bytes, opcode: int = OP_TEXT) -> bytes:
+    return frame_header(opcode, len(payload), masked=False) + payload
+
+
+def client_frame(payload: bytes, opcode: int = OP_TEXT) -> bytes:
+    mask = os.urandom(4)
+    masked = bytes(byte ^ mask[index % 4] for index, byte in enumerate(payload))
+    return frame_header(opcode, len(payload), masked=True) + mask + masked
+
+
+def parse_frames(buffer: bytearray) -> list[tuple[int, bytes]]:
+    """Pop every complete unmasked frame from `buffer` as (opcode, payload)."""
+    frames: list[tuple[int, bytes]] = []
+    offset = 0
+    size = len(buffer)
+    while size - offset >= 2:
+        opcode = buffer[offset] & 0x0F
+        length = buffer[offset + 1] & 0x7F
+        start = offset + 2
+        if length == 126:
+            if size - offset < 4:
+                break
+            (length,) = struct.unpack_from("!H", buffer, start)
+            start += 2
+        elif length == 127:
+            if size - offset < 10:
+                break
+            (length,) = struct.unpack_from("!Q", buffer, start)
+            start += 8
+        if size < start + length:
+            break
+        frames.append((opcode, bytes(buffer[start : start + length])))
+        offset = start + length
+    del buffer[:offset]
+    return frames
