@@ -83,7 +83,8 @@ def test_official_client_stops_on_reconnect_false(hub: Hub, node_client: StartCl
     )
     assert client.wait_exit(timeout=20)["reason"] == "no_reconnect"
     [linger] = client.named("linger_done")
-    assert linger == {**linger, "attempts_after_stop": 0, "monitor_running": False}
+    assert linger["attempts_after_stop"] == 0
+    assert linger["monitor_running"] is False
     # Health and broadcasts keep working with the cable switched off.
     assert http_request(hub.port, "/up") == 200
     broadcast(hub.port, "announcements", '{"after": "reload"}')

@@ -19,3 +19,21 @@ def test_official_client_against_rails_action_cable(rails_cable: ServerProcess, 
     assert client.wait_exit(timeout=20)["reason"] == "done"
     [received] = client.named("received")
     assert received["data"] == {"heat": 7}
+
+
+def test_official_client_stops_after_rails_refuses_reconnect(rails_cable: ServerProcess, node_client) -> None:
+    client: NodeClient = node_client(
+        "actioncable-client.cjs",
+        {
+            "url": f"ws://127.0.0.1:{rails_cable.port}/cable?reject=1",
+            "subscriptions": [{"channel": "StreamChannel", "stream": "baseline"}],
+            "linger": 8,
+            "deadline": 30,
+        },
+    )
+    assert client.wait_exit(timeout=25)["reason"] == "no_reconnect"
+    [disconnected] = client.named("disconnected")
+    assert disconnected["will_attempt_reconnect"] is False
+    [linger] = client.named("linger_done")
+    assert linger["attempts_after_stop"] == 0
+    assert linger["monitor_running"] is False

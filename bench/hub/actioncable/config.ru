@@ -6,6 +6,11 @@ require "json"
 require "action_cable"
 
 class BenchConnection < ActionCable::Connection::Base
+  # ?reject=1 makes Rails answer {"type":"disconnect","reason":"unauthorized","reconnect":false},
+  # which the end-to-end tests use to check their client against the real thing.
+  def connect
+    reject_unauthorized_connection if request.params["reject"]
+  end
 end
 
 class StreamChannel < ActionCable::Channel::Base
