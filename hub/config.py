@@ -1,0 +1,256 @@
+"""Hub configuration: navigator.yml (the keys Navigator honours) plus hub.yml, plus flags.
+
+Errors name the file and the key path; all of a file's errors are reported at once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .cable import Channel
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schema" / "hub.schema.json"
+CHANNEL_NAME = re.compile(r"^[A-Z][A-Za-z0-9_]*(::[A-Z][A-Za-z0-9_]*)*$")
+
+
+class ConfigError(Exception):
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(sorted(problems)))
+        self.problems = sorted(problems)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_message_bytes: int = 65536
+    max_broadcast_bytes: int = 1048576
+    max_connections: int = 20000
+    handshake_timeout_seconds: float = 10.0
+    output_buffer_bytes: int = 262144
+    shutdown_timeout_seconds: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Overrides:
+    """Command-line values, kept so that a reload applies them again."""
+
+    hub_config: str | None = None
+    host: str = "127.0.0.1"
+    port: int | None = None
+    public_streams: bool | None = None
+    channels: tuple[tuple[str, Channel], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class HubConfig:
+    navigator_path: str
+    hub_path: str | None
+    host: str
+    port: int
+    health_path: str = "/up"
+    cable_enabled: bool = True
+    cable_path: str = "/cable"
+    broadcast_path: str = "/_broadcast"
+    public_streams: bool = False
+    channels: Mapping[str, Channel] = field(default_factory=dict)
+    signing_secret: bytes | None = field(default=None, repr=False)
+    broadcast_key: bytes | None = field(default=None, repr=False)
+    limits: Limits = Limits()
+    ping_interval_seconds: float = 3.0
+
+
+# --- a validator for the JSON Schema keywords hub.schema.json uses -----------------
+# (the jsonschema package costs ~5 MB of resident memory for the hub's lifetime)
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "object": (dict,),
+    "string": (str,),
+    "boolean": (bool,),
+    "integer": (int,),
+    "number": (int, float),
+}
+_ANNOTATIONS = {"$schema", "$id", "title", "description"}
+
+
+def _type_ok(value: Any, kind: str) -> bool:
+    if isinstance(value, bool) and kind in ("integer", "number"):
+        return False
+    return isinstance(value, _TYPES[kind])
+
+
+def schema_errors(value: Any, schema: Mapping[str, Any], path: str = "") -> list[str]:
+    here = path or "(top level)"
+    unknown = set(schema) - _ANNOTATIONS - {
+        "type", "properties", "additionalProperties", "required", "propertyNames",
+        "pattern", "minLength", "minimum", "exclusiveMinimum",
+    }  # fmt: skip
+    if unknown:
+        raise ValueError(f"hub schema uses unsupported keywords {sorted(unknown)}")
+    kind = schema.get("type")
+    if kind is not None and not _type_ok(value, kind):
+        return [f"{here}: expected {kind}, got {json.dumps(value, default=str)}"]
+    errors: list[str] = []
+    if isinstance(value, dict):
+        properties = schema.get("properties", {})
+        for name in schema.get("required", []):
+            if name not in value:
+                errors.append(f"{here}: missing required key {name!r}")
+        for name, item in value.items():
+            where = f"{path}.{name}" if path else str(name)
+            names = schema.get("propertyNames")
+            if names is not None and schema_errors(str(name), names, where):
+                errors.append(f"{where}: invalid name, must match {names.get('pattern')}")
+            if name in properties:
+                errors.extend(schema_errors(item, properties[name], where))
+            elif schema.get("additionalProperties") is False:
+                errors.append(f"{where}: unknown key")
+            elif isinstance(schema.get("additionalProperties"), dict):
+                errors.extend(schema_errors(item, schema["additionalProperties"], where))
+    if isinstance(value, str):
+        if "pattern" in schema and not re.search(schema["pattern"], value):
+            errors.append(f"{here}: {value!r} does not match {schema['pattern']}")
+        if len(value) < schema.get("minLength", 0):
+            errors.append(f"{here}: shorter than {schema['minLength']}")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if "minimum" in schema and value < schema["minimum"]:
+            errors.append(f"{here}: must be >= {schema['minimum']}, got {value}")
+        if "exclusiveMinimum" in schema and value <= schema["exclusiveMinimum"]:
+            errors.append(f"{here}: must be > {schema['exclusiveMinimum']}, got {value}")
+    return errors
+
+
+def _read_yaml(path: str) -> Any:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return yaml.safe_load(f)
+    except OSError as error:
+        raise ConfigError([f"{path}: cannot read: {error.strerror}"]) from None
+    except yaml.YAMLError as error:
+        where = getattr(error, "problem_mark", None)
+        line = f" (line {where.line + 1})" if where is not None else ""
+        raise ConfigError([f"{path}: invalid YAML{line}: {getattr(error, 'problem', None) or error}"]) from None
+
+
+def _section(doc: Mapping[str, Any], key: str, file: str, problems: list[str]) -> Mapping[str, Any]:
+    value = doc.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        problems.append(f"{file}: {key}: expected a mapping")
+        return {}
+    return value
+
+
+def parse_listen(value: Any) -> int | None:
+    """Navigator's server.listen: 3000, "3000", ":3000" or "host:3000"."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        port = value
+    elif isinstance(value, str) and re.fullmatch(r"(?:.*:)?\d{1,5}", value.strip()):
+        port = int(value.strip().rsplit(":", 1)[-1])
+    else:
+        return None
+    return port if 0 <= port <= 65535 else None
+
+
+def _path_value(section: Mapping[str, Any], key: str, default: str, where: str, problems: list[str]) -> str:
+    value = section.get(key, default)
+    if not isinstance(value, str) or not value.startswith("/"):
+        problems.append(f"{where}: expected a path starting with /, got {json.dumps(value, default=str)}")
+        return default
+    return value
+
+
+def read_navigator(path: str) -> dict[str, Any]:
+    doc = _read_yaml(path)
+    if doc is None:
+        doc = {}
+    if not isinstance(doc, dict):
+        raise ConfigError([f"{path}: expected a mapping at the top level"])
+    problems: list[str] = []
+    server = _section(doc, "server", path, problems)
+    cable = _section(doc, "cable", path, problems)
+    health = server.get("health_check") or {}
+    if not isinstance(health, dict):
+        problems.append(f"{path}: server.health_check: expected a mapping")
+        health = {}
+    port = parse_listen(server.get("listen", "3000"))
+    if port is None:
+        problems.append(f"{path}: server.listen: expected a port number, got {json.dumps(server.get('listen'), default=str)}")
+    enabled = cable.get("enabled")
+    if enabled is None:  # Navigator treats an absent cable.enabled as true
+        enabled = True
+    if not isinstance(enabled, bool):
+        problems.append(f"{path}: cable.enabled: expected boolean, got {json.dumps(enabled, default=str)}")
+    values = {
+        "port": port,
+        "health_path": _path_value(health, "path", "/up", f"{path}: server.health_check.path", problems),
+        "cable_enabled": enabled is True,
+        "cable_path": _path_value(cable, "path", "/cable", f"{path}: cable.path", problems),
+        "broadcast_path": _path_value(cable, "broadcast_path", "/_broadcast", f"{path}: cable.broadcast_path", problems),
+    }
+    if problems:
+        raise ConfigError(problems)
+    return values
+
+
+def read_hub_options(path: str, environ: Mapping[str, str]) -> dict[str, Any]:
+    doc = _read_yaml(path)
+    if doc is None:
+        doc = {}
+    with open(SCHEMA_PATH, encoding="utf-8") as f:
+        schema = json.load(f)
+    problems = [f"{path}: {error}" for error in schema_errors(doc, schema)]
+    if problems:
+        raise ConfigError(problems)
+    values: dict[str, Any] = {}
+    if "public_streams" in doc:
+        values["public_streams"] = doc["public_streams"]
+    if "ping_interval_seconds" in doc:
+        values["ping_interval_seconds"] = float(doc["ping_interval_seconds"])
+    values["channels"] = {
+        name: Channel(spec["stream"], bool(spec.get("signed", False))) for name, spec in (doc.get("channels") or {}).items()
+    }
+    values["limits"] = replace(Limits(), **(doc.get("limits") or {}))
+    for key, target in (("signing_secret_env", "signing_secret"), ("broadcast_key_env", "broadcast_key")):
+        if key in doc:
+            secret = environ.get(doc[key], "")
+            if not secret:
+                problems.append(f"{path}: {key}: environment variable {doc[key]} is not set")
+            values[target] = secret.encode("utf-8")
+    if problems:
+        raise ConfigError(problems)
+    return values
+
+
+def parse_channel_flag(text: str, signed: bool) -> tuple[str, Channel]:
+    name, sep, template = text.partition("=")
+    if not sep or not CHANNEL_NAME.match(name) or not template:
+        raise ConfigError([f"--channel {text}: expected NAME=STREAM_TEMPLATE with a channel class name"])
+    return name, Channel(template, signed)
+
+
+def load(navigator_path: str, overrides: Overrides, environ: Mapping[str, str] | None = None) -> HubConfig:
+    environ = os.environ if environ is None else environ
+    values = read_navigator(navigator_path)
+    hub_path = overrides.hub_config
+    if hub_path is None:
+        beside = Path(navigator_path).resolve().parent / "hub.yml"
+        hub_path = str(beside) if beside.exists() else None
+    if hub_path is not None:
+        values.update(read_hub_options(hub_path, environ))
+    if overrides.port is not None:
+        values["port"] = overrides.port
+    if overrides.public_streams is not None:
+        values["public_streams"] = overrides.public_streams
+    if overrides.channels:
+        values["channels"] = {**values.get("channels", {}), **dict(overrides.channels)}
+    return HubConfig(navigator_path=navigator_path, hub_path=hub_path, host=overrides.host, **values)

@@ -1,0 +1,496 @@
+"""The asyncio layer: one Protocol object per connection, no task per connection.
+
+It only moves bytes between sockets and the sans-I/O layers (h11 for HTTP,
+hub.frames for WebSocket frames, hub.cable for sessions), and owns the
+process-wide timers, limits, reload and shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import time
+from dataclasses import replace
+from typing import Any
+
+import h11
+
+from . import frames, signing
+from .cable import ActionCableSession, Context, NavigatorSession, Policy, disconnect_message
+from .config import ConfigError, HubConfig, Overrides, load
+from .frames import Binary, Close, FrameParser, HandshakeError, Ping, ProtocolError, Text
+from .log import Logger
+from .streams import StreamRegistry
+
+NAVIGATOR_PING_SECONDS = 30.0
+NAVIGATOR_SILENCE_SECONDS = 60.0
+NAVIGATOR_PING = frames.text_frame('{"type":"ping"}')
+TEXT_HEADERS = [(b"content-type", b"text/plain; charset=utf-8")]
+
+
+def _is_loopback(peer: Any) -> bool:
+    host = peer[0] if isinstance(peer, tuple) and peer else ""
+    return host == "::1" or host.startswith("127.") or host.startswith("::ffff:127.")
+
+
+class HttpState:
+    """Only exists until a connection upgrades (or for plain HTTP requests)."""
+
+    __slots__ = ("conn", "request", "body", "body_size", "timer")
+
+    def __init__(self, timer: asyncio.TimerHandle) -> None:
+        self.conn = h11.Connection(h11.SERVER)
+        self.request: h11.Request | None = None
+        self.body: list[bytes] = []
+        self.body_size = 0
+        self.timer = timer
+
+
+class Connection(asyncio.Protocol):
+    """One TCP connection: HTTP until it upgrades, then WebSocket frames."""
+
+    __slots__ = ("hub", "transport", "number", "http", "parser", "session", "seen")
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.transport: asyncio.Transport | None = None
+        self.number = 0
+        self.http: HttpState | None = None
+        self.parser: FrameParser | None = None
+        # None once the WebSocket is closing: nothing more is delivered to it.
+        self.session: ActionCableSession | NavigatorSession | None = None
+        self.seen = 0.0
+
+    # --- asyncio callbacks ------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        hub = self.hub
+        hub.opened += 1
+        self.number = hub.opened
+        hub.sockets.add(self)
+        transport.set_write_buffer_limits(high=hub.config.limits.output_buffer_bytes)
+        self.http = HttpState(hub.loop.call_later(hub.config.limits.handshake_timeout_seconds, self._handshake_expired))
+
+    def data_received(self, data: bytes) -> None:
+        if self.http is not None:
+            self._http_received(data)
+        elif self.parser is not None:
+            self._ws_received(data)
+
+    def eof_received(self) -> bool | None:
+        return None  # close our side too
+
+    def pause_writing(self) -> None:
+        if self.session is not None:
+            self.hub.slow_disconnects += 1
+            self.hub.log("too_slow", level="warn", conn=self.number, buffered=self.transport.get_write_buffer_size())  # type: ignore[union-attr]
+            self.close_websocket(frames.CLOSE_GOING_AWAY, "too slow", "too_slow", True)
+        elif self.parser is None and self.transport is not None:
+            self.transport.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        hub = self.hub
+        hub.sockets.discard(self)
+        if self.http is not None:
+            self.http.timer.cancel()
+            self.http = None
+        if self.session is not None:
+            self._end_session()
+        if self.parser is not None:
+            hub.log("disconnected", conn=self.number)
+            self.parser = None
+        hub.connection_gone()
+
+    # --- HTTP ---------------------------------------------------------------------------
+
+    def _handshake_expired(self) -> None:
+        if self.http is not None and self.transport is not None:
+            self.hub.log("handshake_timeout", level="warn", conn=self.number)
+            self.transport.abort()
+
+    def _http_received(self, data: bytes) -> None:
+        http = self.http
+        assert http is not None
+        try:
+            http.conn.receive_data(data)
+            while self.http is not None:
+                event = http.conn.next_event()
+                if event is h11.NEED_DATA or event is h11.PAUSED:
+                    return
+                if isinstance(event, h11.Request):
+                    http.request = event
+                    http.body = []
+                    http.body_size = 0
+                    self._request_started(event)
+                elif isinstance(event, h11.Data):
+                    http.body_size += len(event.data)
+                    if http.body_size > self.hub.config.limits.max_broadcast_bytes:
+                        self.hub.failed_broadcasts += 1
+                        self._respond(413, b"broadcast too large\n", close=True)
+                        return
+                    http.body.append(event.data)
+                elif isinstance(event, h11.EndOfMessage):
+                    self._request_complete()
+                elif isinstance(event, h11.ConnectionClosed):
+                    self.transport.close()  # type: ignore[union-attr]
+                    return
+        except h11.RemoteProtocolError as error:
+            self.hub.log("bad_request", level="warn", conn=self.number, error=str(error))
+            if http.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+                self._respond(error.error_status_hint, b"bad request\n", close=True)
+            else:
+                self.transport.abort()  # type: ignore[union-attr]
+
+    def _request_started(self, request: h11.Request) -> None:
+        """Answer early what can be answered from the head alone (the body may be large or unwanted)."""
+        hub = self.hub
+        path = request.target.split(b"?", 1)[0]
+        if path != hub.broadcast_path:
+            return
+        if request.method != b"POST":
+            self._respond(405, b"method not allowed\n", [(b"allow", b"POST")])
+            return
+        status = hub.broadcast_auth(request.headers, self.transport.get_extra_info("peername"))  # type: ignore[union-attr]
+        if status:
+            hub.failed_broadcasts += 1
+            headers = [(b"www-authenticate", b"Bearer")] if status == 401 else []
+            self._respond(status, b"unauthorized\n" if status == 401 else b"forbidden\n", headers, close=True)
+            return
+        for name, value in request.headers:
+            if name == b"content-length" and int(value) > hub.config.limits.max_broadcast_bytes:
+                hub.failed_broadcasts += 1
+                self._respond(413, b"broadcast too large\n", close=True)
+                return
+
+    def _request_complete(self) -> None:
+        http = self.http
+        assert http is not None and http.request is not None
+        if http.conn.our_state is not h11.SEND_RESPONSE:
+            return  # already answered from the head
+        request = http.request
+        hub = self.hub
+        path, _, query = request.target.partition(b"?")
+        if path == hub.cable_path:
+            self._upgrade(request, query)
+        elif path == hub.broadcast_path:
+            status, body = hub.handle_broadcast(b"".join(http.body))
+            self._respond(status, body)
+        elif request.method not in (b"GET", b"HEAD"):
+            self._respond(404, b"not found\n")
+        elif path == hub.health_path or path == b"/health":
+            self._respond(200, b"OK")
+        elif path == b"/metrics":
+            self._respond(200, hub.metrics().encode(), [(b"content-type", b"text/plain; version=0.0.4")])
+        else:
+            self._respond(404, b"not found\n")
+
+    def _respond(
+        self, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None, close: bool = False
+    ) -> None:
+        http = self.http
+        transport = self.transport
+        assert http is not None and transport is not None
+        all_headers = list(headers or ())
+        if not any(name == b"content-type" for name, _ in all_headers):
+            all_headers += TEXT_HEADERS
+        all_headers.append((b"content-length", str(len(body)).encode()))
+        if close:
+            all_headers.append((b"connection", b"close"))
+        conn = http.conn
+        head_only = http.request is not None and http.request.method == b"HEAD"
+        data = conn.send(h11.Response(status_code=status, headers=all_headers))
+        if not head_only:
+            data += conn.send(h11.Data(data=body))  # type: ignore[operator]
+        data += conn.send(h11.EndOfMessage())  # type: ignore[operator]
+        transport.write(data)  # type: ignore[arg-type]
+        if conn.our_state is h11.MUST_CLOSE or close or conn.their_state is not h11.DONE:
+            transport.close()
+            self.http = None
+            http.timer.cancel()
+            return
+        conn.start_next_cycle()
+        http.timer.cancel()
+        http.timer = self.hub.loop.call_later(self.hub.config.limits.handshake_timeout_seconds, self._handshake_expired)
+
+    # --- WebSocket ----------------------------------------------------------------------
+
+    def _upgrade(self, request: h11.Request, query: bytes) -> None:
+        hub = self.hub
+        refusal = hub.upgrade_refusal()
+        if refusal:
+            hub.log("upgrade_refused", level="warn", conn=self.number, why=refusal)
+            self._respond(503, (refusal + "\n").encode(), close=True)
+            return
+        try:
+            headers, subprotocol = frames.negotiate(request.method, list(request.headers))
+        except HandshakeError as error:
+            self._respond(error.status, (error.reason + "\n").encode(), list(error.headers), close=True)
+            return
+        http = self.http
+        assert http is not None and self.transport is not None
+        self.transport.write(http.conn.send(h11.InformationalResponse(status_code=101, headers=headers)))  # type: ignore[arg-type]
+        leftover, _ = http.conn.trailing_data
+        http.timer.cancel()
+        self.http = None
+        self.parser = FrameParser(hub.config.limits.max_message_bytes)
+        ctx = hub.context
+        if subprotocol is None:
+            self.session = NavigatorSession(ctx, self)
+            self.seen = hub.loop.time()
+            hub.navigator.add(self)
+        else:
+            self.session = ActionCableSession(ctx, self, query.decode("latin-1"))
+            hub.cable.add(self)
+        hub.log("connected", conn=self.number, protocol=subprotocol or "navigator")
+        if subprotocol is not None:
+            self.send_frame(frames.text_frame(ActionCableSession.welcome(f"{hub.sid_prefix}{self.number:x}")))
+        if leftover:
+            self._ws_received(bytes(leftover))
+
+    def _ws_received(self, data: bytes) -> None:
+        parser = self.parser
+        assert parser is not None
+        self.seen = self.hub.loop.time()
+        try:
+            for event in parser.feed(data):
+                if isinstance(event, Text):
+                    session = self.session
+                    if session is not None:
+                        for reply in session.receive(event.data):
+                            self.send_frame(frames.text_frame(reply))
+                elif isinstance(event, Ping):
+                    self._write(frames.encode_frame(frames.OP_PONG, event.data))
+                elif isinstance(event, Close):
+                    self._close_received(event)
+                elif isinstance(event, Binary):
+                    self.hub.log("ignored", conn=self.number, why="binary message")
+        except ProtocolError as error:
+            self.hub.log("protocol_error", level="warn", conn=self.number, code=error.code, error=error.reason)
+            self.close_websocket(error.code, error.reason)
+
+    def _close_received(self, event: Close) -> None:
+        if self.session is not None:
+            self._end_session()
+            self._write(frames.close_frame(event.code))
+        self.transport.close()  # type: ignore[union-attr]
+
+    def _write(self, frame: bytes) -> None:
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            self.hub.bytes_sent += len(frame)
+            transport.write(frame)
+
+    def send_frame(self, frame: bytes) -> None:
+        """Deliver to an open WebSocket; frames for a closing one are dropped."""
+        if self.session is not None:
+            self._write(frame)
+
+    def _end_session(self) -> None:
+        session = self.session
+        assert session is not None
+        self.session = None
+        session.close()
+        self.hub.cable.discard(self)
+        self.hub.navigator.discard(self)
+
+    def close_websocket(self, code: int, reason: str, disconnect: str | None = None, reconnect: bool = False) -> None:
+        """Start the closing handshake; the client gets a bounded time to answer."""
+        session = self.session
+        if session is None:
+            return
+        if disconnect is not None and isinstance(session, ActionCableSession):
+            self._write(frames.text_frame(disconnect_message(disconnect, reconnect)))
+        self._end_session()
+        self._write(frames.close_frame(code, reason))
+        transport = self.transport
+        assert transport is not None
+        self.hub.loop.call_later(self.hub.config.limits.handshake_timeout_seconds, transport.abort)
+
+
+class Hub:
+    """Process-wide state: configuration, registry, connection sets, counters, timers."""
+
+    def __init__(self, config: HubConfig, overrides: Overrides, log: Logger, loop: asyncio.AbstractEventLoop) -> None:
+        self.config = config
+        self.overrides = overrides
+        self.log = log
+        self.loop = loop
+        self.registry = StreamRegistry()
+        self.context = Context(self._policy(config), self.registry, log)
+        self.sockets: set[Connection] = set()
+        self.cable: set[Connection] = set()
+        self.navigator: set[Connection] = set()
+        self.sid_prefix = os.urandom(3).hex() + "-"
+        self.opened = 0
+        self.broadcasts = 0
+        self.deliveries = 0
+        self.failed_broadcasts = 0
+        self.slow_disconnects = 0
+        self.bytes_sent = 0
+        self.server: asyncio.Server | None = None
+        self.stopping = False
+        self.stopped: asyncio.Future[None] = loop.create_future()
+        self._last_ping = 0
+        self._last_navigator_ping = loop.time()
+        self._ping_timer: asyncio.TimerHandle | None = None
+        self._apply_paths(config)
+
+    @staticmethod
+    def _policy(config: HubConfig) -> Policy:
+        return Policy(config.public_streams, config.signing_secret, config.channels)
+
+    def _apply_paths(self, config: HubConfig) -> None:
+        self.cable_path = config.cable_path.encode()
+        self.broadcast_path = config.broadcast_path.encode()
+        self.health_path = config.health_path.encode()
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> tuple[str, int]:
+        self.server = await self.loop.create_server(
+            lambda: Connection(self), self.config.host, self.config.port, reuse_address=True, backlog=1024
+        )
+        host, port = self.server.sockets[0].getsockname()[:2]
+        self.log("listening", host=host, port=port, cable_path=self.config.cable_path, cable_enabled=self.config.cable_enabled)
+        self._schedule_ping()
+        return host, port
+
+    def _schedule_ping(self) -> None:
+        self._ping_timer = self.loop.call_later(self.config.ping_interval_seconds, self._ping)
+
+    def _ping(self) -> None:
+        # Action Cable clients compare successive ping values, so they must strictly increase.
+        self._last_ping = max(int(time.time()), self._last_ping + 1)
+        frame = frames.text_frame('{"type":"ping","message":' + str(self._last_ping) + "}")
+        for conn in tuple(self.cable):
+            conn.send_frame(frame)
+        now = self.loop.time()
+        if now - self._last_navigator_ping >= NAVIGATOR_PING_SECONDS:
+            self._last_navigator_ping = now
+            for conn in tuple(self.navigator):
+                if now - conn.seen > NAVIGATOR_SILENCE_SECONDS:
+                    self.log("silent_client", conn=conn.number)
+                    conn.close_websocket(frames.CLOSE_GOING_AWAY, "no pong")
+                else:
+                    conn.send_frame(NAVIGATOR_PING)
+        self._schedule_ping()
+
+    def reload(self) -> None:
+        try:
+            config = load(self.config.navigator_path, self.overrides)
+        except (ConfigError, ValueError) as error:
+            self.log("reload_failed", level="error", error=str(error))
+            return
+        old = self.config
+        if (config.host, config.port) != (old.host, old.port):
+            self.log("reload_listen_ignored", level="warn", why="changing the listen address needs a restart")
+            config = replace(config, host=old.host, port=old.port)
+        self.config = config
+        self.context.policy = self._policy(config)
+        self._apply_paths(config)
+        if config.ping_interval_seconds != old.ping_interval_seconds and self._ping_timer is not None:
+            self._ping_timer.cancel()
+            self._schedule_ping()
+        self.log("reloaded", cable_enabled=config.cable_enabled, cable_path=config.cable_path)
+        if old.cable_enabled and not config.cable_enabled:
+            self._disconnect_all(frames.CLOSE_GOING_AWAY, "cable disabled", "remote", reconnect=False)
+
+    def _disconnect_all(self, code: int, reason: str, disconnect: str, reconnect: bool) -> None:
+        for conn in tuple(self.cable | self.navigator):
+            conn.close_websocket(code, reason, disconnect, reconnect)
+
+    def shutdown(self) -> None:
+        if self.stopping:
+            return
+        self.stopping = True
+        self.log("shutting_down", connections=len(self.cable) + len(self.navigator))
+        if self.server is not None:
+            self.server.close()
+        if self._ping_timer is not None:
+            self._ping_timer.cancel()
+        self._disconnect_all(frames.CLOSE_GOING_AWAY, "server restart", "server_restart", reconnect=True)
+        for conn in tuple(self.sockets):
+            if conn.http is not None and conn.transport is not None:
+                conn.transport.close()
+        self.loop.call_later(self.config.limits.shutdown_timeout_seconds, self._force_stop)
+        self.connection_gone()
+
+    def connection_gone(self) -> None:
+        if self.stopping and not self.sockets and not self.stopped.done():
+            self.stopped.set_result(None)
+
+    def _force_stop(self) -> None:
+        for conn in tuple(self.sockets):
+            if conn.transport is not None:
+                conn.transport.abort()
+        if not self.stopped.done():
+            self.log("shutdown_timeout", level="warn", aborted=len(self.sockets))
+            self.stopped.set_result(None)
+
+    # --- policies used by connections -------------------------------------------------------
+
+    def upgrade_refusal(self) -> str:
+        if self.stopping:
+            return "shutting down"
+        if not self.config.cable_enabled:
+            return "cable disabled"
+        if len(self.cable) + len(self.navigator) >= self.config.limits.max_connections:
+            return "too many connections"
+        return ""
+
+    def broadcast_auth(self, headers: list[tuple[bytes, bytes]], peer: Any) -> int:
+        """0 when the broadcast may proceed, else the HTTP status refusing it."""
+        key = self.config.broadcast_key
+        if key is None:
+            return 0 if _is_loopback(peer) else 403
+        for name, value in headers:
+            if name == b"authorization":
+                scheme, _, token = value.partition(b" ")
+                if scheme.lower() == b"bearer" and signing.same_secret(token.strip(), key):
+                    return 0
+        return 401
+
+    def handle_broadcast(self, body: bytes) -> tuple[int, bytes]:
+        try:
+            doc = json.loads(body)
+        except (ValueError, RecursionError):
+            self.failed_broadcasts += 1
+            return 400, b"invalid JSON\n"
+        items = doc if isinstance(doc, list) else [doc]
+        if not all(isinstance(i, dict) and isinstance(i.get("stream"), str) and i["stream"] for i in items):
+            self.failed_broadcasts += 1
+            return 400, b"each broadcast needs a stream\n"
+        for item in items:
+            delivered = self.registry.broadcast(item["stream"], item.get("data"))
+            self.broadcasts += 1
+            self.deliveries += delivered
+            self.log("broadcast", stream=item["stream"], delivered=delivered)
+        return 201, b""
+
+    def metrics(self) -> str:
+        rows = [
+            ("hub_connections", "gauge", "Open WebSocket connections.", len(self.cable) + len(self.navigator)),
+            ("hub_subscriptions", "gauge", "Active stream subscriptions.", self.registry.subscriptions),
+            ("hub_streams", "gauge", "Streams with at least one subscriber.", self.registry.stream_count),
+            ("hub_broadcasts_total", "counter", "Broadcast messages accepted.", self.broadcasts),
+            ("hub_broadcast_deliveries_total", "counter", "Broadcast frames written to clients.", self.deliveries),
+            ("hub_failed_broadcasts_total", "counter", "Broadcast requests refused.", self.failed_broadcasts),
+            ("hub_slow_client_disconnects_total", "counter", "Clients disconnected as too slow.", self.slow_disconnects),
+            ("hub_bytes_sent_total", "counter", "WebSocket bytes written to clients.", self.bytes_sent),
+        ]
+        return "".join(f"# HELP {n} {h}\n# TYPE {n} {t}\n{n} {v}\n" for n, t, h, v in rows)
+
+
+async def serve(config: HubConfig, overrides: Overrides, log: Logger) -> None:
+    loop = asyncio.get_running_loop()
+    hub = Hub(config, overrides, log, loop)
+    await hub.start()
+    loop.add_signal_handler(signal.SIGHUP, hub.reload)
+    loop.add_signal_handler(signal.SIGTERM, hub.shutdown)
+    loop.add_signal_handler(signal.SIGINT, hub.shutdown)
+    await hub.stopped
+    log("stopped")
