@@ -1,0 +1,146 @@
+"""Bad inventories: every problem named by path and line, exit 2, nothing written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.orchestrator.conftest import MINIMAL_INVENTORY, copy_showcase, write_inventory
+
+
+def render_into(orchestrate, inventory: Path, tmp_path: Path):
+    out = tmp_path / "out"
+    result = orchestrate("render", inventory, "--out", out)
+    assert not out.exists(), "a failed render must not write anything"
+    assert not list(tmp_path.glob(".out.staging.*")), "staging directory left behind"
+    return result
+
+
+def test_minimal_inventory_is_valid(orchestrate, tmp_path):
+    result = orchestrate("validate", write_inventory(tmp_path))
+    assert result.code == 0, result.err
+    assert result.out.startswith("inventory.yml: valid; production (demo: 4 regions); 2 tenants;")
+
+
+def test_yaml_1_1_boolean_is_a_schema_error_naming_path_and_line(orchestrate, tmp_path):
+    inventory = write_inventory(tmp_path, replace=("      enabled: true\ntenants", "      enabled: no\ntenants"))
+    result = render_into(orchestrate, inventory, tmp_path)
+    assert result.code == 2
+    assert f"regions[3].websocket.enabled: expected boolean, got 'no' ({inventory}:16)" in result.err.splitlines()
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        ("listen: 9999", "listen: 012", "app.listen: expected integer, got '012' (%s:4)"),
+        ("interval_seconds: 1", "interval_seconds: 1:30", "rollout.health_check.interval_seconds: expected number, got '1:30' (%s:28)"),
+        ("  enabled: true\n  mode", "  enabled: on\n  mode", "websocket.enabled: expected boolean, got 'on' (%s:23)"),
+        ("mode: integrated", "mode: hybrid", "websocket.mode: expected one of 'action_cable', 'anycable', 'integrated', got 'hybrid' (%s:24)"),
+        ("  - code: dfw", "  - code: DFW", "regions[1].code: 'DFW' does not match ^[a-z]{3}$ (%s:12)"),
+        ("  name: demo", "  name: demo\n  colour: blue", "app.colour: unknown key (allowed: database_dir, idle_timeout, listen, name, navigator_image, pool, primary_region, rails_root, root_path, ruby_version) (%s:3)"),
+        ("  primary_region: iad\n", "", "app.primary_region: missing required key (%s:2)"),
+    ],
+)
+def test_schema_errors_name_path_and_line(orchestrate, tmp_path, old, new, expected):
+    inventory = write_inventory(tmp_path, replace=(old, new))
+    result = render_into(orchestrate, inventory, tmp_path)
+    assert result.code == 2
+    assert expected % inventory in result.err.splitlines()
+
+
+def test_all_errors_reported_at_once_sorted_by_path(orchestrate, tmp_path):
+    text = (
+        MINIMAL_INVENTORY.replace("mode: integrated", "mode: hybrid")
+        .replace("listen: 9999", "listen: nine")
+        .replace("    - {year: 2025, studio: raleigh, region: ord}", "    - {year: 2025, studio: raleigh, region: 7}")
+    )
+    result = orchestrate("validate", write_inventory(tmp_path, text))
+    assert result.code == 2
+    problems = [line.split(":")[0] for line in result.err.splitlines()[:-1]]
+    assert problems == ["app.listen", "tenants.events[1].region", "websocket.mode"]
+    assert result.err.splitlines()[-1] == f"{tmp_path / 'inventory.yml'}: 3 problems, nothing written"
+
+
+def test_duplicate_key_names_both_lines(orchestrate, tmp_path):
+    inventory = write_inventory(tmp_path, replace=("  listen: 9999\n", "  listen: 9999\n  listen: 8080\n"))
+    result = render_into(orchestrate, inventory, tmp_path)
+    assert result.code == 2
+    assert f"{inventory}:5: duplicate key 'listen' (first defined on line 4)" in result.err
+
+
+def test_text_that_is_not_yaml_names_the_line(orchestrate, tmp_path):
+    inventory = write_inventory(tmp_path, replace=("    regions: [ams, dfw, iad, ord]", "    regions: [ams, dfw"))
+    result = render_into(orchestrate, inventory, tmp_path)
+    assert result.code == 2
+    assert f"{inventory}:10: not valid YAML" in result.err
+
+
+def test_missing_inventory_file(orchestrate, tmp_path):
+    result = render_into(orchestrate, tmp_path / "absent.yml", tmp_path)
+    assert result.code == 2
+    assert f"{tmp_path / 'absent.yml'}: file not found" in result.err
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        ("regions: [ams, dfw, iad, ord]", "regions: [ams, dfw, iad, ord, lhr]",
+         "environments.production.regions[4]: region 'lhr' is not listed in regions (%s:9)"),
+        ("  - code: dfw", "  - code: ams", "regions[1].code: duplicate region 'ams' (also regions[0]) (%s:12)"),
+        ("primary_region: iad", "primary_region: syd", "app.primary_region: region 'syd' is not listed in regions (%s:5)"),
+        ("regions: [ord], bake: 1h", "regions: [ord, syd], bake: 1h",
+         "rollout.stages[0].regions[1]: region 'syd' is not listed in environments.production.regions (%s:30)"),
+        ("environment: production, regions", "environment: staging, regions",
+         "rollout.stages[0].environment: environment 'staging' is not defined (%s:30)"),
+        ("studio: raleigh, region: ord", "studio: raleigh, region: syd",
+         "tenants.events[1].region: region 'syd' is in no environment (%s:21)"),
+        ("  cable_path: /demo/regions/{region}/cable\n", "  cable_path: /demo/regions/{region}/cable\n  channels:\n    HeatChannel: {stream: 'heat-{data base}'}\n",
+         "websocket.channels.HeatChannel.stream: 'heat-{data base}': placeholders are {name} with letters, digits and _ (%s:27)"),
+    ],
+)
+def test_cross_reference_errors(orchestrate, tmp_path, old, new, expected):
+    inventory = write_inventory(tmp_path, replace=(old, new))
+    result = render_into(orchestrate, inventory, tmp_path)
+    assert result.code == 2
+    assert expected % inventory in result.err.splitlines()
+
+
+def test_same_region_in_two_stages_is_refused(orchestrate, tmp_path):
+    inventory = write_inventory(
+        tmp_path,
+        replace=("bake: 1h}\n", "bake: 1h}\n    - {name: wave, environment: production, regions: [ams, ord], bake: 1h}\n"),
+    )
+    result = orchestrate("validate", inventory)
+    assert result.code == 2
+    assert (
+        f"rollout.stages[1].regions[1]: region 'ord' is already rolled out by stage 'canary' ({inventory}:31)"
+        in result.err.splitlines()
+    )
+
+
+def test_port_clash_is_refused(orchestrate, tmp_path):
+    inventory = write_inventory(tmp_path, replace=("rollout:\n", "modes:\n  anycable: {port: 9999}\nrollout:\n"))
+    result = orchestrate("validate", inventory)
+    assert result.code == 2
+    assert f"modes.anycable.port: port 9999 is already app.listen ({inventory}:27)" in result.err.splitlines()
+
+
+def test_problem_in_the_showcases_file_names_that_file_and_line(orchestrate, tmp_path):
+    inventory = copy_showcase(tmp_path)
+    showcases = tmp_path / "showcases.yml"
+    lines = showcases.read_text(encoding="utf-8").splitlines(keepends=True)
+    assert lines[4] == "    :region: dfw\n"
+    del lines[4]
+    showcases.write_text("".join(lines), encoding="utf-8")
+    result = render_into(orchestrate, inventory, tmp_path)
+    assert result.code == 2
+    assert f"tenants.file: {showcases}:4: studio 2026/clearwater: missing :region" in result.err.splitlines()
+
+
+def test_unknown_region_on_the_command_line(orchestrate, tmp_path):
+    out = tmp_path / "out"
+    result = orchestrate("render", write_inventory(tmp_path), "--out", out, "--region", "xyz")
+    assert result.code == 2
+    assert "--region xyz: not a region of inventory.yml (known: ams, dfw, iad, ord)" in result.err
+    assert not out.exists()
