@@ -240,13 +240,22 @@ def parse_channel_flag(text: str, signed: bool) -> tuple[str, Channel]:
 
 def load(navigator_path: str, overrides: Overrides, environ: Mapping[str, str] | None = None) -> HubConfig:
     environ = os.environ if environ is None else environ
-    values = read_navigator(navigator_path)
     hub_path = overrides.hub_config
     if hub_path is None:
         beside = Path(navigator_path).resolve().parent / "hub.yml"
         hub_path = str(beside) if beside.exists() else None
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    readers = [lambda: read_navigator(navigator_path)]
     if hub_path is not None:
-        values.update(read_hub_options(hub_path, environ))
+        readers.append(lambda: read_hub_options(hub_path, environ))
+    for read in readers:  # both files are checked, so every problem is reported in one go
+        try:
+            values.update(read())
+        except ConfigError as error:
+            problems.extend(error.problems)
+    if problems:
+        raise ConfigError(problems)
     if overrides.port is not None:
         values["port"] = overrides.port
     if overrides.public_streams is not None:

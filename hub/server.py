@@ -271,6 +271,8 @@ class Connection(asyncio.Protocol):
         except ProtocolError as error:
             self.hub.log("protocol_error", level="warn", conn=self.number, code=error.code, error=error.reason)
             self.close_websocket(error.code, error.reason)
+            # Failing the connection (RFC 6455 7.1.7) does not wait for the client's close frame.
+            self.transport.close()  # type: ignore[union-attr]
 
     def _close_received(self, event: Close) -> None:
         if self.session is not None:

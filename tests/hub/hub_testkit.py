@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+import base64
+import http.client
+import json
+import os
+import socket
 import struct
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
 
 
 def client_frame(opcode: int, payload: bytes, *, fin: bool = True, rsv: int = 0, mask: bytes | None = b"\x11\x22\x33\x44") -> bytes:
@@ -44,3 +54,166 @@ class LogRecorder:
 
     def names(self) -> list[str]:
         return [e for e, _ in self.events]
+
+
+def wait_for(condition, timeout: float = 10.0, interval: float = 0.01, message: str = "condition"):
+    """Poll `condition` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {message}")
+        time.sleep(interval)
+
+
+class HubProcess:
+    """The hub as a real subprocess on 127.0.0.1 with a free port; its log lines are collected."""
+
+    def __init__(self, directory: Path, navigator: str, hub: str | None = None, args: tuple[str, ...] = (), env: dict[str, str] | None = None) -> None:
+        self.directory = directory
+        self.navigator_path = directory / "navigator.yml"
+        self.navigator_path.write_text(navigator)
+        if hub is not None:
+            (directory / "hub.yml").write_text(hub)
+        command = [sys.executable, "-m", "hub", "--config", str(self.navigator_path), "--port", "0", "--log-format", "json", *args]
+        self.proc = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **(env or {})},
+            cwd=directory,
+        )
+        self.lines: list[dict] = []
+        self.stderr = ""
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        listening = wait_for(lambda: self.find("listening") or self.proc.poll() is not None, message="listening")
+        if listening is True:
+            self._reader.join(5)
+            raise AssertionError(f"hub exited with {self.proc.returncode}: {self.proc.stderr.read()}")
+        self.port = listening["port"]
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(json.loads(line))
+
+    def find(self, event: str, **fields) -> dict | None:
+        for line in list(self.lines):
+            if line["event"] == event and all(line.get(k) == v for k, v in fields.items()):
+                return line
+        return None
+
+    def wait_log(self, event: str, **fields) -> dict:
+        return wait_for(lambda: self.find(event, **fields), message=f"log event {event} {fields}")
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def ws_url(self, path: str) -> str:
+        return f"ws://127.0.0.1:{self.port}{path}"
+
+    def signal(self, signum: int) -> None:
+        os.kill(self.proc.pid, signum)
+
+    def request(self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            response = conn.getresponse()
+            return response.status, response.read()
+        finally:
+            conn.close()
+
+    def broadcast(self, payload, headers: dict[str, str] | None = None, path: str = "/_broadcast") -> int:
+        return self.request("POST", path, json.dumps(payload).encode(), {"Content-Type": "application/json", **(headers or {})})[0]
+
+    def metric(self, name: str) -> float:
+        status, body = self.request("GET", "/metrics")
+        assert status == 200
+        for line in body.decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        raise AssertionError(f"metric {name} missing")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(10)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+class RawClient:
+    """A WebSocket client over a bare socket, for what real client libraries refuse to do."""
+
+    def __init__(self, port: int, path: str, subprotocol: str | None = None, rcvbuf: int | None = None) -> None:
+        self.sock = socket.socket()
+        if rcvbuf is not None:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.settimeout(10)
+        self.sock.connect(("127.0.0.1", port))
+        key = base64.b64encode(os.urandom(16)).decode()
+        protocol = f"Sec-WebSocket-Protocol: {subprotocol}\r\n" if subprotocol else ""
+        self.sock.sendall(
+            f"GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{protocol}\r\n".encode()
+        )
+        self.buffer = b""
+        while b"\r\n\r\n" not in self.buffer:
+            chunk = self.sock.recv(4096)
+            if not chunk:
+                raise ConnectionError("closed during handshake")
+            self.buffer += chunk
+        head, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
+        self.status = int(head.split(b" ", 2)[1])
+
+    def send(self, opcode: int, payload: bytes, fin: bool = True) -> None:
+        self.sock.sendall(client_frame(opcode, payload, fin=fin))
+
+    def _need(self, n: int) -> None:
+        while len(self.buffer) < n:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed")
+            self.buffer += chunk
+
+    def recv_frame(self) -> tuple[int, bytes]:
+        self._need(2)
+        opcode, length = self.buffer[0] & 0x0F, self.buffer[1] & 0x7F
+        offset = 2
+        if length == 126:
+            self._need(4)
+            length, offset = struct.unpack("!H", self.buffer[2:4])[0], 4
+        elif length == 127:
+            self._need(10)
+            length, offset = struct.unpack("!Q", self.buffer[2:10])[0], 10
+        self._need(offset + length)
+        payload = self.buffer[offset : offset + length]
+        self.buffer = self.buffer[offset + length :]
+        return opcode, payload
+
+    def recv_until_close(self) -> tuple[list[bytes], int | None]:
+        """Texts received, then the close code of the server's close frame."""
+        texts = []
+        while True:
+            opcode, payload = self.recv_frame()
+            if opcode == 0x8:
+                return texts, struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else None
+            if opcode == 0x1:
+                texts.append(payload)
+
+    def at_eof(self) -> bool:
+        """True once the server has closed the TCP connection (reset counts as closed)."""
+        try:
+            return self.sock.recv(65536) == b""
+        except ConnectionResetError:
+            return True
+
+    def close(self) -> None:
+        self.sock.close()
