@@ -82,6 +82,8 @@ _ANNOTATIONS = {"$schema", "$id", "title", "description"}
 def _type_ok(value: Any, kind: str) -> bool:
     if isinstance(value, bool) and kind in ("integer", "number"):
         return False
+    if kind == "integer" and isinstance(value, float):
+        return value.is_integer()  # JSON Schema counts 10.0 as an integer
     return isinstance(value, _TYPES[kind])
 
 
@@ -219,7 +221,10 @@ def read_hub_options(path: str, environ: Mapping[str, str]) -> dict[str, Any]:
     values["channels"] = {
         name: Channel(spec["stream"], bool(spec.get("signed", False))) for name, spec in (doc.get("channels") or {}).items()
     }
-    values["limits"] = replace(Limits(), **(doc.get("limits") or {}))
+    defaults = Limits()
+    values["limits"] = replace(
+        defaults, **{k: type(getattr(defaults, k))(v) for k, v in (doc.get("limits") or {}).items()}
+    )
     for key, target in (("signing_secret_env", "signing_secret"), ("broadcast_key_env", "broadcast_key")):
         if key in doc:
             secret = environ.get(doc[key], "")

@@ -1,0 +1,203 @@
+"""Configuration: navigator.yml, hub.yml (checked against schema/hub.schema.json), flags."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+
+import jsonschema
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hub.cable import Channel
+from hub.config import SCHEMA_PATH, ConfigError, Overrides, load, parse_channel_flag, parse_listen, schema_errors
+from hub.log import Logger
+from hub.server import Hub, _is_loopback
+
+SCHEMA = json.loads(SCHEMA_PATH.read_text())
+
+
+def write(tmp_path, navigator: str, hub: str | None = None):
+    (tmp_path / "navigator.yml").write_text(navigator)
+    if hub is not None:
+        (tmp_path / "hub.yml").write_text(hub)
+    return str(tmp_path / "navigator.yml")
+
+
+def problems(path: str, overrides: Overrides = Overrides(), environ: dict | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load(path, overrides, environ or {})
+    return info.value.problems
+
+
+def test_defaults_follow_navigator(tmp_path) -> None:
+    config = load(write(tmp_path, "server: {}\n"), Overrides(), {})
+    assert (config.port, config.health_path) == (3000, "/up")
+    assert (config.cable_enabled, config.cable_path, config.broadcast_path) == (True, "/cable", "/_broadcast")
+    assert config.hub_path is None and config.limits.max_message_bytes == 65536
+    assert config.ping_interval_seconds == 3.0 and not config.public_streams
+
+
+def test_showcase_files(tmp_path) -> None:
+    path = write(
+        tmp_path,
+        "server: {listen: 9999, health_check: {path: /up}}\n"
+        "cable: {enabled: true, path: /showcase/regions/iad/cable, broadcast_path: /_broadcast}\n",
+        "public_streams: false\nsigning_secret_env: CABLE_SIGNING_SECRET\n"
+        "channels:\n  ConfigUpdateChannel: {stream: 'config_update_{database}_{user_id}', signed: true}\n"
+        "limits: {max_message_bytes: 65536, max_connections: 10000}\n",
+    )
+    config = load(path, Overrides(), {"CABLE_SIGNING_SECRET": "abc"})
+    assert config.port == 9999 and config.cable_path == "/showcase/regions/iad/cable"
+    assert config.signing_secret == b"abc"
+    assert config.channels == {"ConfigUpdateChannel": Channel("config_update_{database}_{user_id}", True)}
+    assert config.limits.max_connections == 10000
+    assert "abc" not in repr(config)
+
+
+@pytest.mark.parametrize(("value", "port"), [(9999, 9999), ("9999", 9999), (":9999", 9999), ("0.0.0.0:80", 80), ("x", None), (True, None), (70000, None)])
+def test_listen_forms(value, port) -> None:
+    assert parse_listen(value) == port
+
+
+def test_cable_enabled_false_and_null(tmp_path) -> None:
+    assert not load(write(tmp_path, "cable: {enabled: false}\n"), Overrides(), {}).cable_enabled
+    assert load(write(tmp_path, "cable: {enabled: null}\n"), Overrides(), {}).cable_enabled
+
+
+def test_errors_name_file_and_key_path_all_at_once(tmp_path) -> None:
+    path = write(
+        tmp_path,
+        "server: {listen: abc, health_check: {path: up}}\ncable: {enabled: 'yes', path: 5}\n",
+        "channels: {lowercase: {stream: x}, Good: {stream: ''}, Other: {}}\nlimits: {output_buffer_bytes: 10}\nping_interval_seconds: 0\n",
+    )
+    found = problems(path)
+    hub_yml = str(tmp_path / "hub.yml")
+    assert found == sorted(found)
+    for expected in [
+        f"{path}: server.listen: expected a port number, got \"abc\"",
+        f"{path}: server.health_check.path: expected a path starting with /, got \"up\"",
+        f"{path}: cable.enabled: expected boolean, got \"yes\"",
+        f"{path}: cable.path: expected a path starting with /, got 5",
+        f"{hub_yml}: channels.lowercase: invalid name, must match ^[A-Z][A-Za-z0-9_]*(::[A-Z][A-Za-z0-9_]*)*$",
+        f"{hub_yml}: channels.Good.stream: shorter than 1",
+        f"{hub_yml}: channels.Other: missing required key 'stream'",
+        f"{hub_yml}: limits.output_buffer_bytes: must be >= 4096, got 10",
+        f"{hub_yml}: ping_interval_seconds: must be > 0, got 0",
+    ]:
+        assert expected in found
+
+
+def test_integral_floats_count_as_integers_and_become_ints(tmp_path) -> None:
+    path = write(tmp_path, "{}\n", "limits: {max_connections: 10.0, handshake_timeout_seconds: 2}\n")
+    limits = load(path, Overrides(), {}).limits
+    assert limits.max_connections == 10 and isinstance(limits.max_connections, int)
+    assert limits.handshake_timeout_seconds == 2.0 and isinstance(limits.handshake_timeout_seconds, float)
+
+
+def test_invalid_yaml_and_missing_files(tmp_path) -> None:
+    path = write(tmp_path, "server: [oops\n")
+    assert any("invalid YAML" in p for p in problems(path))
+    assert problems(str(tmp_path / "absent.yml"))[0].startswith(f"{tmp_path}/absent.yml: cannot read")
+    good = write(tmp_path, "server: {}\n")
+    assert "cannot read" in problems(good, Overrides(hub_config=str(tmp_path / "nope.yml")))[0]
+
+
+def test_secret_env_must_be_set_and_is_never_in_messages(tmp_path) -> None:
+    path = write(tmp_path, "{}\n", "signing_secret_env: MY_SECRET\nbroadcast_key_env: MY_KEY\n")
+    found = problems(path, environ={"MY_KEY": "super-secret"})
+    assert found == [f"{tmp_path}/hub.yml: signing_secret_env: environment variable MY_SECRET is not set"]
+    config = load(path, Overrides(), {"MY_SECRET": "s", "MY_KEY": "super-secret"})
+    assert config.broadcast_key == b"super-secret" and "super-secret" not in repr(config)
+
+
+def test_flags_override_files(tmp_path) -> None:
+    path = write(tmp_path, "server: {listen: 9999}\n", "public_streams: false\nchannels: {A: {stream: a}}\n")
+    overrides = Overrides(host="0.0.0.0", port=0, public_streams=True, channels=(parse_channel_flag("B=b-{x}", True),))
+    config = load(path, overrides, {})
+    assert (config.host, config.port, config.public_streams) == ("0.0.0.0", 0, True)
+    assert config.channels == {"A": Channel("a"), "B": Channel("b-{x}", True)}
+
+
+@pytest.mark.parametrize("text", ["noequals", "lower=x", "A=", "=x"])
+def test_bad_channel_flags(text) -> None:
+    with pytest.raises(ConfigError):
+        parse_channel_flag(text, False)
+
+
+# The hub checks hub.yml with its own small validator; jsonschema is the oracle here.
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-10, 100000),
+    st.floats(-1, 100, allow_nan=False),
+    st.sampled_from([4096.0, 0.5, 65536.0]),
+    st.text(max_size=8),
+)
+channel_specs = st.one_of(
+    scalars,
+    st.fixed_dictionaries({}, optional={"stream": scalars, "signed": scalars, "extra": scalars}),
+)
+hub_docs = st.one_of(
+    scalars,
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "public_streams": scalars,
+            "signing_secret_env": st.one_of(scalars, st.sampled_from(["SECRET", "lower", "A_1"])),
+            "broadcast_key_env": scalars,
+            "channels": st.one_of(scalars, st.dictionaries(st.sampled_from(["Ok", "Mod::Ok", "bad", "9x", "A::"]), channel_specs, max_size=3)),
+            "limits": st.one_of(
+                scalars,
+                st.dictionaries(
+                    st.sampled_from(["max_message_bytes", "max_connections", "handshake_timeout_seconds", "output_buffer_bytes", "nope"]),
+                    scalars,
+                    max_size=3,
+                ),
+            ),
+            "ping_interval_seconds": scalars,
+            "unknown": scalars,
+        },
+    ),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(doc=hub_docs)
+def test_own_validator_agrees_with_jsonschema(doc) -> None:
+    assert (schema_errors(doc, SCHEMA) == []) == jsonschema.Draft202012Validator(SCHEMA).is_valid(doc)
+
+
+def test_loopback_detection() -> None:
+    assert _is_loopback(("127.0.0.1", 5)) and _is_loopback(("::1", 5, 0, 0)) and _is_loopback(("::ffff:127.0.0.1", 1, 0, 0))
+    assert not _is_loopback(("192.0.2.7", 5)) and not _is_loopback(None) and not _is_loopback(("::ffff:10.0.0.1", 1, 0, 0))
+
+
+def test_broadcast_auth(tmp_path) -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        open_config = load(write(tmp_path, "{}\n"), Overrides(), {})
+        hub = Hub(open_config, Overrides(), Logger(stream=io.StringIO()), loop)
+        assert hub.broadcast_auth([], ("127.0.0.1", 1)) == 0
+        assert hub.broadcast_auth([], ("192.0.2.7", 1)) == 403
+        keyed = load(write(tmp_path, "{}\n", "broadcast_key_env: K\n"), Overrides(), {"K": "key"})
+        hub = Hub(keyed, Overrides(), Logger(stream=io.StringIO()), loop)
+        assert hub.broadcast_auth([(b"authorization", b"Bearer key")], ("192.0.2.7", 1)) == 0
+        assert hub.broadcast_auth([(b"authorization", b"bearer key")], ("192.0.2.7", 1)) == 0
+        assert hub.broadcast_auth([(b"authorization", b"Bearer nope")], ("127.0.0.1", 1)) == 401
+        assert hub.broadcast_auth([], ("127.0.0.1", 1)) == 401
+    finally:
+        loop.close()
+
+
+def test_log_formats() -> None:
+    out = io.StringIO()
+    Logger("json", out)("listening", host="127.0.0.1", port=5)
+    record = json.loads(out.getvalue())
+    assert (record["event"], record["level"], record["port"]) == ("listening", "info", 5)
+    out = io.StringIO()
+    Logger("text", out)("ignored", level="warn", why="malformed JSON", n=1)
+    line = out.getvalue()
+    assert line.endswith(' level=warn event=ignored why="malformed JSON" n=1\n') and line.count("\n") == 1
