@@ -24,6 +24,10 @@ class BroadcastCatcher(ThreadingHTTPServer):
         self.requests: list[tuple[str, dict[str, str], bytes]] = []
         super().__init__(("127.0.0.1", 0), _CatchHandler)
 
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/_broadcast"
+
 
 class _CatchHandler(BaseHTTPRequestHandler):
     server: BroadcastCatcher
@@ -56,22 +60,23 @@ def rendered_rails_dir(orchestrate, tmp_path: Path, inventory: Path = SHOWCASE_I
 
 
 def broadcast(rails_dir: Path, env: dict[str, str], stream: str, message: object) -> subprocess.CompletedProcess[str]:
+    """Run one Rails broadcast through the rendered settings; the process must succeed."""
     ruby = shutil.which("ruby")
     assert ruby, "ruby is missing: run scripts/setup-env test (installs ruby-actioncable)"
-    return subprocess.run(
+    result = subprocess.run(
         [ruby, str(BROADCAST_SCRIPT), str(rails_dir), stream, json.dumps(message)],
         env={"PATH": os.environ["PATH"], **env},
         capture_output=True,
         text=True,
         timeout=60,
     )
+    assert result.returncode == 0, result.stderr
+    return result
 
 
 def test_rails_broadcast_reaches_the_broadcast_path_as_stream_and_data(orchestrate, tmp_path, catcher):
     rails_dir = rendered_rails_dir(orchestrate, tmp_path)
-    url = f"http://127.0.0.1:{catcher.server_address[1]}/_broadcast"
-    result = broadcast(rails_dir, {"TURBO_CABLE_BROADCAST_URL": url}, "current-heat-2025-boston", {"heat": 12})
-    assert result.returncode == 0, result.stderr
+    result = broadcast(rails_dir, {"TURBO_CABLE_BROADCAST_URL": catcher.url}, "current-heat-2025-boston", {"heat": 12})
     assert "adapter=ActionCable::SubscriptionAdapter::HttpBroadcast" in result.stdout
     assert "result=true" in result.stdout
     ((path, headers, body),) = catcher.requests
@@ -91,10 +96,8 @@ def test_broadcast_key_from_the_named_environment_variable(orchestrate, tmp_path
         encoding="utf-8",
     )
     rails_dir = rendered_rails_dir(orchestrate, tmp_path, inventory)
-    url = f"http://127.0.0.1:{catcher.server_address[1]}/_broadcast"
-    env = {"TURBO_CABLE_BROADCAST_URL": url, "CABLE_BROADCAST_KEY": "k3y-from-env"}
-    result = broadcast(rails_dir, env, "live-scores-2025-boston", "plain text")
-    assert result.returncode == 0, result.stderr
+    env = {"TURBO_CABLE_BROADCAST_URL": catcher.url, "CABLE_BROADCAST_KEY": "k3y-from-env"}
+    broadcast(rails_dir, env, "live-scores-2025-boston", "plain text")
     ((_, headers, body),) = catcher.requests
     assert headers["Authorization"] == "Bearer k3y-from-env"
     assert json.loads(body) == {"stream": "live-scores-2025-boston", "data": '"plain text"'}
@@ -103,8 +106,6 @@ def test_broadcast_key_from_the_named_environment_variable(orchestrate, tmp_path
 @pytest.mark.parametrize("catcher", [403], indirect=True)
 def test_refused_broadcast_is_logged_not_raised(orchestrate, tmp_path, catcher):
     rails_dir = rendered_rails_dir(orchestrate, tmp_path)
-    url = f"http://127.0.0.1:{catcher.server_address[1]}/_broadcast"
-    result = broadcast(rails_dir, {"TURBO_CABLE_BROADCAST_URL": url}, "s", {"n": 1})
-    assert result.returncode == 0, result.stderr
+    result = broadcast(rails_dir, {"TURBO_CABLE_BROADCAST_URL": catcher.url}, "s", {"n": 1})
     assert "result=false" in result.stdout
-    assert f"[http_broadcast] {url} answered 403 for stream s" in result.stderr
+    assert f"[http_broadcast] {catcher.url} answered 403 for stream s" in result.stderr
