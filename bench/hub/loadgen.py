@@ -223,7 +223,9 @@ class Bench:
     async def measure_fanout(self, count: int, timeout: float, seq_base: int) -> dict[str, object]:
         samples: list[float] = []
         incomplete = 0
-        for index in range(count):
+        # One unmeasured broadcast first: the first write to fresh sockets allocates.
+        await self.broadcast_once(seq_base, timeout)
+        for index in range(1, count + 1):
             elapsed = await self.broadcast_once(seq_base + index, timeout)
             if elapsed is None:
                 incomplete += 1

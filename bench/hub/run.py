@@ -14,6 +14,7 @@ import platform
 import resource
 import shlex
 import signal
+import statistics
 import socket
 import subprocess
 import sys
@@ -164,6 +165,52 @@ def measure(server: Server, broadcasts: int) -> dict[str, Any]:
         stop(process)
 
 
+def median_of(values: list[float]) -> float:
+    return round(statistics.median(values), 2)
+
+
+def combine_levels(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    levels = []
+    for index, first in enumerate(runs[0]["levels"]):
+        entries = [run["levels"][index] for run in runs]
+        fanouts = [entry["fanout"] for entry in entries]
+        complete = [fanout for fanout in fanouts if "p50_ms" in fanout]
+        fanout: dict[str, Any] = {
+            "broadcasts": first["fanout"]["broadcasts"],
+            "incomplete": sum(fanout["incomplete"] for fanout in fanouts),
+            "p50_ms_per_round": [fanout.get("p50_ms") for fanout in fanouts],
+        }
+        if complete:
+            fanout |= {key: median_of([f[key] for f in complete]) for key in ("p50_ms", "p99_ms", "min_ms", "max_ms")}
+        levels.append(
+            {
+                "clients": first["clients"],
+                **{
+                    key: median_of([entry[key] for entry in entries])
+                    for key in ("rss_kb", "kb_per_connection", "connect_rate_per_s", "rss_after_fanout_kb")
+                },
+                "fanout": fanout,
+            }
+        )
+    return levels
+
+
+def combine(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians over the rounds that worked; the per-round results stay in the report."""
+    ok = [entry for entry in entries if "error" not in entry]
+    head = {key: entries[0][key] for key in ("title", "command", "note")}
+    errors = [entry["error"] for entry in entries if "error" in entry]
+    if not ok:
+        return head | {"error": "; ".join(errors), "rounds": entries}
+    return head | {
+        "rounds_ok": len(ok),
+        "errors": errors,
+        "idle_rss_kb": median_of([entry["idle_rss_kb"] for entry in ok]),
+        "levels": combine_levels(ok),
+        "rounds": entries,
+    }
+
+
 def machine() -> dict[str, Any]:
     cpuinfo = Path("/proc/cpuinfo").read_text()
     model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")), "?")
@@ -193,7 +240,7 @@ def p50(result: dict[str, Any], clients: int) -> float | None:
     return entry["fanout"].get("p50_ms") if entry and not entry["fanout"]["incomplete"] else None
 
 
-def target(name: str, value: str, met: bool | None) -> dict[str, Any]:
+def target(name: str, value: str, met: bool | str | None) -> dict[str, Any]:
     return {"target": name, "measured": value, "met": met}
 
 
@@ -217,6 +264,10 @@ def targets(servers: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     rows.append(target("Action Cable RSS / hub RSS >= 10 (5k)",
                        f"{cable5['rss_kb'] / MB:.1f} MB / {hub5['rss_kb'] / MB:.1f} MB = {memory:.1f}x" if memory else "not measured",
                        memory >= 10 if memory else None))
+    per_connection = cable5["kb_per_connection"] / hub5["kb_per_connection"] if hub5 and cable5 else None
+    rows.append(target("(for information) Action Cable KB/conn / hub KB/conn (5k)",
+                       f"{cable5['kb_per_connection']} KB / {hub5['kb_per_connection']} KB = {per_connection:.1f}x"
+                       if per_connection else "not measured", "info"))
     hub_p50_5k, cable_p50_5k = p50(hub, 5000), p50(cable, 5000)
     speed = cable_p50_5k / hub_p50_5k if hub_p50_5k and cable_p50_5k else None
     rows.append(target("Action Cable fan-out p50 / hub p50 >= 10 (5k)",
@@ -233,36 +284,45 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         "Machine: " + ", ".join(f"{key} {value}" for key, value in report["machine"].items()) + ".",
         "",
-        "Servers ran one after the other on CPU 0; the load generator (raw-socket asyncio Action Cable",
-        "clients, one process) on CPU 1. RSS is VmRSS of the server and its child processes. KB per",
-        "connection is (RSS at N - idle RSS) / N. Connect rate is connections + confirmed subscriptions",
-        "per second while growing to N. Fan-out is the time from sending the POST until every one of the",
-        f"N clients has the message, over {report['broadcasts']} sequential broadcasts (nearest-rank",
-        "percentiles, so p99 is the slowest one). The load generator's own per-message cost is part of",
-        "every fan-out figure, the same for all three servers. MB means MiB.",
+        "Servers ran one at a time on CPU 0, the load generator (one process of raw-socket asyncio",
+        "Action Cable clients) on CPU 1. The hub and the floor ran in alternating rounds"
+        f" ({report['rounds']['hub']} each; Action Cable {report['rounds']['actioncable']});",
+        "every figure below is the median over the rounds, with the p50 of each round shown too.",
+        "RSS is VmRSS of the server and its child processes once all N clients are subscribed;",
+        "KB per connection is (RSS at N - idle RSS) / N. Connect rate is connections + confirmed",
+        "subscriptions per second while growing to N (128 handshakes in flight). Fan-out is the time",
+        "from sending the POST until every one of the N clients has the message, over"
+        f" {report['broadcasts']} sequential broadcasts after one",
+        "unmeasured warm-up (nearest-rank percentiles, so p99 is the slowest). The load generator's own",
+        "per-message cost is part of every fan-out figure. The hub and Action Cable also send their",
+        "3-second pings to every client during the measurement; the floor sends none. MB means MiB.",
+        "The Action Cable baseline is a bare rack app with only action_cable loaded, so its idle RSS",
+        "is far below a real Rails app's cable process (138-153 MB in production).",
         "",
         "## Targets",
         "",
         "| target | measured | met |",
         "|---|---|---|",
     ]
-    verdict = {True: "met", False: "**not met**", None: "not measured"}
+    verdict = {True: "met", False: "**not met**", None: "not measured", "info": "-"}
     lines += [f"| {row['target']} | {row['measured']} | {verdict[row['met']]} |" for row in report["targets"]]
     lines += ["", "## Results", "",
-              "| server | clients | RSS MB | KB/conn | connect/s | fan-out p50 ms | p99 ms | RSS after fan-out MB |",
-              "|---|---|---|---|---|---|---|---|"]
+              "| server | clients | RSS MB | KB/conn | connect/s | fan-out p50 ms | p99 ms | p50 per round | RSS after fan-out MB |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for name, result in report["servers"].items():
         if "error" in result:
-            lines.append(f"| {result['title']} | error: {result['error']} | | | | | | |")
+            lines.append(f"| {result['title']} | error: {result['error']} | | | | | | | |")
             continue
-        lines.append(f"| {result['title']} | 0 (idle) | {result['idle_rss_kb'] / MB:.1f} | | | | | |")
+        lines.append(f"| {result['title']} | 0 (idle) | {result['idle_rss_kb'] / MB:.1f} | | | | | | |")
+        lines += [f"| {name} | error in one round: {error} | | | | | | | |" for error in result["errors"]]
         for entry in result["levels"]:
             fanout = entry["fanout"]
             incomplete = f" ({fanout['incomplete']} incomplete)" if fanout["incomplete"] else ""
             lines.append(
                 f"| {name} | {entry['clients']} | {entry['rss_kb'] / MB:.1f} | {entry['kb_per_connection']} "
                 f"| {entry['connect_rate_per_s']:.0f} | {fanout.get('p50_ms', '-')}{incomplete} "
-                f"| {fanout.get('p99_ms', '-')} | {entry['rss_after_fanout_kb'] / MB:.1f} |"
+                f"| {fanout.get('p99_ms', '-')} | {' / '.join(map(str, fanout['p50_ms_per_round']))} "
+                f"| {entry['rss_after_fanout_kb'] / MB:.1f} |"
             )
     notes = [f"- {result['title']}: {result['note']}" for result in report["servers"].values() if result.get("note")]
     if notes:
@@ -277,7 +337,9 @@ def main() -> None:
     parser.add_argument("--servers", default="floor,hub,actioncable", help="comma-separated, in run order")
     parser.add_argument("--levels", default="1000,5000,10000")
     parser.add_argument("--actioncable-levels", help="levels for Action Cable (default: --levels)")
-    parser.add_argument("--broadcasts", type=int, default=20)
+    parser.add_argument("--broadcasts", type=int, default=20, help="measured broadcasts per level")
+    parser.add_argument("--rounds", type=int, default=3, help="runs of the hub and the floor (medians are reported)")
+    parser.add_argument("--actioncable-rounds", type=int, default=1)
     args = parser.parse_args()
     if len(os.sched_getaffinity(0)) < 2:
         sys.exit("needs two CPUs: servers on CPU 0, the load generator on CPU 1")
@@ -292,14 +354,23 @@ def main() -> None:
         "actioncable": lambda: actioncable_server(cable_levels, cap_note),
         "floor": lambda: floor_server(levels),
     }
+    rounds = {"hub": args.rounds, "floor": args.rounds, "actioncable": args.actioncable_rounds}
+    names = args.servers.split(",")
     started = datetime.now(timezone.utc)
-    servers = {name: measure(factories[name](), args.broadcasts) for name in args.servers.split(",")}
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    # Rounds alternate the servers, so slow drift of the (virtual) machine hits all of them.
+    for round_index in range(max(rounds[name] for name in names)):
+        for name in names:
+            if round_index < rounds[name]:
+                runs[name].append(measure(factories[name](), args.broadcasts))
+    servers = {name: combine(entries) for name, entries in runs.items()}
     report = {
         "started_at": started.isoformat(timespec="seconds"),
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": shlex.join([".venv/bin/python", "bench/hub/run.py", *sys.argv[1:]]),
         "machine": machine(),
         "broadcasts": args.broadcasts,
+        "rounds": rounds,
         "servers": servers,
         "targets": targets(servers),
     }
