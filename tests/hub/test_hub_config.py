@@ -201,3 +201,37 @@ def test_log_formats() -> None:
     Logger("text", out)("ignored", level="warn", why="malformed JSON", n=1)
     line = out.getvalue()
     assert line.endswith(' level=warn event=ignored why="malformed JSON" n=1\n') and line.count("\n") == 1
+
+
+class FakeConnection:
+    def __init__(self, seen: float) -> None:
+        self.seen = seen
+        self.number = 1
+        self.frames: list[bytes] = []
+        self.closed_with: tuple | None = None
+
+    def send_frame(self, frame: bytes) -> None:
+        self.frames.append(frame)
+
+    def close_websocket(self, *args) -> None:
+        self.closed_with = args
+
+
+def test_one_shared_timer_pings_everyone_and_drops_silent_navigator_clients(tmp_path) -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        hub = Hub(load(write(tmp_path, "{}\n"), Overrides(), {}), Overrides(), Logger(stream=io.StringIO()), loop)
+        now = loop.time()
+        cable, alive, silent = FakeConnection(now), FakeConnection(now - 1), FakeConnection(now - 61)
+        hub.cable.add(cable)
+        hub.navigator.update((alive, silent))
+        hub._ping()
+        hub._last_navigator_ping -= 31
+        hub._ping()
+        pings = [json.loads(f[2:]) for f in cable.frames]
+        assert [p["type"] for p in pings] == ["ping", "ping"]
+        assert pings[1]["message"] > pings[0]["message"]
+        assert alive.frames == [b'\x81\x0f{"type":"ping"}'] and alive.closed_with is None
+        assert silent.frames == [] and silent.closed_with == (1001, "no pong")
+    finally:
+        loop.close()

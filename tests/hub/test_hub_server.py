@@ -63,6 +63,12 @@ def showcase(start_hub):
     return start_hub(hub=SHOWCASE_HUB, env={"HUB_TEST_SECRET": SECRET})
 
 
+def test_the_hub_process_never_loads_tls_or_openssl(showcase) -> None:
+    maps = open(f"/proc/{showcase.proc.pid}/maps").read()
+    assert "_ssl" not in maps and "libssl" not in maps
+    assert "_hashlib" not in maps and "libcrypto" not in maps
+
+
 # --- HTTP -----------------------------------------------------------------------------
 
 
