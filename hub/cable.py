@@ -12,7 +12,6 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs
 
 from . import signing
 from .streams import NAVIGATOR, StreamRegistry, Subscriber, dumps
@@ -109,7 +108,12 @@ def fill(template: str, params: dict[str, Any], query: str) -> tuple[str | None,
     names = _PLACEHOLDER.findall(template)
     if not names:
         return template, ""
-    from_query = parse_qs(query) if query else {}
+    from_query: dict[str, list[str]] = {}
+    if query:
+        # Imported on first use: most deployments never need it, and it costs resident memory for good.
+        from urllib.parse import parse_qs
+
+        from_query = parse_qs(query)
     values: dict[str, str] = {}
     for name in names:
         value = _param_text(params.get(name))

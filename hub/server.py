@@ -287,9 +287,14 @@ class Connection(asyncio.Protocol):
             transport.write(frame)
 
     def send_frame(self, frame: bytes) -> None:
-        """Deliver to an open WebSocket; frames for a closing one are dropped."""
+        """Deliver to an open WebSocket; frames for a closing one are dropped.
+
+        The fan-out hot path: an open session implies an open transport, since every
+        path that closes the transport ends the session first.
+        """
         if self.session is not None:
-            self._write(frame)
+            self.hub.bytes_sent += len(frame)
+            self.transport.write(frame)  # type: ignore[union-attr]
 
     def _end_session(self) -> None:
         session = self.session

@@ -16,7 +16,7 @@ from hub.config import SCHEMA_PATH, ConfigError, Overrides, load, parse_channel_
 from hub.log import Logger
 from hub.server import Hub, _is_loopback
 
-SCHEMA = json.loads(SCHEMA_PATH.read_text())
+SCHEMA = json.loads(open(SCHEMA_PATH).read())
 
 
 def write(tmp_path, navigator: str, hub: str | None = None):
