@@ -43,7 +43,7 @@ class HttpState:
     def __init__(self, timer: asyncio.TimerHandle) -> None:
         self.conn = h11.Connection(h11.SERVER)
         self.request: h11.Request | None = None
-        self.body: list[bytes] = []
+        self.body: list[bytes] | None = None
         self.body_size = 0
         self.timer = timer
 
@@ -82,7 +82,9 @@ class Connection(asyncio.Protocol):
             self._ws_received(data)
 
     def eof_received(self) -> bool | None:
-        return None  # close our side too
+        if self.session is not None:
+            self._end_session()
+        return None  # the transport closes our side too
 
     def pause_writing(self) -> None:
         if self.session is not None:
@@ -123,10 +125,14 @@ class Connection(asyncio.Protocol):
                     return
                 if isinstance(event, h11.Request):
                     http.request = event
-                    http.body = []
+                    is_broadcast = event.target.split(b"?", 1)[0] == self.hub.broadcast_path
+                    http.body = [] if is_broadcast else None
                     http.body_size = 0
-                    self._request_started(event)
+                    if is_broadcast:
+                        self._broadcast_started(event)
                 elif isinstance(event, h11.Data):
+                    if http.body is None:
+                        continue  # only a broadcast's body is read
                     http.body_size += len(event.data)
                     if http.body_size > self.hub.config.limits.max_broadcast_bytes:
                         self.hub.failed_broadcasts += 1
@@ -145,12 +151,9 @@ class Connection(asyncio.Protocol):
             else:
                 self.transport.abort()  # type: ignore[union-attr]
 
-    def _request_started(self, request: h11.Request) -> None:
-        """Answer early what can be answered from the head alone (the body may be large or unwanted)."""
+    def _broadcast_started(self, request: h11.Request) -> None:
+        """Refuse from the head alone what must not be read (the body may be large or unwanted)."""
         hub = self.hub
-        path = request.target.split(b"?", 1)[0]
-        if path != hub.broadcast_path:
-            return
         if request.method != b"POST":
             self._respond(405, b"method not allowed\n", [(b"allow", b"POST")])
             return
@@ -177,7 +180,7 @@ class Connection(asyncio.Protocol):
         if path == hub.cable_path:
             self._upgrade(request, query)
         elif path == hub.broadcast_path:
-            status, body = hub.handle_broadcast(b"".join(http.body))
+            status, body = hub.handle_broadcast(b"".join(http.body or ()))
             self._respond(status, body)
         elif request.method not in (b"GET", b"HEAD"):
             self._respond(404, b"not found\n")
