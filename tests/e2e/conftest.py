@@ -1,5 +1,10 @@
 """Fixtures for end-to-end tests: the hub (or Rails Action Cable) as a real
-subprocess on 127.0.0.1, driven by real Node clients from tests/node."""
+subprocess on 127.0.0.1, driven by real Node clients from tests/node.
+
+    npm ci --prefix tests/node && .venv/bin/python -m pytest tests/e2e
+
+Needs node + npm, and for the Rails baseline the Debian packages puma and
+ruby-actioncable."""
 
 from __future__ import annotations
 

@@ -157,7 +157,12 @@ def hub_options() -> dict[str, Any]:
     return {
         "public_streams": True,
         "signing_secret_env": SECRET_ENV,
-        "channels": {"CurrentHeatChannel": {"stream": "current-heat-{database}"}},
+        "channels": {
+            "CurrentHeatChannel": {"stream": "current-heat-{database}"},
+            # Showcase's ScoresChannel has no params: the database comes from the URL's query.
+            "ScoresChannel": {"stream": "live-scores-{database}"},
+            "OfflinePlaylistChannel": {"stream": "offline_playlist_{database}_{user}", "signed": True},
+        },
         "ping_interval_seconds": 3,
         "limits": {"shutdown_timeout_seconds": 5},
     }

@@ -126,3 +126,39 @@ def test_navigator_protocol_round_trip(hub: Hub, node_client: StartClient) -> No
     [received] = client.named("received")
     assert received["stream"] == "live-scores-2025-boston"
     assert received["data"] == "scores updated"
+
+
+def test_official_client_showcase_channels(hub: Hub, node_client: StartClient) -> None:
+    playlist = "offline_playlist_2025-boston_7"
+    turbo = {"channel": "Turbo::StreamsChannel", "signed_stream_name": sign_stream("heats:2025-boston", SECRET)}
+    scores = {"channel": "ScoresChannel"}
+    signed_playlist = {
+        "channel": "OfflinePlaylistChannel", "database": "2025-boston", "user": 7,
+        "signed_stream_name": sign_stream(playlist, SECRET),
+    }
+    unsigned_playlist = {"channel": "OfflinePlaylistChannel", "database": "2025-boston", "user": 8}
+    unknown = {"channel": "NoSuchChannel"}
+    client = rails_client(
+        node_client, hub, url=hub.cable_url + "?database=2025-boston",
+        subscriptions=[turbo, scores, signed_playlist, unsigned_playlist, unknown], expect=3,
+    )
+    client.wait_for(
+        lambda events: sum(e["event"] in ("subscribed", "rejected") for e in events) == 5,
+        timeout=15,
+        what="all five subscriptions answered",
+    )
+    assert {e["identifier"] for e in client.named("subscribed")} == {
+        identifier(turbo), identifier(scores), identifier(signed_playlist)
+    }
+    assert {e["identifier"] for e in client.named("rejected")} == {identifier(unsigned_playlist), identifier(unknown)}
+
+    broadcast(hub.port, "heats:2025-boston", '<turbo-stream action="replace" target="heat"></turbo-stream>')
+    broadcast(hub.port, "live-scores-2025-boston", '{"scores": [1, 2]}')
+    broadcast(hub.port, "offline_playlist_2025-boston_8", '{"leak": true}')
+    broadcast(hub.port, playlist, '{"playlist": "ready"}')
+
+    assert client.wait_exit(timeout=15)["reason"] == "done"
+    assert received_by(client, turbo) == ['<turbo-stream action="replace" target="heat"></turbo-stream>']
+    assert received_by(client, scores) == [{"scores": [1, 2]}]
+    assert received_by(client, signed_playlist) == [{"playlist": "ready"}]
+    assert len(client.named("received")) == 3
