@@ -162,3 +162,17 @@ def test_official_client_showcase_channels(hub: Hub, node_client: StartClient) -
     assert received_by(client, scores) == [{"scores": [1, 2]}]
     assert received_by(client, signed_playlist) == [{"playlist": "ready"}]
     assert len(client.named("received")) == 3
+
+
+def test_official_client_stays_connected_on_pings(hub: Hub, node_client: StartClient) -> None:
+    # The consumer reopens a connection that was silent for 6 s; pings every 3 s
+    # must keep one socket alive well past two such thresholds.
+    client = rails_client(node_client, hub, subscriptions=[PUBLIC], stay=14)
+    assert client.wait_exit(timeout=20)["reason"] == "stayed"
+    assert len(client.named("socket_open_attempt")) == 1
+    assert client.named("disconnected") == []
+    [welcome] = client.named("welcome")
+    assert welcome["sid"], "welcome carries a session id"
+    pings = [event["message"] for event in client.named("ping")]
+    assert len(pings) >= 4
+    assert pings == sorted(pings) and len(set(pings)) == len(pings), pings

@@ -6,6 +6,7 @@
 //   expect         exit 0 once this many messages were received in total (optional)
 //   linger         after a disconnect without reconnect, watch this many seconds for
 //                  further socket attempts, then exit 0
+//   stay           exit 0 after this many seconds (to watch a connection stay up)
 //   deadline       exit 1 after this many seconds (default 60)
 const WebSocket = require('ws')
 const ActionCable = require('@rails/actioncable')
@@ -29,12 +30,19 @@ class CountingWebSocket extends WebSocket {
     this.on('upgrade', (response) => {
       emit('handshake', { protocol: response.headers['sec-websocket-protocol'] || null })
     })
+    this.on('message', (raw) => {
+      const message = JSON.parse(raw.toString())
+      if (message.type === 'ping') emit('ping', { message: message.message })
+      else if (message.type === 'welcome') emit('welcome', { sid: message.sid || null })
+    })
     this.on('close', (code, reason) => {
       emit('socket_closed', { code, reason: reason.toString() })
     })
   }
 }
 ActionCable.adapters.WebSocket = CountingWebSocket
+
+if (config.stay) setTimeout(() => finish('stayed'), config.stay * 1000)
 
 const consumer = ActionCable.createConsumer(config.url)
 let received = 0
