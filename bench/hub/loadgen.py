@@ -42,6 +42,18 @@ def rss_kb(pid: int) -> int:
     return total
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of `pid` (all its threads) plus its descendants."""
+    ticks = 0
+    for member in [pid, *descendants(pid)]:
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def descendants(pid: int) -> list[int]:
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
@@ -225,13 +237,20 @@ class Bench:
         incomplete = 0
         # One unmeasured broadcast first: the first write to fresh sockets allocates.
         await self.broadcast_once(seq_base, timeout)
+        cpu_before = cpu_seconds(self.server_pid)
         for index in range(1, count + 1):
             elapsed = await self.broadcast_once(seq_base + index, timeout)
             if elapsed is None:
                 incomplete += 1
             else:
                 samples.append(elapsed * 1000)
-        result: dict[str, object] = {"broadcasts": count, "incomplete": incomplete}
+        # Less sensitive to a noisy (virtual) machine than wall time; includes the server's pings.
+        server_cpu_ms = (cpu_seconds(self.server_pid) - cpu_before) * 1000 / count
+        result: dict[str, object] = {
+            "broadcasts": count,
+            "incomplete": incomplete,
+            "server_cpu_ms_per_broadcast": round(server_cpu_ms, 2),
+        }
         if samples:
             result |= {
                 "p50_ms": round(percentile(samples, 0.50), 2),

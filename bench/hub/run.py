@@ -182,6 +182,7 @@ def combine_levels(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         }
         if complete:
             fanout |= {key: median_of([f[key] for f in complete]) for key in ("p50_ms", "p99_ms", "min_ms", "max_ms")}
+        fanout["server_cpu_ms_per_broadcast"] = median_of([f["server_cpu_ms_per_broadcast"] for f in fanouts])
         levels.append(
             {
                 "clients": first["clients"],
@@ -240,6 +241,11 @@ def p50(result: dict[str, Any], clients: int) -> float | None:
     return entry["fanout"].get("p50_ms") if entry and not entry["fanout"]["incomplete"] else None
 
 
+def cpu_per_broadcast(result: dict[str, Any], clients: int) -> float | None:
+    entry = level(result, clients)
+    return entry["fanout"].get("server_cpu_ms_per_broadcast") if entry else None
+
+
 def target(name: str, value: str, met: bool | str | None) -> dict[str, Any]:
     return {"target": name, "measured": value, "met": met}
 
@@ -259,6 +265,10 @@ def targets(servers: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     rows.append(target("hub fan-out p50 within 1.2x of the floor (10k)",
                        f"{hub_p50} ms vs {floor_p50} ms = {ratio:.2f}x" if ratio else "not measured",
                        ratio <= 1.2 if ratio else None))
+    hub_cpu, floor_cpu = cpu_per_broadcast(hub, 10000), cpu_per_broadcast(floor, 10000)
+    rows.append(target("(for information) server CPU per broadcast, hub / floor (10k)",
+                       f"{hub_cpu} ms / {floor_cpu} ms = {hub_cpu / floor_cpu:.2f}x" if hub_cpu and floor_cpu
+                       else "not measured", "info"))
     hub5, cable5 = level(hub, 5000), level(cable, 5000)
     memory = cable5["rss_kb"] / hub5["rss_kb"] if hub5 and cable5 else None
     rows.append(target("Action Cable RSS / hub RSS >= 10 (5k)",
@@ -273,6 +283,10 @@ def targets(servers: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     rows.append(target("Action Cable fan-out p50 / hub p50 >= 10 (5k)",
                        f"{cable_p50_5k} ms / {hub_p50_5k} ms = {speed:.1f}x" if speed else "not measured",
                        speed >= 10 if speed else None))
+    cable_cpu, hub_cpu_5k = cpu_per_broadcast(cable, 5000), cpu_per_broadcast(hub, 5000)
+    rows.append(target("(for information) server CPU per broadcast, Action Cable / hub (5k)",
+                       f"{cable_cpu} ms / {hub_cpu_5k} ms = {cable_cpu / hub_cpu_5k:.1f}x" if cable_cpu and hub_cpu_5k
+                       else "not measured", "info"))
     return rows
 
 
@@ -295,7 +309,9 @@ def markdown(report: dict[str, Any]) -> str:
         f" {report['broadcasts']} sequential broadcasts after one",
         "unmeasured warm-up (nearest-rank percentiles, so p99 is the slowest). The load generator's own",
         "per-message cost is part of every fan-out figure. The hub and Action Cable also send their",
-        "3-second pings to every client during the measurement; the floor sends none. MB means MiB.",
+        "3-second pings to every client during the measurement; the floor sends none. Server CPU per",
+        "broadcast is the server's user + system CPU time over the measured broadcasts divided by their",
+        "number (pings included); on this shared virtual machine it varies less than wall time. MB means MiB.",
         "The Action Cable baseline is a bare rack app with only action_cable loaded, so its idle RSS",
         "is far below a real Rails app's cable process (138-153 MB in production).",
         "",
@@ -307,14 +323,15 @@ def markdown(report: dict[str, Any]) -> str:
     verdict = {True: "met", False: "**not met**", None: "not measured", "info": "-"}
     lines += [f"| {row['target']} | {row['measured']} | {verdict[row['met']]} |" for row in report["targets"]]
     lines += ["", "## Results", "",
-              "| server | clients | RSS MB | KB/conn | connect/s | fan-out p50 ms | p99 ms | p50 per round | RSS after fan-out MB |",
-              "|---|---|---|---|---|---|---|---|---|"]
+              "| server | clients | RSS MB | KB/conn | connect/s | fan-out p50 ms | p99 ms | p50 per round "
+              "| server CPU ms per broadcast | RSS after fan-out MB |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for name, result in report["servers"].items():
         if "error" in result:
-            lines.append(f"| {result['title']} | error: {result['error']} | | | | | | | |")
+            lines.append(f"| {result['title']} | error: {result['error']} | | | | | | | | |")
             continue
-        lines.append(f"| {result['title']} | 0 (idle) | {result['idle_rss_kb'] / MB:.1f} | | | | | | |")
-        lines += [f"| {name} | error in one round: {error} | | | | | | | |" for error in result["errors"]]
+        lines.append(f"| {result['title']} | 0 (idle) | {result['idle_rss_kb'] / MB:.1f} | | | | | | | |")
+        lines += [f"| {name} | error in one round: {error} | | | | | | | | |" for error in result["errors"]]
         for entry in result["levels"]:
             fanout = entry["fanout"]
             incomplete = f" ({fanout['incomplete']} incomplete)" if fanout["incomplete"] else ""
@@ -322,7 +339,7 @@ def markdown(report: dict[str, Any]) -> str:
                 f"| {name} | {entry['clients']} | {entry['rss_kb'] / MB:.1f} | {entry['kb_per_connection']} "
                 f"| {entry['connect_rate_per_s']:.0f} | {fanout.get('p50_ms', '-')}{incomplete} "
                 f"| {fanout.get('p99_ms', '-')} | {' / '.join(map(str, fanout['p50_ms_per_round']))} "
-                f"| {entry['rss_after_fanout_kb'] / MB:.1f} |"
+                f"| {fanout['server_cpu_ms_per_broadcast']} | {entry['rss_after_fanout_kb'] / MB:.1f} |"
             )
     notes = [f"- {result['title']}: {result['note']}" for result in report["servers"].values() if result.get("note")]
     if notes:
@@ -338,7 +355,7 @@ def main() -> None:
     parser.add_argument("--levels", default="1000,5000,10000")
     parser.add_argument("--actioncable-levels", help="levels for Action Cable (default: --levels)")
     parser.add_argument("--broadcasts", type=int, default=20, help="measured broadcasts per level")
-    parser.add_argument("--rounds", type=int, default=3, help="runs of the hub and the floor (medians are reported)")
+    parser.add_argument("--rounds", type=int, default=5, help="runs of the hub and the floor (medians are reported)")
     parser.add_argument("--actioncable-rounds", type=int, default=1)
     args = parser.parse_args()
     if len(os.sched_getaffinity(0)) < 2:
