@@ -32,20 +32,27 @@ class Channel:
 class Policy:
     """Which subscriptions are allowed; rebuilt from configuration on reload."""
 
-    __slots__ = ("public_streams", "secret", "channels", "_reserved")
+    __slots__ = ("public_streams", "secret", "channels", "_signed", "_unsigned")
 
     def __init__(self, public_streams: bool, secret: bytes | None, channels: Mapping[str, Channel]) -> None:
         self.public_streams = public_streams
         self.secret = secret
         self.channels = dict(channels)
-        signed = [c.stream for c in self.channels.values() if c.signed]
-        # Streams of signed channels, which must stay out of reach of unsigned Navigator-protocol subscribes.
-        self._reserved = (
-            re.compile("|".join("(?:" + _template_pattern(t) + ")" for t in signed)) if signed else None
-        )
+        self._signed = _templates_pattern([c.stream for c in self.channels.values() if c.signed])
+        self._unsigned = _templates_pattern([c.stream for c in self.channels.values() if not c.signed])
 
-    def reserved(self, stream: str) -> bool:
-        return self._reserved is not None and self._reserved.fullmatch(stream) is not None
+    def navigator_allowed(self, stream: str) -> str:
+        """Why a raw Navigator-protocol subscribe to `stream` is refused, or "" when it is allowed.
+
+        That protocol cannot carry a signature, so it gets what an unsigned Action Cable
+        subscription could reach: streams of unsigned channels, or any stream when public
+        streams are on, but never a stream of a signed channel.
+        """
+        if self._signed is not None and self._signed.fullmatch(stream):
+            return "stream of a signed channel"
+        if self.public_streams or (self._unsigned is not None and self._unsigned.fullmatch(stream)):
+            return ""
+        return "public streams are off"
 
     def resolve(self, params: dict[str, Any], query: str) -> tuple[str | None, str]:
         """The stream a subscription maps to, or None and why not."""
@@ -87,10 +94,13 @@ class Policy:
         return stream, ""
 
 
-def _template_pattern(template: str) -> str:
-    parts = _PLACEHOLDER.split(template)
+def _templates_pattern(templates: list[str]) -> re.Pattern[str] | None:
+    """A regex matching every stream the templates can produce."""
+    if not templates:
+        return None
     # split() alternates literal text and placeholder names.
-    return "".join(re.escape(p) if i % 2 == 0 else ".+" for i, p in enumerate(parts))
+    alternatives = ("".join(re.escape(p) if i % 2 == 0 else ".+" for i, p in enumerate(_PLACEHOLDER.split(t))) for t in templates)
+    return re.compile("|".join(f"(?:{a})" for a in alternatives))
 
 
 def _param_text(value: Any) -> str | None:
@@ -247,8 +257,9 @@ class NavigatorSession:
                 self.subs = tuple(s for s in self.subs if s != stream)
                 self.ctx.log("unsubscribed", stream=stream)
             return []
-        if self.ctx.policy.reserved(stream):
-            self.ctx.log("subscription_rejected", stream=stream, why="stream of a signed channel")
+        refusal = self.ctx.policy.navigator_allowed(stream)
+        if refusal:
+            self.ctx.log("subscription_rejected", stream=stream, why=refusal)
             return []
         if stream not in self.subs:
             stream = sys.intern(stream)

@@ -231,10 +231,10 @@ def test_no_input_raises_out_of_an_action_cable_session(texts, public) -> None:
 # --- Navigator protocol ------------------------------------------------------------
 
 
-def nav(secret: bytes | None, log: LogRecorder):
+def nav(secret: bytes | None, log: LogRecorder, public: bool = False):
     registry = StreamRegistry()
     sub = FakeSubscriber()
-    return NavigatorSession(Context(Policy(False, secret, SHOWCASE), registry, log), sub), registry, sub
+    return NavigatorSession(Context(Policy(public, secret, SHOWCASE), registry, log), sub), registry, sub
 
 
 def test_navigator_subscribe_receive_unsubscribe(log) -> None:
@@ -250,11 +250,21 @@ def test_navigator_subscribe_receive_unsubscribe(log) -> None:
     assert registry.broadcast("current-heat-db", "x") == 0
 
 
-def test_navigator_cannot_reach_streams_of_signed_channels(log) -> None:
-    session, registry, _ = nav(b"k", log)
+@pytest.mark.parametrize("public", [False, True])
+def test_navigator_cannot_reach_streams_of_signed_channels(log, public) -> None:
+    session, registry, _ = nav(b"k", log, public=public)
     assert session.receive('{"type":"subscribe","stream":"config_update_db_7"}') == []
     assert registry.subscriptions == 0
-    assert log.events[-1][0] == "subscription_rejected"
+    assert log.events[-1] == ("subscription_rejected", {"stream": "config_update_db_7", "why": "stream of a signed channel"})
+
+
+def test_navigator_reaches_other_streams_only_when_public(log) -> None:
+    session, registry, _ = nav(b"k", log, public=False)
+    assert session.receive('{"type":"subscribe","stream":"chat:1"}') == []
+    assert log.events[-1][1]["why"] == "public streams are off"
+    assert len(session.receive('{"type":"subscribe","stream":"live-scores-2025-boston"}')) == 1
+    session, registry, _ = nav(b"k", log, public=True)
+    assert len(session.receive('{"type":"subscribe","stream":"chat:1"}')) == 1
 
 
 @settings(max_examples=300, deadline=None)

@@ -61,7 +61,9 @@ class FakeTransport(asyncio.Transport):
 def fresh_hub() -> Iterator[Hub]:
     """A hub on an event loop that never runs: timers are scheduled but never fire."""
     loop = asyncio.new_event_loop()
-    config = HubConfig(navigator_path="navigator.yml", hub_path=None, host="127.0.0.1", port=0, limits=Limits(max_message_bytes=2048))
+    config = HubConfig(
+        navigator_path="navigator.yml", hub_path=None, host="127.0.0.1", port=0, public_streams=True, limits=Limits(max_message_bytes=2048)
+    )
     try:
         yield Hub(config, Overrides(), Logger(stream=io.StringIO()), loop)
     finally:

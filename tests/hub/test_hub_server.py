@@ -164,10 +164,12 @@ def test_garbage_commands_do_not_disconnect(showcase) -> None:
 def test_navigator_protocol_round_trip(showcase) -> None:
     with connect(showcase.ws_url(CABLE), open_timeout=10) as ws:
         assert ws.subprotocol is None
-        ws.send(json.dumps({"type": "subscribe", "stream": "current-heat-db"}))
-        assert recv_json(ws) == {"type": "subscribed", "stream": "current-heat-db"}
-        assert showcase.broadcast({"stream": "current-heat-db", "data": "<turbo-stream/>"}) == 201
-        assert recv_json(ws) == {"type": "message", "stream": "current-heat-db", "data": "<turbo-stream/>"}
+        ws.send(json.dumps({"type": "subscribe", "stream": "chat:1"}))  # not public: ignored
+        ws.send(json.dumps({"type": "subscribe", "stream": "live-scores-db"}))
+        assert recv_json(ws) == {"type": "subscribed", "stream": "live-scores-db"}
+        assert showcase.broadcast({"stream": "live-scores-db", "data": "<turbo-stream/>"}) == 201
+        assert recv_json(ws) == {"type": "message", "stream": "live-scores-db", "data": "<turbo-stream/>"}
+        showcase.wait_log("subscription_rejected", stream="chat:1")
 
 
 def test_websocket_only_at_exactly_the_cable_path(showcase) -> None:
@@ -224,7 +226,7 @@ def test_handshake_timeout_drops_silent_connections(start_hub) -> None:
 
 
 def test_slow_client_is_disconnected_while_others_keep_receiving(start_hub) -> None:
-    hub = start_hub(hub="limits: {output_buffer_bytes: 65536, max_broadcast_bytes: 1048576}\n")
+    hub = start_hub(hub="public_streams: true\nlimits: {output_buffer_bytes: 65536, max_broadcast_bytes: 1048576}\n")
     slow = RawClient(hub.port, CABLE, rcvbuf=4096)
     slow.send(OP_TEXT, b'{"type":"subscribe","stream":"s"}')
     with connect(hub.ws_url(CABLE), open_timeout=10, max_size=None) as fast:
