@@ -28,7 +28,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--hub-config", metavar="HUB_YML", help="hub options (default: hub.yml beside navigator.yml, if present)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; use 0.0.0.0 to serve other hosts)")
     parser.add_argument("--port", type=int, help="port to bind, overriding server.listen (0 picks a free port)")
-    parser.add_argument("--public-streams", action=argparse.BooleanOptionalAction, default=None, help="allow unsigned $pubsub stream_name subscriptions")
+    parser.add_argument("--public-streams", action=argparse.BooleanOptionalAction, default=None, help="allow unsigned streams: $pubsub stream_name, and any stream over Navigator's protocol")
     parser.add_argument("--channel", action="append", default=[], metavar="NAME=STREAM", help="map an Action Cable channel to a stream template, e.g. ScoresChannel=live-scores-{database}")
     parser.add_argument("--signed-channel", action="append", default=[], metavar="NAME=STREAM", help="like --channel, but the subscription must carry a matching signed_stream_name")
     parser.add_argument("--log-format", choices=("text", "json"), default="text")

@@ -149,6 +149,20 @@ def test_signed_channel_over_the_wire(showcase) -> None:
         assert subscribe(ws, channel="$pubsub", stream_name="chat:1")[1]["type"] == "reject_subscription"
 
 
+def test_channels_and_public_streams_from_flags(start_hub) -> None:
+    hub = start_hub(
+        args=("--channel", "ScoresChannel=live-scores-{database}", "--signed-channel", "Private=p-{user}", "--public-streams"),
+        env={"HUB_TEST_SECRET": SECRET},
+    )
+    with cable_client(hub, "?database=x") as ws:
+        recv_json(ws)
+        assert subscribe(ws, channel="ScoresChannel")[1]["type"] == "confirm_subscription"
+        assert subscribe(ws, channel="$pubsub", stream_name="open")[1]["type"] == "confirm_subscription"
+        assert subscribe(ws, channel="Private", user="u")[1]["type"] == "reject_subscription"
+        assert hub.broadcast({"stream": "live-scores-x", "data": "1"}) == 201
+        assert recv_until(ws, lambda m: "message" in m and m.get("type") != "ping")["message"] == 1
+
+
 def test_garbage_commands_do_not_disconnect(showcase) -> None:
     with cable_client(showcase, "?database=d") as ws:
         recv_json(ws)
