@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -251,7 +251,7 @@ def load(navigator_path: str, overrides: Overrides, environ: Mapping[str, str] |
         hub_path = beside if os.path.exists(beside) else None
     values: dict[str, Any] = {}
     problems: list[str] = []
-    readers = [lambda: read_navigator(navigator_path)]
+    readers: list[Callable[[], dict[str, Any]]] = [lambda: read_navigator(navigator_path)]
     if hub_path is not None:
         readers.append(lambda: read_hub_options(hub_path, environ))
     for read in readers:  # both files are checked, so every problem is reported in one go

@@ -6,6 +6,7 @@ import base64
 import codecs
 import hashlib
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 ACTION_CABLE = "actioncable-v1-json"
@@ -150,7 +151,7 @@ class FrameParser:
     def __init__(self, max_size: int) -> None:
         self.max_size = max_size
         self._buf: bytes = b""
-        self._fragments: list | None = None  # str pieces for text, bytes for binary
+        self._fragments: list[Any] | None = None  # str pieces for text, bytes for binary
         self._frag_opcode = 0
         self._frag_size = 0
         self._decoder: codecs.IncrementalDecoder | None = None

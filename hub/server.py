@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import time
+from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
@@ -207,9 +208,9 @@ class Connection(asyncio.Protocol):
         head_only = http.request is not None and http.request.method == b"HEAD"
         data = conn.send(h11.Response(status_code=status, headers=all_headers))
         if not head_only:
-            data += conn.send(h11.Data(data=body))  # type: ignore[operator]
-        data += conn.send(h11.EndOfMessage())  # type: ignore[operator]
-        transport.write(data)  # type: ignore[arg-type]
+            data += conn.send(h11.Data(data=body))
+        data += conn.send(h11.EndOfMessage())
+        transport.write(data)
         if conn.our_state is h11.MUST_CLOSE or close or conn.their_state is not h11.DONE:
             transport.close()
             self.http = None
@@ -235,7 +236,7 @@ class Connection(asyncio.Protocol):
             return
         http = self.http
         assert http is not None and self.transport is not None
-        self.transport.write(http.conn.send(h11.InformationalResponse(status_code=101, headers=headers)))  # type: ignore[arg-type]
+        self.transport.write(http.conn.send(h11.InformationalResponse(status_code=101, headers=headers)))
         leftover, _ = http.conn.trailing_data
         http.timer.cancel()
         self.http = None
@@ -452,7 +453,7 @@ class Hub:
             return "too many connections"
         return ""
 
-    def broadcast_auth(self, headers: list[tuple[bytes, bytes]], peer: Any) -> int:
+    def broadcast_auth(self, headers: Iterable[tuple[bytes, bytes]], peer: Any) -> int:
         """0 when the broadcast may proceed, else the HTTP status refusing it."""
         key = self.config.broadcast_key
         if key is None:

@@ -313,6 +313,18 @@ def test_sigterm_sends_server_restart_and_1001_then_exits(showcase) -> None:
     showcase.wait_log("stopped")
 
 
+def test_sigterm_exit_is_bounded_by_the_shutdown_timeout(start_hub) -> None:
+    hub = start_hub(hub="limits: {shutdown_timeout_seconds: 0.3}\n")
+    silent = RawClient(hub.port, CABLE, subprotocol="actioncable-v1-json")  # never answers the close frame
+    hub.signal(signal.SIGTERM)
+    texts, code = silent.recv_until_close()
+    assert code == 1001
+    assert json.loads(texts[-1]) == {"type": "disconnect", "reason": "server_restart", "reconnect": True}
+    assert hub.proc.wait(30) == 0
+    assert hub.find("shutdown_timeout")["aborted"] == 1
+    silent.close()
+
+
 def test_bad_config_exits_2_naming_file_and_key(tmp_path) -> None:
     (tmp_path / "navigator.yml").write_text("server: {listen: 9999}\ncable: {enabled: 'no'}\n")
     (tmp_path / "hub.yml").write_text("limits: {max_connections: 0}\nbogus: 1\n")
