@@ -278,7 +278,10 @@ def targets(servers: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     rows.append(target("(for information) Action Cable KB/conn / hub KB/conn (5k)",
                        f"{cable5['kb_per_connection']} KB / {hub5['kb_per_connection']} KB = {per_connection:.1f}x"
                        if per_connection else "not measured", "info"))
-    hub_p50_5k, cable_p50_5k = p50(hub, 5000), p50(cable, 5000)
+    hub_p50_5k, cable_p50_5k, floor_p50_5k = p50(hub, 5000), p50(cable, 5000), p50(floor, 5000)
+    ceiling = cable_p50_5k / floor_p50_5k if cable_p50_5k and floor_p50_5k else None
+    rows.append(target("(for information) Action Cable p50 / floor p50 (5k): the largest ratio this setup can show",
+                       f"{cable_p50_5k} ms / {floor_p50_5k} ms = {ceiling:.1f}x" if ceiling else "not measured", "info"))
     speed = cable_p50_5k / hub_p50_5k if hub_p50_5k and cable_p50_5k else None
     rows.append(target("Action Cable fan-out p50 / hub p50 >= 10 (5k)",
                        f"{cable_p50_5k} ms / {hub_p50_5k} ms = {speed:.1f}x" if speed else "not measured",
