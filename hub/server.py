@@ -73,7 +73,6 @@ class Connection(asyncio.Protocol):
         hub.opened += 1
         self.number = hub.opened
         hub.sockets.add(self)
-        transport.set_write_buffer_limits(high=hub.config.limits.output_buffer_bytes)
         self.http = HttpState(hub.loop.call_later(hub.config.limits.handshake_timeout_seconds, self._handshake_expired))
 
     def data_received(self, data: bytes) -> None:
@@ -86,14 +85,6 @@ class Connection(asyncio.Protocol):
         if self.session is not None:
             self._end_session()
         return None  # the transport closes our side too
-
-    def pause_writing(self) -> None:
-        if self.session is not None:
-            self.hub.slow_disconnects += 1
-            self.hub.log("too_slow", level="warn", conn=self.number, buffered=self.transport.get_write_buffer_size())  # type: ignore[union-attr]
-            self.close_websocket(frames.CLOSE_GOING_AWAY, "too slow", "too_slow", True)
-        elif self.parser is None and self.transport is not None:
-            self.transport.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
         hub = self.hub
@@ -294,11 +285,21 @@ class Connection(asyncio.Protocol):
         """Deliver to an open WebSocket; frames for a closing one are dropped.
 
         The fan-out hot path: an open session implies an open transport, since every
-        path that closes the transport ends the session first.
+        path that closes the transport ends the session first. A client is too slow when
+        its unsent backlog is already over the limit as a new frame arrives, so one large
+        message alone never disconnects a client that keeps up.
         """
         if self.session is not None:
-            self.hub.bytes_sent += len(frame)
-            self.transport.write(frame)  # type: ignore[union-attr]
+            transport = self.transport
+            assert transport is not None
+            hub = self.hub
+            if transport.get_write_buffer_size() > hub.output_buffer_bytes:
+                hub.slow_disconnects += 1
+                hub.log("too_slow", level="warn", conn=self.number, buffered=transport.get_write_buffer_size())
+                self.close_websocket(frames.CLOSE_GOING_AWAY, "too slow", "too_slow", True)
+                return
+            hub.bytes_sent += len(frame)
+            transport.write(frame)
 
     def _end_session(self) -> None:
         session = self.session
@@ -348,13 +349,14 @@ class Hub:
         self._last_ping = 0
         self._last_navigator_ping = loop.time()
         self._ping_timer: asyncio.TimerHandle | None = None
-        self._apply_paths(config)
+        self._apply_config(config)
 
     @staticmethod
     def _policy(config: HubConfig) -> Policy:
         return Policy(config.public_streams, config.signing_secret, config.channels)
 
-    def _apply_paths(self, config: HubConfig) -> None:
+    def _apply_config(self, config: HubConfig) -> None:
+        self.output_buffer_bytes = config.limits.output_buffer_bytes
         self.cable_path = config.cable_path.encode()
         self.broadcast_path = config.broadcast_path.encode()
         self.health_path = config.health_path.encode()
@@ -402,7 +404,7 @@ class Hub:
             config = replace(config, host=old.host, port=old.port)
         self.config = config
         self.context.policy = self._policy(config)
-        self._apply_paths(config)
+        self._apply_config(config)
         if config.ping_interval_seconds != old.ping_interval_seconds and self._ping_timer is not None:
             self._ping_timer.cancel()
             self._schedule_ping()

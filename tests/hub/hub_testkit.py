@@ -144,6 +144,7 @@ class HubProcess:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait(10)
+        self._reader.join(10)  # it ends at EOF; closing stdout under it would break its read
         for stream in (self.proc.stdout, self.proc.stderr):
             if stream is not None:
                 stream.close()

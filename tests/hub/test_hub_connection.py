@@ -33,6 +33,7 @@ class FakeTransport(asyncio.Transport):
         self.closing = False
         self.aborted = False
         self.peer = peer
+        self.backlog = 0  # bytes the kernel has not taken yet
 
     def write(self, data) -> None:
         assert not self.aborted
@@ -54,7 +55,7 @@ class FakeTransport(asyncio.Transport):
         pass
 
     def get_write_buffer_size(self) -> int:
-        return len(self.data)
+        return self.backlog
 
 
 @contextmanager
@@ -94,6 +95,21 @@ def test_upgrade_then_action_cable_traffic(hub) -> None:
     assert transport.data.endswith(b"\x88\x02\x03\xe8") and transport.closing
     conn.connection_lost(None)
     assert not hub.sockets and not hub.cable
+
+
+def test_a_client_with_a_backlog_over_the_limit_is_dropped_as_too_slow(hub) -> None:
+    conn, transport = open_connection(hub, UPGRADE + b"Sec-WebSocket-Protocol: actioncable-v1-json\r\n\r\n")
+    conn.data_received(client_frame(OP_TEXT, json.dumps({"command": "subscribe", "identifier": '{"channel":"$pubsub","stream_name":"s"}'}).encode()))
+    big = "x" * (hub.output_buffer_bytes * 2)
+    assert hub.registry.broadcast("s", big) == 1  # one large message alone is fine
+    assert big.encode() in transport.data and hub.slow_disconnects == 0
+    transport.backlog = hub.output_buffer_bytes + 1
+    before = len(transport.data)
+    hub.registry.broadcast("s", "next")
+    assert b"next" not in transport.data[before:]
+    assert b'{"type":"disconnect","reason":"too_slow","reconnect":true}' in transport.data[before:]
+    assert transport.data.endswith(b"\x88\x0a\x03\xe9too slow")
+    assert hub.slow_disconnects == 1 and hub.registry.subscriptions == 0 and not hub.cable
 
 
 def test_upgrade_request_and_first_frame_in_one_packet(hub) -> None:

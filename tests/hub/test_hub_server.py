@@ -235,7 +235,10 @@ def test_handshake_timeout_drops_silent_connections(start_hub) -> None:
     hub = start_hub(hub="limits: {handshake_timeout_seconds: 0.2}\n")
     sock = socket.create_connection(("127.0.0.1", hub.port), timeout=10)
     sock.sendall(b"GET " + CABLE.encode() + b" HTTP/1.1\r\nHost: x\r\n")  # never finishes its head
-    assert sock.recv(100) == b""
+    try:
+        assert sock.recv(100) == b""
+    except ConnectionResetError:
+        pass  # an aborted connection may arrive as a reset
     hub.wait_log("handshake_timeout")
 
 
@@ -321,7 +324,7 @@ def test_sigterm_exit_is_bounded_by_the_shutdown_timeout(start_hub) -> None:
     assert code == 1001
     assert json.loads(texts[-1]) == {"type": "disconnect", "reason": "server_restart", "reconnect": True}
     assert hub.proc.wait(30) == 0
-    assert hub.find("shutdown_timeout")["aborted"] == 1
+    assert hub.wait_log("shutdown_timeout")["aborted"] == 1
     silent.close()
 
 
