@@ -208,8 +208,11 @@ def read_hub_options(path: str, environ: Mapping[str, str]) -> dict[str, Any]:
     doc = _read_yaml(path)
     if doc is None:
         doc = {}
-    with open(SCHEMA_PATH, encoding="utf-8") as f:
-        schema = json.load(f)
+    try:
+        with open(SCHEMA_PATH, encoding="utf-8") as f:
+            schema = json.load(f)
+    except OSError as error:
+        raise ConfigError([f"{SCHEMA_PATH}: cannot read the hub.yml schema: {error.strerror}"]) from None
     problems = [f"{path}: {error}" for error in schema_errors(doc, schema)]
     if problems:
         raise ConfigError(problems)

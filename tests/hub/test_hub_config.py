@@ -105,6 +105,14 @@ def test_invalid_yaml_and_missing_files(tmp_path) -> None:
     assert "cannot read" in problems(good, Overrides(hub_config=str(tmp_path / "nope.yml")))[0]
 
 
+def test_a_missing_schema_is_a_config_error(tmp_path, monkeypatch) -> None:
+    import hub.config
+
+    monkeypatch.setattr(hub.config, "SCHEMA_PATH", str(tmp_path / "gone.json"))
+    path = write(tmp_path, "{}\n", "public_streams: true\n")
+    assert problems(path) == [f"{tmp_path}/gone.json: cannot read the hub.yml schema: No such file or directory"]
+
+
 def test_secret_env_must_be_set_and_is_never_in_messages(tmp_path) -> None:
     path = write(tmp_path, "{}\n", "signing_secret_env: MY_SECRET\nbroadcast_key_env: MY_KEY\n")
     found = problems(path, environ={"MY_KEY": "super-secret"})
