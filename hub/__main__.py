@@ -37,7 +37,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     _skip_unneeded_modules()
-    args = parse_args(argv)
+    try:
+        args = parse_args(argv)
+    except SystemExit as exit:  # --help or a usage error; callers get a return code either way
+        return exit.code if isinstance(exit.code, int) else 2
     # Imported only now, after the modules above are marked absent.
     import asyncio
 

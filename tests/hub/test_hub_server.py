@@ -338,3 +338,8 @@ def test_bad_config_exits_2_naming_file_and_key(tmp_path) -> None:
     assert f"{tmp_path}/navigator.yml: cable.enabled: expected boolean" in result.stderr
     assert f"{tmp_path}/hub.yml: limits.max_connections: must be >= 1, got 0" in result.stderr
     assert f"{tmp_path}/hub.yml: bogus: unknown key" in result.stderr
+
+
+def test_usage_errors_exit_2() -> None:
+    result = subprocess.run([sys.executable, "-m", "hub", "--bogus"], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2 and "--config" in result.stderr
