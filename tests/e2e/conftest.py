@@ -60,6 +60,7 @@ def hub(tmp_path: Path) -> Iterator[Hub]:
         yield Hub(server, navigator_yml, navigator)
     finally:
         server.stop()
+        print(f"hub log:\n{server.log()}")  # pytest shows it when the test failed
 
 
 @pytest.fixture
@@ -75,6 +76,7 @@ def rails_cable(tmp_path: Path) -> Iterator[ServerProcess]:
         yield server
     finally:
         server.stop()
+        print(f"puma log:\n{server.log()}")  # pytest shows it when the test failed
 
 
 def _require_node_modules() -> str:
