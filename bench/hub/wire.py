@@ -11,7 +11,6 @@ import struct
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC11B65"
 OP_TEXT = 0x1
 OP_CLOSE = 0x8
-OP_PING = 0x9
 
 
 def accept_key(client_key: bytes) -> bytes:
