@@ -41,14 +41,18 @@ class Policy:
         self._signed = _templates_pattern([c.stream for c in self.channels.values() if c.signed])
         self._unsigned = _templates_pattern([c.stream for c in self.channels.values() if not c.signed])
 
+    def _signed_only(self, stream: str) -> bool:
+        """Streams of signed channels are only ever reachable with a signature."""
+        return self._signed is not None and self._signed.fullmatch(stream) is not None
+
     def navigator_allowed(self, stream: str) -> str:
         """Why a raw Navigator-protocol subscribe to `stream` is refused, or "" when it is allowed.
 
         That protocol cannot carry a signature, so it gets what an unsigned Action Cable
-        subscription could reach: streams of unsigned channels, or any stream when public
-        streams are on, but never a stream of a signed channel.
+        subscription could reach: streams of unsigned channels, or any other unsigned
+        stream when public streams are on.
         """
-        if self._signed is not None and self._signed.fullmatch(stream):
+        if self._signed_only(stream):
             return "stream of a signed channel"
         if self.public_streams or (self._unsigned is not None and self._unsigned.fullmatch(stream)):
             return ""
@@ -63,11 +67,13 @@ class Policy:
                 return self._verified(signed_name)
             if channel == PUBSUB and "stream_name" in params:
                 name = params["stream_name"]
+                if not isinstance(name, str) or not name:
+                    return None, "stream_name is not a string"
+                if self._signed_only(name):
+                    return None, "stream of a signed channel"
                 if not self.public_streams:
                     return None, "public streams are off"
-                if isinstance(name, str) and name:
-                    return name, ""
-                return None, "stream_name is not a string"
+                return name, ""
             return None, "no stream name"
         config = self.channels.get(channel) if isinstance(channel, str) else None
         if config is None:

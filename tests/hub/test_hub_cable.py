@@ -58,6 +58,15 @@ def test_public_stream_only_when_public_streams_are_on(log, secret) -> None:
     assert registry.broadcast("news", "x") == 1
 
 
+def test_public_streams_never_reach_streams_of_signed_channels(log, secret) -> None:
+    session, registry, _ = make(secret, log, public=True)
+    _, reply = subscribe(session, channel="$pubsub", stream_name="config_update_db_7")
+    assert reply["type"] == "reject_subscription"
+    assert log.events[-1][1]["why"] == "stream of a signed channel"
+    _, reply = subscribe(session, channel="$pubsub", signed_stream_name=signing.sign("config_update_db_7", secret))
+    assert reply["type"] == "confirm_subscription"
+
+
 @pytest.mark.parametrize("channel", ["$pubsub", "Turbo::StreamsChannel"])
 def test_signed_streams_verify_with_the_secret(log, secret, channel) -> None:
     session, registry, sub = make(secret, log)
