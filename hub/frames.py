@@ -150,7 +150,8 @@ class FrameParser:
 
     def __init__(self, max_size: int) -> None:
         self.max_size = max_size
-        self._buf: bytes = b""
+        # Unparsed bytes; a bytearray only while a frame is incomplete, so idle connections hold none.
+        self._buf: bytes | bytearray = b""
         self._fragments: list[Any] | None = None  # str pieces for text, bytes for binary
         self._frag_opcode = 0
         self._frag_size = 0
@@ -160,7 +161,12 @@ class FrameParser:
     def feed(self, data: bytes) -> Iterator[Event]:
         if self.closed:
             return
-        buf = self._buf + data if self._buf else data
+        if self._buf:
+            # Appending in place keeps a frame that trickles in byte by byte linear, not quadratic.
+            self._buf += data
+            buf = self._buf
+        else:
+            buf = data
         pos = 0
         end = len(buf)
         try:
@@ -192,7 +198,12 @@ class FrameParser:
                     if self.closed:
                         return
         finally:
-            self._buf = buf[pos:] if pos < end else b""
+            if pos >= end:
+                self._buf = b""
+            elif buf is self._buf:
+                del buf[:pos]
+            else:
+                self._buf = bytearray(buf[pos:])
 
     def _check_header(self, b0: int, b1: int, length: int) -> None:
         if b0 & 0x70:

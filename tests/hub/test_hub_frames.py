@@ -243,6 +243,20 @@ def test_close_code_validity() -> None:
     assert 2999 not in valid and 5000 not in valid
 
 
+def test_a_frame_fed_byte_by_byte_and_a_caller_bytearray_left_untouched() -> None:
+    parser = FrameParser(1 << 20)
+    data = client_frame(frames.OP_TEXT, b"x" * 70000) + client_frame(frames.OP_TEXT, b"tail")
+    events = [e for i in range(0, len(data) - 10, 1) for e in parser.feed(data[i : i + 1])]
+    assert [e.data for e in events] == ["x" * 70000]
+    assert [e.data for e in parser.feed(data[len(data) - 10 :])] == ["tail"]
+    fresh = FrameParser(1024)
+    tail = client_frame(frames.OP_TEXT, b"tail")
+    given = bytearray(client_frame(frames.OP_TEXT, b"a") + tail[:3])
+    assert [e.data for e in fresh.feed(given)] == ["a"]
+    assert given == client_frame(frames.OP_TEXT, b"a") + tail[:3]
+    assert [e.data for e in fresh.feed(tail[3:])] == ["tail"]
+
+
 def test_events_before_a_violation_are_delivered() -> None:
     parser = FrameParser(1024)
     seen = []
