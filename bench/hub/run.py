@@ -1,6 +1,7 @@
-"""Hub benchmark: the hub, Rails 6.1 Action Cable on Puma, and a bare-asyncio
-floor, one after the other in one run, servers pinned to CPU 0 and the load
-generator to CPU 1. Writes bench/results/hub.json and bench/results/hub.md.
+"""Hub benchmark: the hub, Action Cable on Puma (a Rails 6.1 application, and a
+bare rack app with only action_cable), and a bare-asyncio floor, one after the
+other in one run, servers pinned to CPU 0 and the load generator to CPU 1.
+Writes bench/results/hub.json and bench/results/hub.md.
 
 Run by hand (not a test):  .venv/bin/python bench/hub/run.py
 """
@@ -12,6 +13,7 @@ import json
 import os
 import platform
 import resource
+import secrets
 import shlex
 import signal
 import statistics
@@ -74,14 +76,27 @@ def hub_server(levels: list[int]) -> Server:
     return Server("hub", "hub (python -m hub)", argv, port, PUBSUB_IDENTIFIER, levels, "/up", {})
 
 
+def puma_argv(port: int, config_ru: Path) -> list[str]:
+    return ["puma", "-e", "production", "-b", f"tcp://127.0.0.1:{port}", "-t", "4:4", str(config_ru)]
+
+
 def actioncable_server(levels: list[int], note: str) -> Server:
     port = free_port()
-    argv = [
-        "puma", "-e", "production", "-b", f"tcp://127.0.0.1:{port}", "-t", "4:4",
-        str(HERE / "actioncable" / "config.ru"),
-    ]
-    title = "Rails 6.1 Action Cable + Puma 5 (async adapter)"
+    argv = puma_argv(port, HERE / "actioncable" / "config.ru")
+    title = "bare Action Cable 6.1 rack app (only action_cable loaded) + Puma 5 (async adapter)"
     return Server("actioncable", title, argv, port, RAILS_IDENTIFIER, levels, "/up", {}, note)
+
+
+def actioncable_rails_server(levels: list[int], note: str) -> Server:
+    port = free_port()
+    argv = puma_argv(port, HERE / "actioncable_rails" / "config.ru")
+    title = (
+        "Rails 6.1 application (active_record + sqlite3, active_job, action_controller, action_view,"
+        " action_cable; eager loaded) + Puma 5 (async adapter)"
+    )
+    # A fresh key per run, so none is ever written to the repository or the results.
+    env = {"RAILS_ENV": "production", "SECRET_KEY_BASE": secrets.token_hex(64)}
+    return Server("actioncable-rails", title, argv, port, RAILS_IDENTIFIER, levels, "/up", env, note)
 
 
 def floor_server(levels: list[int]) -> Server:
@@ -217,7 +232,12 @@ def machine() -> dict[str, Any]:
     model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")), "?")
     memtotal = next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal"))
     versions = {}
-    for name, argv in {"ruby": ["ruby", "--version"], "puma": ["puma", "--version"], "node": ["node", "--version"]}.items():
+    for name, argv in {
+        "ruby": ["ruby", "--version"],
+        "rails": ["ruby", "-rrails", "-e", "puts Rails.version"],
+        "puma": ["puma", "--version"],
+        "node": ["node", "--version"],
+    }.items():
         try:
             versions[name] = subprocess.run(argv, capture_output=True, text=True, timeout=10).stdout.strip()
         except OSError:
@@ -251,7 +271,8 @@ def target(name: str, value: str, met: bool | str | None) -> dict[str, Any]:
 
 
 def targets(servers: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    hub, floor, cable = servers.get("hub", {}), servers.get("floor", {}), servers.get("actioncable", {})
+    hub, floor, cable = servers.get("hub", {}), servers.get("floor", {}), servers.get("actioncable-rails", {})
+    bare = servers.get("actioncable", {})
     rows = []
     idle = hub.get("idle_rss_kb")
     rows.append(target("hub idle RSS <= 22 MB", f"{idle / MB:.1f} MB" if idle else "not measured",
@@ -271,23 +292,28 @@ def targets(servers: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
                        else "not measured", "info"))
     hub5, cable5 = level(hub, 5000), level(cable, 5000)
     memory = cable5["rss_kb"] / hub5["rss_kb"] if hub5 and cable5 else None
-    rows.append(target("Action Cable RSS / hub RSS >= 10 (5k)",
+    rows.append(target("Action Cable (Rails app) RSS / hub RSS >= 10 (5k)",
                        f"{cable5['rss_kb'] / MB:.1f} MB / {hub5['rss_kb'] / MB:.1f} MB = {memory:.1f}x" if memory else "not measured",
                        memory >= 10 if memory else None))
+    bare5 = level(bare, 5000)
+    if bare5 and hub5:
+        rows.append(target("(for information) bare action_cable rack app RSS / hub RSS (5k)",
+                           f"{bare5['rss_kb'] / MB:.1f} MB / {hub5['rss_kb'] / MB:.1f} MB"
+                           f" = {bare5['rss_kb'] / hub5['rss_kb']:.1f}x", "info"))
     per_connection = cable5["kb_per_connection"] / hub5["kb_per_connection"] if hub5 and cable5 else None
-    rows.append(target("(for information) Action Cable KB/conn / hub KB/conn (5k)",
+    rows.append(target("(for information) Action Cable (Rails app) KB/conn / hub KB/conn (5k)",
                        f"{cable5['kb_per_connection']} KB / {hub5['kb_per_connection']} KB = {per_connection:.1f}x"
                        if per_connection else "not measured", "info"))
     hub_p50_5k, cable_p50_5k, floor_p50_5k = p50(hub, 5000), p50(cable, 5000), p50(floor, 5000)
     ceiling = cable_p50_5k / floor_p50_5k if cable_p50_5k and floor_p50_5k else None
-    rows.append(target("(for information) Action Cable p50 / floor p50 (5k): the largest ratio this setup can show",
+    rows.append(target("(for information) Action Cable (Rails app) p50 / floor p50 (5k): the largest ratio this setup can show",
                        f"{cable_p50_5k} ms / {floor_p50_5k} ms = {ceiling:.1f}x" if ceiling else "not measured", "info"))
     speed = cable_p50_5k / hub_p50_5k if hub_p50_5k and cable_p50_5k else None
-    rows.append(target("Action Cable fan-out p50 / hub p50 >= 10 (5k)",
+    rows.append(target("Action Cable (Rails app) fan-out p50 / hub p50 >= 10 (5k)",
                        f"{cable_p50_5k} ms / {hub_p50_5k} ms = {speed:.1f}x" if speed else "not measured",
                        speed >= 10 if speed else None))
     cable_cpu, hub_cpu_5k = cpu_per_broadcast(cable, 5000), cpu_per_broadcast(hub, 5000)
-    rows.append(target("(for information) server CPU per broadcast, Action Cable / hub (5k)",
+    rows.append(target("(for information) server CPU per broadcast, Action Cable (Rails app) / hub (5k)",
                        f"{cable_cpu} ms / {hub_cpu_5k} ms = {cable_cpu / hub_cpu_5k:.1f}x" if cable_cpu and hub_cpu_5k
                        else "not measured", "info"))
     return rows
@@ -303,7 +329,7 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         "Servers ran one at a time on CPU 0, the load generator (one process of raw-socket asyncio",
         "Action Cable clients) on CPU 1. The hub and the floor ran in alternating rounds"
-        f" ({report['rounds']['hub']} each; Action Cable {report['rounds']['actioncable']});",
+        f" ({report['rounds']['hub']} each; each Action Cable server {report['rounds']['actioncable']});",
         "every figure below is the median over the rounds, with the p50 of each round shown too.",
         "RSS is VmRSS of the server and its child processes once all N clients are subscribed;",
         "KB per connection is (RSS at N - idle RSS) / N. Connect rate is connections + confirmed",
@@ -315,8 +341,14 @@ def markdown(report: dict[str, Any]) -> str:
         "3-second pings to every client during the measurement; the floor sends none. Server CPU per",
         "broadcast is the server's user + system CPU time over the measured broadcasts divided by their",
         "number (pings included); on this shared virtual machine it varies less than wall time. MB means MiB.",
-        "The Action Cable baseline is a bare rack app with only action_cable loaded, so its idle RSS",
-        "is far below a real Rails app's cable process (138-153 MB in production).",
+        "The Action Cable targets compare with actioncable-rails: a minimal Rails 6.1 application",
+        "(bench/hub/actioncable_rails: active_record with the sqlite3 adapter, active_job,",
+        "action_controller, action_view and action_cable, eager loaded, RAILS_ENV=production, log level",
+        "warn, a fresh random SECRET_KEY_BASE from run.py) whose config.ru boots the application and",
+        "serves ActionCable.server, the way a Rails app's standalone cable process does. It has no models,",
+        "views or gems of its own, so its idle RSS is still below Showcase's cable process in production",
+        "(138-153 MB). The bare rack app with only action_cable loaded (actioncable) is kept for",
+        "information: it shows what Action Cable costs without an application.",
         "",
         "## Targets",
         "",
@@ -354,9 +386,9 @@ def markdown(report: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--servers", default="floor,hub,actioncable", help="comma-separated, in run order")
+    parser.add_argument("--servers", default="floor,hub,actioncable,actioncable-rails", help="comma-separated, in run order")
     parser.add_argument("--levels", default="1000,5000,10000")
-    parser.add_argument("--actioncable-levels", help="levels for Action Cable (default: --levels)")
+    parser.add_argument("--actioncable-levels", help="levels for both Action Cable servers (default: --levels)")
     parser.add_argument("--broadcasts", type=int, default=20, help="measured broadcasts per level")
     parser.add_argument("--rounds", type=int, default=5, help="runs of the hub and the floor (medians are reported)")
     parser.add_argument("--actioncable-rounds", type=int, default=1)
@@ -372,9 +404,15 @@ def main() -> None:
     factories = {
         "hub": lambda: hub_server(levels),
         "actioncable": lambda: actioncable_server(cable_levels, cap_note),
+        "actioncable-rails": lambda: actioncable_rails_server(cable_levels, cap_note),
         "floor": lambda: floor_server(levels),
     }
-    rounds = {"hub": args.rounds, "floor": args.rounds, "actioncable": args.actioncable_rounds}
+    rounds = {
+        "hub": args.rounds,
+        "floor": args.rounds,
+        "actioncable": args.actioncable_rounds,
+        "actioncable-rails": args.actioncable_rounds,
+    }
     names = args.servers.split(",")
     started = datetime.now(timezone.utc)
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
