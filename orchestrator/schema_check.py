@@ -11,7 +11,9 @@ from typing import Any
 import jsonschema
 from jsonschema import Draft202012Validator
 
-SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schema"
+from orchestrator.resources import data_dir
+
+SCHEMA_DIR = Path(data_dir("schema"))
 
 _JSON_TYPE_NAMES = {
     bool: "boolean",

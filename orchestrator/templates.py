@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import jinja2
 import yaml
 
-TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
+from orchestrator.resources import data_dir
+
+TEMPLATE_DIR = data_dir("templates")
 
 
 def yaml_scalar(value: Any) -> str:
