@@ -12,12 +12,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import yaml
+
+from orchestrator.errors import InputError
+from orchestrator.resources import data_dir
+from orchestrator.yaml_loader import load_yaml_file
 
 from .cable import Channel
 
 # os.path rather than pathlib: pathlib and what it imports cost ~0.9 MB of resident memory.
-SCHEMA_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "schema", "hub.schema.json")
+SCHEMA_PATH = os.path.join(data_dir("schema"), "hub.schema.json")
 CHANNEL_NAME = re.compile(r"^[A-Z][A-Za-z0-9_]*(::[A-Z][A-Za-z0-9_]*)*$")
 
 
@@ -129,15 +132,11 @@ def schema_errors(value: Any, schema: Mapping[str, Any], path: str = "") -> list
 
 
 def _read_yaml(path: str) -> Any:
+    """The project's one strict loader: duplicate keys and YAML 1.1 surprises are errors, as for the orchestrator."""
     try:
-        with open(path, encoding="utf-8") as f:
-            return yaml.safe_load(f)
-    except OSError as error:
-        raise ConfigError([f"{path}: cannot read: {error.strerror}"]) from None
-    except yaml.YAMLError as error:
-        where = getattr(error, "problem_mark", None)
-        line = f" (line {where.line + 1})" if where is not None else ""
-        raise ConfigError([f"{path}: invalid YAML{line}: {getattr(error, 'problem', None) or error}"]) from None
+        return load_yaml_file(path).data
+    except InputError as error:
+        raise ConfigError(error.problems) from None
 
 
 def _section(doc: Mapping[str, Any], key: str, file: str, problems: list[str]) -> Mapping[str, Any]:

@@ -9,9 +9,9 @@ wrong value.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -79,9 +79,10 @@ class LoadedYaml:
         return f"{self.source}:{line}" if line is not None else self.source
 
 
-def load_yaml_file(path: Path) -> LoadedYaml:
+def load_yaml_file(path: str | os.PathLike[str]) -> LoadedYaml:
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
     except FileNotFoundError:
         raise InputError([f"{path}: file not found"]) from None
     except (OSError, UnicodeDecodeError) as error:

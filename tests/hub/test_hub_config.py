@@ -99,10 +99,17 @@ def test_integral_floats_count_as_integers_and_become_ints(tmp_path) -> None:
 
 def test_invalid_yaml_and_missing_files(tmp_path) -> None:
     path = write(tmp_path, "server: [oops\n")
-    assert any("invalid YAML" in p for p in problems(path))
-    assert problems(str(tmp_path / "absent.yml"))[0].startswith(f"{tmp_path}/absent.yml: cannot read")
+    assert any(p.startswith(f"{path}:2: not valid YAML") for p in problems(path))
+    assert problems(str(tmp_path / "absent.yml")) == [f"{tmp_path}/absent.yml: file not found"]
     good = write(tmp_path, "server: {}\n")
-    assert "cannot read" in problems(good, Overrides(hub_config=str(tmp_path / "nope.yml")))[0]
+    assert problems(good, Overrides(hub_config=str(tmp_path / "nope.yml"))) == [f"{tmp_path}/nope.yml: file not found"]
+
+
+def test_navigator_yml_is_read_strictly(tmp_path) -> None:
+    duplicated = write(tmp_path, "cable:\n  enabled: true\n  enabled: false\n")
+    assert problems(duplicated) == [f"{duplicated}:3: duplicate key 'enabled' (first defined on line 2)"]
+    yaml_1_1 = write(tmp_path, "cable:\n  enabled: no\n")
+    assert problems(yaml_1_1) == [f'{yaml_1_1}: cable.enabled: expected boolean, got "no"']
 
 
 def test_a_missing_schema_is_a_config_error(tmp_path, monkeypatch) -> None:
