@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
 
@@ -29,10 +30,16 @@ def start_hub(tmp_path):
     """Start hub subprocesses for a test; each is killed at teardown if still running."""
     started: list[HubProcess] = []
 
-    def start(navigator: str = NAVIGATOR_YML, hub: str | None = None, args: tuple[str, ...] = (), env: dict[str, str] | None = None) -> HubProcess:
+    def start(
+        navigator: str = NAVIGATOR_YML,
+        hub: str | None = None,
+        args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
+        launcher: tuple[str, ...] = (sys.executable, "-m", "hub"),
+    ) -> HubProcess:
         directory = tmp_path / f"hub{len(started)}"
         directory.mkdir()
-        process = HubProcess(directory, navigator, hub, args, env)
+        process = HubProcess(directory, navigator, hub, args, env, launcher)
         started.append(process)
         return process
 

@@ -71,13 +71,21 @@ def wait_for(condition, timeout: float = 10.0, interval: float = 0.01, message: 
 class HubProcess:
     """The hub as a real subprocess on 127.0.0.1 with a free port; its log lines are collected."""
 
-    def __init__(self, directory: Path, navigator: str, hub: str | None = None, args: tuple[str, ...] = (), env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        navigator: str,
+        hub: str | None = None,
+        args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
+        launcher: tuple[str, ...] = (sys.executable, "-m", "hub"),
+    ) -> None:
         self.directory = directory
         self.navigator_path = directory / "navigator.yml"
         self.navigator_path.write_text(navigator)
         if hub is not None:
             (directory / "hub.yml").write_text(hub)
-        command = [sys.executable, "-m", "hub", "--config", str(self.navigator_path), "--port", "0", "--log-format", "json", *args]
+        command = [*launcher, "--config", str(self.navigator_path), "--port", "0", "--log-format", "json", *args]
         self.proc = subprocess.Popen(
             command,
             stdout=subprocess.PIPE,
