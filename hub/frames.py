@@ -134,7 +134,7 @@ def valid_close_code(code: int) -> bool:
     return code in (1000, 1001, 1002, 1003) or 1007 <= code <= 1014 or 3000 <= code <= 4999
 
 
-def unmask(payload: bytes | bytearray, mask: bytes) -> bytes:
+def unmask(payload: bytes | bytearray, mask: bytes | bytearray) -> bytes:
     n = len(payload)
     if n == 0:
         return b""
@@ -200,7 +200,7 @@ class FrameParser:
         finally:
             if pos >= end:
                 self._buf = b""
-            elif buf is self._buf:
+            elif isinstance(buf, bytearray) and buf is self._buf:
                 del buf[:pos]
             else:
                 self._buf = bytearray(buf[pos:])

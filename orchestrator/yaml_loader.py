@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
-import yaml.cyaml
+from yaml.cyaml import CParser  # type: ignore[attr-defined]  # absent from the type stubs
 
 from orchestrator.errors import InputError
 
@@ -46,20 +46,13 @@ if not getattr(yaml, "__with_libyaml__", False):
     raise ImportError("PyYAML was built without LibYAML; install a PyYAML wheel that includes it")
 
 
-class _StrictLoader(yaml.cyaml.CParser, yaml.constructor.SafeConstructor, _StrictResolver):
+class _StrictLoader(CParser, yaml.constructor.SafeConstructor, _StrictResolver):
     """LibYAML's parser (ten times faster than PyYAML's own) with the strict resolver."""
 
     def __init__(self, stream: str) -> None:
-        yaml.cyaml.CParser.__init__(self, stream)
+        CParser.__init__(self, stream)
         yaml.constructor.SafeConstructor.__init__(self)
         _StrictResolver.__init__(self)
-
-
-def _construct_int(loader: yaml.constructor.SafeConstructor, node: yaml.Node) -> int:
-    return int(loader.construct_scalar(node))  # type: ignore[arg-type]
-
-
-_StrictLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 
 
 @dataclass(frozen=True)
