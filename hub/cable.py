@@ -119,6 +119,14 @@ def _param_text(value: Any) -> str | None:
     return None
 
 
+def template_problem(template: str) -> str:
+    """Why a stream template is malformed, or "" when every brace belongs to a {name} placeholder."""
+    leftover = _PLACEHOLDER.sub("", template)
+    if "{" in leftover or "}" in leftover:
+        return f"{template!r}: placeholders are {{name}} with letters, digits and _"
+    return ""
+
+
 def fill(template: str, params: dict[str, Any], query: str) -> tuple[str | None, str]:
     """Fill {placeholders} from subscription params, then the URL query; (None, name) if one is missing."""
     names = _PLACEHOLDER.findall(template)

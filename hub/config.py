@@ -17,7 +17,7 @@ from orchestrator.errors import InputError
 from orchestrator.resources import data_dir
 from orchestrator.yaml_loader import load_yaml_file
 
-from .cable import Channel
+from .cable import Channel, template_problem
 
 # os.path rather than pathlib: pathlib and what it imports cost ~0.9 MB of resident memory.
 SCHEMA_PATH = os.path.join(data_dir("schema"), "hub.schema.json")
@@ -220,8 +220,16 @@ def read_hub_options(path: str, environ: Mapping[str, str]) -> dict[str, Any]:
         values["public_streams"] = doc["public_streams"]
     if "ping_interval_seconds" in doc:
         values["ping_interval_seconds"] = float(doc["ping_interval_seconds"])
+    channels = doc.get("channels") or {}
+    problems = [
+        f"{path}: channels.{name}.stream: {why}"
+        for name, spec in channels.items()
+        if (why := template_problem(spec["stream"]))
+    ]
+    if problems:
+        raise ConfigError(problems)
     values["channels"] = {
-        name: Channel(spec["stream"], bool(spec.get("signed", False))) for name, spec in (doc.get("channels") or {}).items()
+        name: Channel(spec["stream"], bool(spec.get("signed", False))) for name, spec in channels.items()
     }
     defaults = Limits()
     values["limits"] = replace(
@@ -242,6 +250,8 @@ def parse_channel_flag(text: str, signed: bool) -> tuple[str, Channel]:
     name, sep, template = text.partition("=")
     if not sep or not CHANNEL_NAME.match(name) or not template:
         raise ConfigError([f"--channel {text}: expected NAME=STREAM_TEMPLATE with a channel class name"])
+    if why := template_problem(template):
+        raise ConfigError([f"--channel {text}: {why}"])
     return name, Channel(template, signed)
 
 

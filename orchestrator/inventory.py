@@ -6,11 +6,11 @@ and the line it is on.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from hub.cable import template_problem
 from orchestrator.errors import InputError
 from orchestrator.model import (
     MODES,
@@ -47,7 +47,6 @@ DEFAULT_MEMORY_BUDGETS_MB: dict[Mode, dict[str, float]] = {
 }
 
 PLACEHOLDER_SHA256 = "0" * 64
-_PLACEHOLDER_NAME = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 def load_inventory(path: Path) -> Inventory:
@@ -59,7 +58,7 @@ def load_inventory(path: Path) -> Inventory:
     ]
     if problems:
         raise InputError(problems)
-    tenants = _load_tenants(path, data["tenants"], loaded)
+    tenants = _load_tenants(path, data["tenants"])
     inventory = _build(path, data, tenants)
     problems = _cross_reference_problems(data, inventory, loaded)
     if problems:
@@ -79,7 +78,7 @@ def warnings_for(inventory: Inventory, modes: set[Mode]) -> list[str]:
     return found
 
 
-def _load_tenants(inventory_path: Path, spec: dict[str, Any], loaded: LoadedYaml) -> list[Tenant]:
+def _load_tenants(inventory_path: Path, spec: dict[str, Any]) -> list[Tenant]:
     if spec["source"] == "inline":
         return inline_tenants(spec["events"])
     showcases = (inventory_path.parent / spec["file"]).resolve()
@@ -149,13 +148,8 @@ def _check_tenant_regions(
 
 def _check_channels(channels: dict[str, Any], report: Reporter) -> None:
     for name, mapping in channels.items():
-        stream = mapping["stream"]
-        leftover = _PLACEHOLDER_NAME.sub("", stream)
-        if "{" in leftover or "}" in leftover:
-            report(
-                ("websocket", "channels", name, "stream"),
-                f"{stream!r}: placeholders are {{name}} with letters, digits and _",
-            )
+        if why := template_problem(mapping["stream"]):
+            report(("websocket", "channels", name, "stream"), why)
 
 
 def _check_ports(inventory: Inventory, report: Reporter) -> None:

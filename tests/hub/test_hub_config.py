@@ -250,3 +250,13 @@ def test_one_shared_timer_pings_everyone_and_drops_silent_navigator_clients(tmp_
         assert silent.frames == [] and silent.closed_with == (1001, "no pong")
     finally:
         loop.close()
+
+
+def test_malformed_stream_templates_are_refused(tmp_path) -> None:
+    path = write(tmp_path, "server: {}\n", "channels:\n  HeatChannel: {stream: 'heat-{data base}'}\n")
+    assert problems(path) == [
+        f"{tmp_path}/hub.yml: channels.HeatChannel.stream: 'heat-{{data base}}': placeholders are {{name}} with letters, digits and _"
+    ]
+    with pytest.raises(ConfigError) as info:
+        parse_channel_flag("HeatChannel=heat-{db", signed=False)
+    assert info.value.problems == ["--channel HeatChannel=heat-{db: 'heat-{db': placeholders are {name} with letters, digits and _"]
