@@ -3,9 +3,6 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
 import os
 import signal
@@ -22,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from tests.polling import wait_for
+
 REPO = Path(__file__).resolve().parents[2]
 NODE_DIR = REPO / "tests" / "node"
 RAILS_CONFIG_RU = REPO / "bench" / "hub" / "actioncable" / "config.ru"
@@ -37,22 +36,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.05) -> None:
-    """Poll `condition` until it holds; fail naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
-
-
-def sign_stream(name: str, secret: str) -> str:
-    """Rails MessageVerifier (SHA256, JSON serializer) signed stream name."""
-    payload = base64.b64encode(json.dumps(name).encode()).decode()
-    digest = hmac.new(secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
-    return f"{payload}--{digest}"
 
 
 def http_request(port: int, path: str, method: str = "GET", body: Any = None) -> int:
@@ -98,7 +81,7 @@ class ServerProcess:
             self.process = subprocess.Popen(
                 self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd
             )
-        wait_until(lambda: is_up(self.port) or self.exited(), timeout, f"{self.argv[0]} to answer /up")
+        wait_for(lambda: is_up(self.port) or self.exited(), timeout, f"{self.argv[0]} to answer /up")
         if self.exited():
             raise AssertionError(f"server exited with {self.process.returncode}:\n{self.log()}")
 

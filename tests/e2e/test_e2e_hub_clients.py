@@ -8,7 +8,10 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
-from e2e_support import SECRET, Hub, NodeClient, broadcast, http_request, sign_stream
+from e2e_support import SECRET, Hub, NodeClient, broadcast, http_request
+
+from hub.signing import sign
+
 
 PUBLIC = {"channel": "$pubsub", "stream_name": "announcements"}
 HEAT = {"channel": "CurrentHeatChannel", "database": "2025-boston-spring"}
@@ -92,9 +95,9 @@ def test_official_client_stops_on_reconnect_false(hub: Hub, node_client: StartCl
 
 def test_anycable_client_signed_stream(hub: Hub, node_client: StartClient) -> None:
     streams = [
-        {"label": "good", "signed": sign_stream("private-stream", SECRET)},
-        {"label": "wrong-secret", "signed": sign_stream("other-stream", "not-the-secret")},
-        {"label": "tampered", "signed": sign_stream("private-stream", SECRET).replace("--", "X--", 1)},
+        {"label": "good", "signed": sign("private-stream", SECRET.encode())},
+        {"label": "wrong-secret", "signed": sign("other-stream", b"not-the-secret")},
+        {"label": "tampered", "signed": sign("private-stream", SECRET.encode()).replace("--", "X--", 1)},
     ]
     client = node_client("anycable-client.mjs", {"url": hub.cable_url, "streams": streams, "expect": 1, "deadline": 30})
     client.wait_for(
@@ -130,11 +133,11 @@ def test_navigator_protocol_round_trip(hub: Hub, node_client: StartClient) -> No
 
 def test_official_client_showcase_channels(hub: Hub, node_client: StartClient) -> None:
     playlist = "offline_playlist_2025-boston_7"
-    turbo = {"channel": "Turbo::StreamsChannel", "signed_stream_name": sign_stream("heats:2025-boston", SECRET)}
+    turbo = {"channel": "Turbo::StreamsChannel", "signed_stream_name": sign("heats:2025-boston", SECRET.encode())}
     scores = {"channel": "ScoresChannel"}
     signed_playlist = {
         "channel": "OfflinePlaylistChannel", "database": "2025-boston", "user": 7,
-        "signed_stream_name": sign_stream(playlist, SECRET),
+        "signed_stream_name": sign(playlist, SECRET.encode()),
     }
     unsigned_playlist = {"channel": "OfflinePlaylistChannel", "database": "2025-boston", "user": 8}
     unknown = {"channel": "NoSuchChannel"}

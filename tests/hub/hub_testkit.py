@@ -11,8 +11,9 @@ import struct
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
+
+from tests.polling import wait_for
 
 
 def client_frame(opcode: int, payload: bytes, *, fin: bool = True, rsv: int = 0, mask: bytes | None = b"\x11\x22\x33\x44") -> bytes:
@@ -56,18 +57,6 @@ class LogRecorder:
         return [e for e, _ in self.events]
 
 
-def wait_for(condition, timeout: float = 10.0, interval: float = 0.01, message: str = "condition"):
-    """Poll `condition` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {message}")
-        time.sleep(interval)
-
-
 class HubProcess:
     """The hub as a real subprocess on 127.0.0.1 with a free port; its log lines are collected."""
 
@@ -98,7 +87,7 @@ class HubProcess:
         self.stderr = ""
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
-        listening = wait_for(lambda: self.find("listening") or self.proc.poll() is not None, message="listening")
+        listening = wait_for(lambda: self.find("listening") or self.proc.poll() is not None, what="listening")
         if listening is True:
             self._reader.join(5)
             raise AssertionError(f"hub exited with {self.proc.returncode}: {self.proc.stderr.read()}")
@@ -116,7 +105,7 @@ class HubProcess:
         return None
 
     def wait_log(self, event: str, **fields) -> dict:
-        return wait_for(lambda: self.find(event, **fields), message=f"log event {event} {fields}")
+        return wait_for(lambda: self.find(event, **fields), what=f"log event {event} {fields}")
 
     @property
     def base(self) -> str:

@@ -14,7 +14,8 @@ from websockets.sync.client import connect
 
 from hub import signing
 from hub.frames import OP_CONT, OP_TEXT
-from hub_testkit import RawClient, wait_for
+from hub_testkit import RawClient
+from tests.polling import wait_for
 
 CABLE = "/showcase/regions/iad/cable"
 SHOWCASE_HUB = """
@@ -115,7 +116,7 @@ def test_metrics_count_connections_subscriptions_and_bytes(showcase) -> None:
         assert showcase.metric("hub_subscriptions") == 1
         assert showcase.metric("hub_streams") == 1
         assert showcase.metric("hub_bytes_sent_total") > 0
-    wait_for(lambda: showcase.metric("hub_connections") == 0, message="connection gauge to drop")
+    wait_for(lambda: showcase.metric("hub_connections") == 0, what="connection gauge to drop")
     assert showcase.metric("hub_subscriptions") == 0
 
 
@@ -201,7 +202,7 @@ def test_message_over_the_limit_closes_with_1009(showcase) -> None:
     client = RawClient(showcase.port, CABLE)
     client.send(OP_TEXT, b"x" * 1025)
     assert client.recv_until_close()[1] == 1009
-    wait_for(client.at_eof, message="server to close TCP")
+    wait_for(client.at_eof, what="server to close TCP")
 
 
 def test_invalid_utf8_across_fragments_closes_with_1007(showcase) -> None:
@@ -217,7 +218,7 @@ def test_ping_is_answered_with_pong_and_close_is_echoed(showcase) -> None:
     assert client.recv_frame() == (0xA, b"hello")
     client.send(0x8, b"\x03\xe8bye")
     assert client.recv_frame() == (0x8, b"\x03\xe8")
-    wait_for(client.at_eof, message="server to close TCP")
+    wait_for(client.at_eof, what="server to close TCP")
 
 
 def test_max_connections_refuses_with_503(start_hub) -> None:
@@ -227,7 +228,7 @@ def test_max_connections_refuses_with_503(start_hub) -> None:
     assert RawClient(hub.port, CABLE).status == 503
     assert hub.request("GET", "/health")[0] == 200
     first.close()
-    wait_for(lambda: hub.metric("hub_connections") == 1, message="a slot to free up")
+    wait_for(lambda: hub.metric("hub_connections") == 1, what="a slot to free up")
     assert RawClient(hub.port, CABLE).status == 101
 
 
@@ -249,7 +250,7 @@ def test_slow_client_is_disconnected_while_others_keep_receiving(start_hub) -> N
     with connect(hub.ws_url(CABLE), open_timeout=10, max_size=None) as fast:
         fast.send(json.dumps({"type": "subscribe", "stream": "s"}))
         assert recv_json(fast)["type"] == "subscribed"
-        wait_for(lambda: hub.metric("hub_subscriptions") == 2, message="both subscriptions")
+        wait_for(lambda: hub.metric("hub_subscriptions") == 2, what="both subscriptions")
         data = "y" * 200_000
         sent = 0
 
@@ -260,7 +261,7 @@ def test_slow_client_is_disconnected_while_others_keep_receiving(start_hub) -> N
             assert recv_json(fast)["data"] == data  # the fast client is never held back
             return hub.metric("hub_slow_client_disconnects_total") == 1
 
-        wait_for(one_more, interval=0, message="the slow client to be dropped")
+        wait_for(one_more, interval=0, what="the slow client to be dropped")
         assert hub.metric("hub_subscriptions") == 1
         assert hub.broadcast({"stream": "s", "data": "after"}) == 201
         assert recv_json(fast)["data"] == "after"
@@ -299,7 +300,7 @@ def test_sighup_cable_disabled_disconnects_without_reconnect_then_enabled_again(
 
     showcase.navigator_path.write_text(original)
     showcase.signal(signal.SIGHUP)
-    wait_for(lambda: len([l for l in showcase.lines if l["event"] == "reloaded"]) == 2, message="second reload")
+    wait_for(lambda: len([l for l in showcase.lines if l["event"] == "reloaded"]) == 2, what="second reload")
     with cable_client(showcase) as again:
         assert recv_json(again)["type"] == "welcome"
 
