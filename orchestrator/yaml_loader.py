@@ -57,33 +57,60 @@ class _StrictLoader(CParser, yaml.constructor.SafeConstructor, _StrictResolver):
 
 @dataclass(frozen=True)
 class LoadedYaml:
-    """A parsed document plus the line (1-based) where each value starts."""
+    """A parsed document, the line (1-based) where each value starts, and its duplicate keys.
+
+    A document with duplicate keys still has data (the last value wins, as in
+    PyYAML), so a caller can report them together with every other problem.
+    """
 
     source: str
     data: Any
     lines: dict[Path_, int] = field(default_factory=dict)
+    duplicates: tuple[str, ...] = ()
 
     def where(self, path: Path_) -> str:
         """`file:line` of the nearest value on `path` that has a known line."""
         probe = tuple(path)
         while probe and probe not in self.lines:
             probe = probe[:-1]
+        if path and not probe:
+            return self.source  # nothing on the path is in the file: line 1 would point nowhere useful
         line = self.lines.get(probe)
         return f"{self.source}:{line}" if line is not None else self.source
 
 
 def load_yaml_file(path: str | os.PathLike[str]) -> LoadedYaml:
+    """Parse a file; any problem, a duplicate key included, is an InputError."""
+    return _strict(parse_yaml_file(path))
+
+
+def load_yaml_text(text: str, source: str) -> LoadedYaml:
+    """Parse text; any problem, a duplicate key included, is an InputError."""
+    return _strict(parse_yaml_text(text, source))
+
+
+def _strict(loaded: LoadedYaml) -> LoadedYaml:
+    if loaded.duplicates:
+        raise InputError(list(loaded.duplicates))
+    return loaded
+
+
+def parse_yaml_file(path: str | os.PathLike[str]) -> LoadedYaml:
+    """Parse a file, keeping duplicate keys as problems in the result; unreadable or non-YAML text is an InputError."""
+    return parse_yaml_text(read_text_file(path), str(path))
+
+
+def read_text_file(path: str | os.PathLike[str]) -> str:
     try:
         with open(path, encoding="utf-8") as handle:
-            text = handle.read()
+            return handle.read()
     except FileNotFoundError:
         raise InputError([f"{path}: file not found"]) from None
     except (OSError, UnicodeDecodeError) as error:
         raise InputError([f"{path}: cannot read: {error}"]) from None
-    return load_yaml_text(text, str(path))
 
 
-def load_yaml_text(text: str, source: str) -> LoadedYaml:
+def parse_yaml_text(text: str, source: str) -> LoadedYaml:
     loader = _StrictLoader(text)
     try:
         node = loader.get_single_node()
@@ -92,8 +119,6 @@ def load_yaml_text(text: str, source: str) -> LoadedYaml:
         lines: dict[Path_, int] = {}
         problems: list[str] = []
         _index(node, (), lines, problems, source)
-        if problems:
-            raise InputError(problems)
         data = loader.construct_document(node)
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
@@ -103,7 +128,7 @@ def load_yaml_text(text: str, source: str) -> LoadedYaml:
         raise InputError([f"{source}: not valid YAML: {error}"]) from None
     finally:
         loader.dispose()
-    return LoadedYaml(source, data, lines)
+    return LoadedYaml(source, data, lines, tuple(problems))
 
 
 def _index(node: yaml.Node, path: Path_, lines: dict[Path_, int], problems: list[str], source: str) -> None:
@@ -121,8 +146,7 @@ def _index(node: yaml.Node, path: Path_, lines: dict[Path_, int], problems: list
                 problems.append(
                     f"{source}:{line}: duplicate key '{key}' (first defined on line {first_seen[key]})"
                 )
-                continue
-            first_seen[key] = line
+            first_seen.setdefault(key, line)
             _index(value_node, path + (_key_of(key_node),), lines, problems, source)
     elif isinstance(node, yaml.SequenceNode):
         for position, item in enumerate(node.value):
