@@ -2,11 +2,32 @@
 
 from __future__ import annotations
 
+import ctypes
+import errno
+import fcntl
 import os
+import shlex
 import shutil
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from itertools import takewhile
 from pathlib import Path, PurePosixPath
+
+from orchestrator.errors import InputError
+
+AT_FDCWD = -100
+RENAME_EXCHANGE = 2
+# Errors that mean "you may not write there", reported like the checks of check_output_dir.
+_NOT_WRITABLE = frozenset({errno.EROFS, errno.EACCES, errno.ENOTDIR, errno.EPERM})
+_RETIRED = ".retired"
+
+
+@dataclass(frozen=True, slots=True)
+class OutputFile:
+    text: str
+    executable: bool = False
 
 
 def write_file_atomic(path: Path, text: str) -> None:
@@ -22,59 +43,201 @@ def write_file_atomic(path: Path, text: str) -> None:
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)
         raise
-    _fsync_directory(path.parent)
+    _fsync(path.parent)
 
 
-def publish_directories(out_dir: Path, units: Mapping[PurePosixPath, Mapping[str, str]]) -> None:
-    """Put each unit (a directory of files under `out_dir`) in place, replacing what was there.
+def check_output_dir(out_dir: Path | str) -> None:
+    """Raise InputError naming `--out <dir>` and what is wrong with it; writes nothing."""
+    problem = _output_dir_problem(out_dir)
+    if problem is not None:
+        raise InputError([f"--out {shlex.quote(str(out_dir))}: {problem}"])
 
-    Everything is first written and synced in a staging directory beside
-    `out_dir`; only then is each unit renamed into place, so a failure while
-    writing leaves `out_dir` untouched.
+
+def publish_directories(out_dir: Path | str, units: Mapping[PurePosixPath, Mapping[str, OutputFile]]) -> None:
+    """Make each unit (a directory name) `out_dir/unit` with exactly its files, in the order given.
+
+    Everything is written and synced in a staging directory beside `out_dir`
+    first; then each unit replaces the current one in a single rename, so after
+    a crash at any point every unit is wholly old or wholly new. Nothing else
+    in `out_dir` is touched.
     """
-    out_dir = out_dir.resolve()
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.staging.", dir=out_dir.parent))
+    check_output_dir(out_dir)
+    _check_units(units)
+    target = Path(os.path.realpath(out_dir))
     try:
-        for unit, files in units.items():
-            _write_tree(staging / unit, files.items())
-        if not out_dir.exists():
-            os.replace(staging, out_dir)
-            _fsync_directory(out_dir.parent)
-            return
-        for unit in units:
-            _swap_in(staging / unit, out_dir / unit)
+        _publish(target, units)
+    except OSError as error:
+        if error.errno not in _NOT_WRITABLE:
+            raise
+        where = error.filename or target
+        message = f"--out {shlex.quote(str(out_dir))}: cannot write there ({error.strerror}: {where})"
+        raise InputError([message]) from error
+
+
+def _output_dir_problem(out_dir: Path | str) -> str | None:
+    if str(out_dir) == "":
+        return "an empty path"
+    target = Path(os.path.realpath(out_dir))
+    if os.path.lexists(target) and not os.path.isdir(target):
+        if os.path.islink(out_dir):
+            return f"a symlink to {target}, which is not a directory"
+        return "exists and is not a directory"
+    existing = next(path for path in (target, *target.parents) if os.path.lexists(path))
+    if not os.path.isdir(existing):
+        return f"{existing} is not a directory"
+    # Staging and the lock go beside `target`; units are renamed inside it.
+    writable = [target, target.parent] if existing == target else [existing]
+    for directory in writable:
+        if not os.access(directory, os.W_OK | os.X_OK):
+            return f"cannot create or rename entries in {directory} (no write or search permission)"
+    return None
+
+
+def _check_units(units: Mapping[PurePosixPath, Mapping[str, OutputFile]]) -> None:
+    """Each unit is one directory name in `out_dir`, and its files stay inside it."""
+    for unit, files in units.items():
+        if unit.name == ".." or unit.name != unit.as_posix():
+            raise ValueError(f"a unit is one directory name in the output directory, not {unit}")
+        for path in map(PurePosixPath, files):
+            if path.is_absolute() or not path.parts or ".." in path.parts:
+                raise ValueError(f"{unit}: not a relative path inside the unit: {path}")
+
+
+def _publish(target: Path, units: Mapping[PurePosixPath, Mapping[str, OutputFile]]) -> None:
+    _ensure_directory(target.parent)
+    with _exclusive_lock(target.parent / f".{target.name}.lock"):
+        _ensure_directory(target)
+        prefix = f".{target.name}.staging."
+        # With the lock held, any staging directory left is from a run that crashed.
+        for leftover in [path for path in target.parent.iterdir() if path.name.startswith(prefix)]:
+            _discard(leftover, target)
+        staging = Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))
+        try:
+            _stage_and_swap(staging, target, units)
+        finally:
+            _discard(staging, target)
+
+
+def _stage_and_swap(staging: Path, target: Path, units: Mapping[PurePosixPath, Mapping[str, OutputFile]]) -> None:
+    for unit, files in units.items():
+        _write_tree(staging / "new" / unit, files)
+    for unit in units:
+        _put_in_place(staging / "new" / unit, target / unit, staging / f"{unit}{_RETIRED}")
+
+
+def _write_tree(root: Path, files: Mapping[str, OutputFile]) -> None:
+    root.mkdir(parents=True)
+    for name, file in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_file(path, file)
+    # One syncfs makes every file and directory just written durable; fsyncing
+    # each of them was most of a render's time. Without syncfs, fsync them all.
+    if _syncfs is not None and _syncfs(os.open(root, os.O_RDONLY | os.O_CLOEXEC)) == 0:
+        return
+    for path in sorted([*root.rglob("*"), root], reverse=True):
+        _fsync(path)
+
+
+def _write_file(path: Path, file: OutputFile) -> None:
+    with open(path, "xb") as handle:
+        os.fchmod(handle.fileno(), 0o755 if file.executable else 0o644)
+        handle.write(file.text.encode())
+
+
+def _put_in_place(staged: Path, current: Path, retired: Path) -> None:
+    if not os.path.lexists(current):
+        _rename(staged, current)
+    elif not _exchange(staged, current):
+        # Not atomic: a crash between these two renames leaves `current` missing;
+        # _discard (here or in the next run) puts the retired copy back.
+        _rename(current, retired)
+        _rename(staged, current)
+    _fsync(current.parent)
+
+
+def _discard(staging: Path, target: Path) -> None:
+    """Put back retired units a crash left missing, then delete `staging` and the old trees in it."""
+    for retired in staging.glob(f"*{_RETIRED}"):
+        current = target / retired.name.removesuffix(_RETIRED)
+        if not os.path.lexists(current):
+            _rename(retired, current)
+            _fsync(current.parent)
+    shutil.rmtree(staging)
+
+
+def _rename(source: Path, destination: Path) -> None:
+    """Every rename of a unit goes through here, so tests can make one fail, or kill the process there."""
+    os.rename(source, destination)
+
+
+def _exchange(first: Path, second: Path) -> bool:
+    """Swap two paths in one step; False if this system or filesystem cannot."""
+    if _renameat2 is None:
+        return False
+    if _renameat2(AT_FDCWD, os.fsencode(first), AT_FDCWD, os.fsencode(second), RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL):
+        return False
+    raise OSError(code, os.strerror(code), str(first), None, str(second))
+
+
+def _load_renameat2() -> Callable[[int, bytes, int, bytes, int], int] | None:
+    try:
+        function = ctypes.CDLL(None, use_errno=True).renameat2
+    except AttributeError:
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    function.restype = ctypes.c_int
+    return function
+
+
+_renameat2 = _load_renameat2()
+
+
+def _load_syncfs() -> Callable[[int], int] | None:
+    """syncfs(2), closing the descriptor it is given; None where libc has no syncfs."""
+    try:
+        function = ctypes.CDLL(None, use_errno=True).syncfs
+    except AttributeError:
+        return None
+    function.argtypes = [ctypes.c_int]
+    function.restype = ctypes.c_int
+
+    def sync_and_close(descriptor: int) -> int:
+        try:
+            return int(function(descriptor))
+        finally:
+            os.close(descriptor)
+
+    return sync_and_close
+
+
+_syncfs = _load_syncfs()
+
+
+@contextmanager
+def _exclusive_lock(path: Path) -> Iterator[None]:
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        os.close(descriptor)
 
 
-def _write_tree(root: Path, files: Iterable[tuple[str, str]]) -> None:
-    for relative, text in files:
-        target = root / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with open(target, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-    for directory in sorted({p for p in root.rglob("*") if p.is_dir()} | {root}, reverse=True):
-        _fsync_directory(directory)
+def _ensure_directory(directory: Path) -> None:
+    """Create `directory` and its missing parents, each made durable in its own parent."""
+    missing = list(takewhile(lambda path: not path.exists(), (directory, *directory.parents)))
+    for path in reversed(missing):
+        path.mkdir(exist_ok=True)
+        _fsync(path.parent)
 
 
-def _swap_in(new: Path, current: Path) -> None:
-    current.parent.mkdir(parents=True, exist_ok=True)
-    if current.exists():
-        retired = current.with_name(f".{current.name}.retired")
-        shutil.rmtree(retired, ignore_errors=True)
-        os.replace(current, retired)
-        os.replace(new, current)
-        shutil.rmtree(retired)
-    else:
-        os.replace(new, current)
-    _fsync_directory(current.parent)
-
-
-def _fsync_directory(directory: Path) -> None:
-    descriptor = os.open(directory, os.O_RDONLY)
+def _fsync(path: Path) -> None:
+    """fsync a file or a directory (a directory's fsync makes the names in it durable)."""
+    descriptor = os.open(path, os.O_RDONLY)
     try:
         os.fsync(descriptor)
     finally:
