@@ -2,39 +2,45 @@
 
 from __future__ import annotations
 
+import json
+import os
 from functools import cache
 from typing import Any
 
 import jinja2
-import yaml
 
 from orchestrator.resources import data_dir
+from orchestrator.yaml_out import scalar
 
 TEMPLATE_DIR = data_dir("templates")
-
-
-def yaml_scalar(value: Any) -> str:
-    """A scalar written so that any YAML parser reads back exactly `value`."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return str(value)
-    dumped = yaml.safe_dump(str(value), default_flow_style=True, width=1 << 30, allow_unicode=True)
-    return dumped.removesuffix("\n...\n").removesuffix("\n")
 
 
 @cache
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
+        bytecode_cache=_bytecode_cache(),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
         autoescape=False,
     )
-    env.filters["q"] = yaml_scalar
+    env.filters["q"] = scalar
+    # A JSON string is also a TOML basic string and a Dockerfile double-quoted word.
+    env.filters["json"] = lambda value: json.dumps(value, ensure_ascii=False)
     return env
+
+
+def _bytecode_cache() -> jinja2.BytecodeCache | None:
+    """Compiled templates kept between runs (compiling them is most of a render's template time); none if unwritable."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    directory = os.path.join(base, "cable-orchestrator", "jinja")
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError:
+        return None
+    return jinja2.FileSystemBytecodeCache(directory) if os.access(directory, os.W_OK) else None
 
 
 def render_template(name: str, context: dict[str, Any]) -> str:
