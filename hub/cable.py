@@ -127,9 +127,14 @@ def template_problem(template: str) -> str:
     return ""
 
 
+def placeholders(template: str) -> list[str]:
+    """The {name}s a template uses, in order."""
+    return _PLACEHOLDER.findall(template)
+
+
 def fill(template: str, params: dict[str, Any], query: str) -> tuple[str | None, str]:
     """Fill {placeholders} from subscription params, then the URL query; (None, name) if one is missing."""
-    names = _PLACEHOLDER.findall(template)
+    names = placeholders(template)
     if not names:
         return template, ""
     from_query: dict[str, list[str]] = {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+EXIT_RENDER_FAILED = 1
 EXIT_INVALID_INPUT = 2
 
 

@@ -1,16 +1,17 @@
-"""Load an inventory: strict YAML, schema check, cross-reference checks, typed model.
+"""Load an inventory: strict YAML, schema checks, cross-reference checks, typed model.
 
-Every problem found is collected and reported at once, each naming its path
-and the line it is on.
+Every problem found is collected and reported at once (duplicate keys, types,
+cross references), each naming its path and the line it is on.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
-from hub.cable import template_problem
+from hub.cable import placeholders, template_problem
 from orchestrator.errors import InputError
 from orchestrator.model import (
     MODES,
@@ -19,23 +20,33 @@ from orchestrator.model import (
     App,
     ChannelMapping,
     Environment,
+    FixedTenant,
     HealthCheck,
+    Hook,
+    HttpService,
+    Image,
     IntegratedMode,
     Inventory,
     MemoryBudget,
     Mode,
-    Pool,
     Region,
     Rollout,
+    RuntimeConfig,
+    ShippedFile,
     Stage,
     Tenant,
+    Tenants,
+    Vm,
+    Volume,
     WebSocket,
 )
 from orchestrator.schema_check import format_path, schema_problems
+from orchestrator.tenant_env import TENANT_FIELDS
 from orchestrator.tenants import inline_tenants, load_showcases
-from orchestrator.yaml_loader import LoadedYaml, Path_, load_yaml_file
+from orchestrator.yaml_loader import LoadedYaml, Path_, parse_yaml_file
 
 INVENTORY_SCHEMA = "inventory.schema.json"
+NAVIGATOR_SCHEMA = "navigator.schema.json"
 
 # Resident memory per component, in MB, from the migration plan's measurements:
 # Action Cable on Puma 137.8 + Redis 13.5 beside a 17.6 MB Navigator; anycable-go
@@ -46,74 +57,169 @@ DEFAULT_MEMORY_BUDGETS_MB: dict[Mode, dict[str, float]] = {
     "integrated": {"navigator": 35.0, "cable_server": 0.0, "redis": 0.0},
 }
 
-PLACEHOLDER_SHA256 = "0" * 64
-
-
-def load_inventory(path: Path) -> Inventory:
-    loaded = load_yaml_file(path)
-    data = loaded.data
-    problems = [
-        f"{format_path(where)}: {message} ({loaded.where(where)})"
-        for where, message in schema_problems(INVENTORY_SCHEMA, data)
-    ]
-    if problems:
-        raise InputError(problems)
-    tenants = _load_tenants(path, data["tenants"])
-    inventory = _build(path, data, tenants)
-    problems = _cross_reference_problems(data, inventory, loaded)
-    if problems:
-        raise InputError(problems)
-    return inventory
-
-
-def warnings_for(inventory: Inventory, modes: set[Mode]) -> list[str]:
-    """Things that are valid but will bite once the given modes are rendered."""
-    found = []
-    if "anycable" in modes and inventory.anycable.sha256 == PLACEHOLDER_SHA256:
-        found.append(
-            "modes.anycable.sha256 is the all-zero placeholder: an anycable image build fails its "
-            "checksum check until it holds the published digest of anycable-go-linux-amd64 "
-            f"v{inventory.anycable.version}"
-        )
-    return found
-
-
-def _load_tenants(inventory_path: Path, spec: dict[str, Any]) -> list[Tenant]:
-    if spec["source"] == "inline":
-        return inline_tenants(spec["events"])
-    showcases = (inventory_path.parent / spec["file"]).resolve()
-    try:
-        return load_showcases(showcases)
-    except InputError as error:
-        raise InputError([f"tenants.file: {problem}" for problem in error.problems]) from None
-
-
-def _cross_reference_problems(data: dict[str, Any], inventory: Inventory, loaded: LoadedYaml) -> list[str]:
-    problems: list[str] = []
-
-    def report(path: Path_, message: str) -> None:
-        problems.append(f"{format_path(path)}: {message} ({loaded.where(path)})")
-
-    known = _check_unique_regions(data["regions"], report)
-    if data["app"]["primary_region"] not in known:
-        report(("app", "primary_region"), f"region {data['app']['primary_region']!r} is not listed in regions")
-    environments = data["environments"]
-    for env_name, environment in environments.items():
-        _check_region_list(("environments", env_name, "regions"), environment["regions"], known, report)
-    _check_tenant_regions(data, list(inventory.tenants), environments, report)
-    _check_channels(data["websocket"].get("channels", {}), report)
-    _check_ports(inventory, report)
-    _check_stages(data.get("rollout", {}).get("stages", []), environments, report)
-    return problems
-
+# navigator.yml keys the generator writes, and what it writes them from.
+GENERATED_NAVIGATOR_KEYS: dict[Path_, str] = {
+    ("server", "listen"): "app.listen",
+    ("server", "hostname"): "environments.*.hostname",
+    ("server", "root_path"): "app.root_path",
+    ("cable",): "websocket",
+    ("applications", "tenants"): "tenants",
+    ("applications", "pools", "max_size"): "the machine's memory",
+    ("maintenance", "enabled"): "the boot configuration",
+}
+# applications.env entries that tell the Rails processes where the cable is.
+GENERATED_ENV = ("CABLE_ADAPTER", "CABLE_URL", "RAILS_CABLE_PATH", "TURBO_CABLE_BROADCAST_URL")
 
 Reporter = Callable[[Path_, str], None]
 
 
-def _check_unique_regions(regions: list[dict[str, Any]], report: Reporter) -> set[str]:
+def load_inventory(path: Path, tenants_file: Path | None = None) -> Inventory:
+    """The inventory at `path`; `tenants_file` replaces the showcases file it names (the image's run-time list)."""
+    loaded = parse_yaml_file(path)
+    data = loaded.data
+    problems = list(loaded.duplicates)
+
+    def report(where: Path_, message: str) -> None:
+        problems.append(f"{format_path(where)}: {message} ({loaded.where(where)})")
+
+    for where, message in schema_problems(INVENTORY_SCHEMA, data):
+        report(where, message)
+    if not isinstance(data, dict):
+        raise InputError(problems or [f"{path}: expected a mapping at the top level"])
+    _check_navigator_section(data.get("navigator"), report)
+    tenants, tenant_list = _load_tenants(path, data.get("tenants"), tenants_file, problems)
+    _cross_reference_problems(data, tenants, report)
+    if problems:
+        raise InputError(problems)
+    return _build(path, loaded, tenants, tenant_list)
+
+
+def mode_problems(inventory: Inventory, regions_by_mode: Mapping[Mode, list[str]]) -> list[str]:
+    """What the given modes cannot do for this app (regions_by_mode: the regions that would run each mode)."""
+    found = []
+    where = inventory.located.where
+    for mode, regions in sorted(regions_by_mode.items()):
+        if not regions:
+            continue
+        in_regions = f"regions in {mode} mode: {', '.join(sorted(set(regions)))}"
+        for channel in inventory.websocket.channels:
+            path = ("websocket", "channels", channel.name)
+            if mode == "anycable":
+                why = ("anycable-go without RPC rejects every channel but $pubsub, Turbo::StreamsChannel and "
+                       "CableReady::Stream; subscribe to its stream with turbo_stream_from or as a signed $pubsub stream")
+            elif mode == "integrated":
+                why = ("Navigator's built-in cable speaks only its own protocol, so an Action Cable channel gets no "
+                       "answer; subscribe to its stream with the turbo_cable gem")
+            else:
+                continue
+            found.append(f"{format_path(path)}: {mode} mode cannot serve this channel: {why} "
+                         f"({in_regions}) ({where(path)})")
+        if mode == "anycable" and inventory.anycable.image is None:
+            path = ("modes", "anycable", "image")
+            found.append(f"{format_path(path)}: anycable mode needs the official anycable-go image pinned by "
+                         f"digest (anycable/anycable-go:1.5.1@sha256:<digest>), since its releases publish no "
+                         f"checksums ({in_regions}) ({where(path[:-1])})")
+    return found
+
+
+def _check_navigator_section(section: Any, report: Reporter) -> None:
+    """The inventory's `navigator` block is navigator.yml minus what the generator writes."""
+    if not isinstance(section, dict):
+        return
+    for where, message in schema_problems(NAVIGATOR_SCHEMA, section):
+        report(("navigator", *where), message)
+    for key_path, source in GENERATED_NAVIGATOR_KEYS.items():
+        if _dig(section, key_path) is not None:
+            report(("navigator", *key_path), f"written by the generator from {source}; remove it here")
+    env = _dig(section, ("applications", "env"))
+    for name in GENERATED_ENV:
+        if isinstance(env, dict) and name in env:
+            report(("navigator", "applications", "env", name), "written by the generator for the WebSocket mode; remove it here")
+    hooks = _dig(section, ("hooks",))
+    for group, kinds in (hooks or {}).items() if isinstance(hooks, dict) else ():
+        for kind, entries in (kinds or {}).items() if isinstance(kinds, dict) else ():
+            for index, hook in enumerate(entries if isinstance(entries, list) else ()):
+                if isinstance(hook, dict) and "reload_config" in hook:
+                    report(("navigator", "hooks", group, kind, index, "reload_config"),
+                           "the generator decides which hooks reload the configuration (see runtime_config)")
+    scripts = _dig(section, ("server", "cgi_scripts"))
+    for index, script in enumerate(scripts if isinstance(scripts, list) else ()):
+        if isinstance(script, dict) and "reload_config" in script:
+            report(("navigator", "server", "cgi_scripts", index, "reload_config"),
+                   "list the script's path in runtime_config.refresh_cgi instead")
+
+
+def _dig(value: Any, keys: Path_) -> Any:
+    for key in keys:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return value
+
+
+def _load_tenants(
+    inventory_path: Path, spec: Any, override: Path | None, problems: list[str]
+) -> tuple[list[Tenant], ShippedFile | None]:
+    if not isinstance(spec, dict):
+        return [], None
+    if spec.get("source") == "inline":
+        events = _list(spec.get("events"))
+        valid = all(
+            isinstance(e, dict) and isinstance(e.get("year"), int) and isinstance(e.get("studio"), str)
+            and isinstance(e.get("region"), str) for e in events
+        )
+        return (inline_tenants(events), None) if valid else ([], None)
+    if not isinstance(spec.get("file"), str):
+        return [], None
+    showcases = override or (inventory_path.parent / spec["file"]).resolve()
+    try:
+        return load_showcases(showcases)
+    except InputError as error:
+        problems.extend(f"tenants.file: {problem}" for problem in error.problems)
+        return [], None
+
+
+def _cross_reference_problems(data: dict[str, Any], tenants: list[Tenant], report: Reporter) -> None:
+    """Checks across sections, on the raw data: a section that failed its schema check is skipped, not trusted."""
+    known = _check_unique_regions(_list(data.get("regions")), report)
+    app = _mapping(data.get("app"))
+    if isinstance(app.get("primary_region"), str) and app["primary_region"] not in known:
+        report(("app", "primary_region"), f"region {app['primary_region']!r} is not listed in regions")
+    environments = {
+        name: env for name, env in _mapping(data.get("environments")).items()
+        if isinstance(env, dict) and isinstance(env.get("regions"), list)
+    }
+    for env_name, environment in environments.items():
+        _check_region_list(("environments", env_name, "regions"), environment["regions"], known, report)
+        primary = environment.get("primary_region")
+        if isinstance(primary, str) and primary not in environment["regions"]:
+            report(("environments", env_name, "primary_region"), f"region {primary!r} is not one of this environment's regions")
+    tenant_spec = _mapping(data.get("tenants"))
+    _check_tenant_regions(tenant_spec, tenants, environments, report)
+    _check_tenant_env(tenant_spec, report)
+    websocket = _mapping(data.get("websocket"))
+    _check_channels(_mapping(websocket.get("channels")), report)
+    _check_region_paths(app, websocket, tenant_spec, report)
+    _check_ports(app, _mapping(data.get("modes")), report)
+    _check_refresh_cgi(_mapping(data.get("runtime_config")), _mapping(data.get("navigator")), report)
+    _check_stages(_list(_mapping(data.get("rollout")).get("stages")), environments, report)
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    """A section of raw data, or an empty one when it is missing or not a mapping (the schema check said so)."""
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _check_unique_regions(regions: list[Any], report: Reporter) -> set[str]:
     first_index: dict[str, int] = {}
     for index, region in enumerate(regions):
-        code = region["code"]
+        code = region.get("code") if isinstance(region, dict) else None
+        if not isinstance(code, str):
+            continue
         if code in first_index:
             report(("regions", index, "code"), f"duplicate region {code!r} (also regions[{first_index[code]}])")
         else:
@@ -121,9 +227,11 @@ def _check_unique_regions(regions: list[dict[str, Any]], report: Reporter) -> se
     return set(first_index)
 
 
-def _check_region_list(path: Path_, codes: list[str], allowed: set[str], report: Reporter, what: str = "regions") -> None:
+def _check_region_list(path: Path_, codes: list[Any], allowed: set[str], report: Reporter, what: str = "regions") -> None:
     seen: set[str] = set()
     for index, code in enumerate(codes):
+        if not isinstance(code, str):
+            continue
         if code not in allowed:
             report(path + (index,), f"region {code!r} is not listed in {what}")
         elif code in seen:
@@ -131,50 +239,88 @@ def _check_region_list(path: Path_, codes: list[str], allowed: set[str], report:
         seen.add(code)
 
 
-def _check_tenant_regions(
-    data: dict[str, Any], tenants: list[Tenant], environments: dict[str, Any], report: Reporter
-) -> None:
+def _check_tenant_regions(spec: dict[str, Any], tenants: list[Tenant], environments: dict[str, Any], report: Reporter) -> None:
     served = {code for environment in environments.values() for code in environment["regions"]}
-    if data["tenants"]["source"] == "inline":
+    if not served:
+        return
+    if spec.get("source") == "inline":
         for index, tenant in enumerate(tenants):
             if tenant.region not in served:
                 report(("tenants", "events", index, "region"), f"region {tenant.region!r} is in no environment")
         return
-    unserved = sorted({tenant.region for tenant in tenants} - served)
-    for code in unserved:
+    for code in sorted({tenant.region for tenant in tenants} - served):
         count = sum(1 for tenant in tenants if tenant.region == code)
         report(("tenants", "file"), f"{count} events are in region {code!r}, which no environment serves")
 
 
+def _check_tenant_env(spec: dict[str, Any], report: Reporter) -> None:
+    for name, value in _mapping(spec.get("env")).items():
+        if not isinstance(value, str):
+            continue
+        if why := template_problem(value):
+            report(("tenants", "env", name), why)
+        elif unknown := sorted(set(placeholders(value)) - set(TENANT_FIELDS)):
+            report(("tenants", "env", name),
+                   f"unknown field {{{unknown[0]}}} (fields: {', '.join(TENANT_FIELDS)})")
+
+
 def _check_channels(channels: dict[str, Any], report: Reporter) -> None:
     for name, mapping in channels.items():
-        if why := template_problem(mapping["stream"]):
+        stream = _mapping(mapping).get("stream")
+        if isinstance(stream, str) and (why := template_problem(stream)):
             report(("websocket", "channels", name, "stream"), why)
 
 
-def _check_ports(inventory: Inventory, report: Reporter) -> None:
-    listen = inventory.app.listen
-    # The Action Cable and AnyCable servers never run together, so they may share a port.
-    cable_ports: list[tuple[Path_, int]] = [
-        (("modes", "action_cable", "port"), inventory.action_cable.port),
-        (("modes", "anycable", "port"), inventory.anycable.port),
-        (("modes", "anycable", "broadcast_port"), inventory.anycable.broadcast_port),
+def _check_region_paths(app: dict[str, Any], websocket: dict[str, Any], tenants: dict[str, Any], report: Reporter) -> None:
+    """Another region's cable path and demo must fall under region_paths, or nothing replays them there."""
+    prefix = app.get("region_paths")
+    if not isinstance(prefix, str):
+        return
+    paths: list[tuple[Path_, Any]] = [
+        (("websocket", "cable_path"), websocket.get("cable_path")),
+        (("tenants", "demo", "path"), _mapping(tenants.get("demo")).get("path")),
     ]
-    for path, port in cable_ports:
+    for where, path in paths:
+        if isinstance(path, str) and "{region}" in path and not path.startswith(prefix):
+            report(where, f"{path!r} is not under app.region_paths {prefix!r}, so other regions would serve it locally")
+
+
+def _check_ports(app: dict[str, Any], modes: dict[str, Any], report: Reporter) -> None:
+    listen = app.get("listen")
+    action_cable = _mapping(modes.get("action_cable"))
+    anycable = _mapping(modes.get("anycable"))
+    # The Action Cable and AnyCable servers never run together, so they may share a port.
+    ports: list[tuple[Path_, Any]] = [
+        (("modes", "action_cable", "port"), action_cable.get("port", 28080)),
+        (("modes", "anycable", "port"), anycable.get("port", 28080)),
+        (("modes", "anycable", "broadcast_port"), anycable.get("broadcast_port", 28081)),
+    ]
+    for path, port in ports:
         if port == listen:
             report(path, f"port {port} is already app.listen")
-    if inventory.anycable.port == inventory.anycable.broadcast_port:
-        report(("modes", "anycable", "broadcast_port"), f"port {inventory.anycable.port} is already modes.anycable.port")
+    if anycable.get("port", 28080) == anycable.get("broadcast_port", 28081):
+        report(("modes", "anycable", "broadcast_port"), f"port {anycable.get('port', 28080)} is already modes.anycable.port")
 
 
-def _check_stages(stages: list[dict[str, Any]], environments: dict[str, Any], report: Reporter) -> None:
+def _check_refresh_cgi(runtime: dict[str, Any], navigator: dict[str, Any], report: Reporter) -> None:
+    scripts = _list(_dig(navigator, ("server", "cgi_scripts")))
+    known = {_mapping(script).get("path") for script in scripts}
+    for index, path in enumerate(_list(runtime.get("refresh_cgi"))):
+        if path not in known:
+            report(("runtime_config", "refresh_cgi", index), f"{path!r} is not a path of navigator.server.cgi_scripts")
+
+
+def _check_stages(stages: list[Any], environments: dict[str, Any], report: Reporter) -> None:
     names: dict[str, int] = {}
     deployed: dict[tuple[str, str], str] = {}
     for index, stage in enumerate(stages):
-        if stage["name"] in names:
-            report(("rollout", "stages", index, "name"), f"duplicate stage name (also stages[{names[stage['name']]}])")
-        names.setdefault(stage["name"], index)
-        env_name = stage["environment"]
+        if not isinstance(stage, dict) or not isinstance(stage.get("regions"), list):
+            continue
+        name = str(stage.get("name"))
+        if name in names:
+            report(("rollout", "stages", index, "name"), f"duplicate stage name (also stages[{names[name]}])")
+        names.setdefault(name, index)
+        env_name = stage.get("environment")
         if env_name not in environments:
             report(("rollout", "stages", index, "environment"), f"environment {env_name!r} is not defined")
             continue
@@ -182,41 +328,46 @@ def _check_stages(stages: list[dict[str, Any]], environments: dict[str, Any], re
         _check_region_list(("rollout", "stages", index, "regions"), stage["regions"], allowed, report,
                            what=f"environments.{env_name}.regions")
         for position, code in enumerate(stage["regions"]):
-            earlier = deployed.setdefault((env_name, code), stage["name"])
-            if earlier != stage["name"]:
+            earlier = deployed.setdefault((env_name, code), name)
+            if earlier != name:
                 report(("rollout", "stages", index, "regions", position),
                        f"region {code!r} is already rolled out by stage {earlier!r}")
 
 
-def _build(path: Path, data: dict[str, Any], tenants: list[Tenant]) -> Inventory:
+def _frozen(mapping: Mapping[str, str] | None) -> Mapping[str, str]:
+    return MappingProxyType(dict(mapping or {}))
+
+
+def _build(path: Path, loaded: LoadedYaml, events: list[Tenant], tenant_list: ShippedFile | None) -> Inventory:
+    data = loaded.data
     app_data = data["app"]
-    pool_data = app_data.get("pool", {})
     app = App(
         name=app_data["name"],
         root_path=app_data["root_path"],
         listen=app_data["listen"],
         primary_region=app_data["primary_region"],
         rails_root=app_data.get("rails_root", "/rails"),
-        database_dir=app_data.get("database_dir", "/data/db"),
-        ruby_version=app_data.get("ruby_version", "3.4"),
-        navigator_image=app_data.get("navigator_image", "samruby/navigator:latest"),
-        pool=Pool(
-            default_memory_limit=pool_data.get("default_memory_limit", "768M"),
-            start_port=pool_data.get("start_port", 4000),
-            timeout=pool_data.get("timeout", "5m"),
-            user=pool_data.get("user", "rails"),
-            group=pool_data.get("group", "rails"),
-        ),
-        idle_timeout=app_data.get("idle_timeout", "15m"),
+        region_paths=app_data.get("region_paths"),
     )
-    environments = {
-        name: Environment(name, env["fly_app"], env.get("hostname"), tuple(env["regions"]))
-        for name, env in data["environments"].items()
-    }
+    image_data = data.get("image", {})
+    image = Image(
+        ruby_version=image_data.get("ruby_version", "3.4"),
+        navigator_version=image_data.get("navigator_version", "v1.2.0"),
+        deploy_dir=image_data.get("deploy_dir", "deploy"),
+        config_dir=image_data.get("config_dir", "/etc/navigator"),
+        data_dir=image_data.get("data_dir", "/data"),
+        build_packages=tuple(image_data.get("build_packages", ("build-essential", "git", "libyaml-dev", "pkg-config"))),
+        packages=tuple(image_data.get("packages", ("curl", "libjemalloc2", "sqlite3"))),
+        build_commands=tuple(image_data.get("build_commands", ())),
+        prepare_commands=tuple(image_data.get("prepare_commands", ())),
+        writable_dirs=tuple(image_data.get("writable_dirs", ("db", "log", "storage", "tmp"))),
+        env=_frozen(image_data.get("env")),
+    )
+    environments = {name: _environment(name, env, app) for name, env in data["environments"].items()}
     regions = {
         region["code"]: Region(
             code=region["code"],
-            memory_mb=region.get("memory_mb", 2048),
+            memory_mb=region.get("memory_mb"),
             websocket_enabled=region.get("websocket", {}).get("enabled"),
             mode=region.get("websocket", {}).get("mode"),
         )
@@ -228,7 +379,9 @@ def _build(path: Path, data: dict[str, Any], tenants: list[Tenant]) -> Inventory
         mode=ws["mode"],
         cable_path=ws.get("cable_path", f"{app.root_path}/cable"),
         broadcast_path=ws.get("broadcast_path", "/_broadcast"),
+        public_path=ws.get("public_path", False),
         public_streams=ws.get("public_streams", False),
+        turbo_streams=ws.get("turbo_streams", False),
         signing_secret_env=ws.get("signing_secret_env", "CABLE_SIGNING_SECRET"),
         broadcast_key_env=ws.get("broadcast_key_env"),
         channels=tuple(
@@ -243,22 +396,32 @@ def _build(path: Path, data: dict[str, Any], tenants: list[Tenant]) -> Inventory
     budgets = data.get("memory_budgets_mb", {})
     rollout = data.get("rollout", {})
     health = rollout.get("health_check", {})
+    runtime = data.get("runtime_config", {})
     return Inventory(
         name=path.name,
+        source_text=path.read_text(encoding="utf-8"),
+        tenant_list=tenant_list,
+        located=loaded,
         app=app,
+        image=image,
         environments=environments,
         regions=regions,
-        tenants=tuple(tenants),
+        tenants=_tenants(data["tenants"], events),
         websocket=websocket,
+        navigator=data.get("navigator", {}),
+        runtime=RuntimeConfig(
+            sync=tuple(_hook(hook) for hook in runtime.get("sync", ())),
+            refresh_cgi=tuple(runtime.get("refresh_cgi", ())),
+            refresh_timeout=runtime.get("refresh_timeout", "1m"),
+        ),
         action_cable=ActionCableMode(
             port=action_cable.get("port", 28080),
-            redis=action_cable.get("redis", True),
             redis_url=action_cable.get("redis_url", "redis://localhost:6379/1"),
             redis_config=action_cable.get("redis_config", "/etc/redis/redis.conf"),
+            env=_frozen(action_cable.get("env")),
         ),
         anycable=AnyCableMode(
-            version=anycable.get("version", "1.5.1"),
-            sha256=anycable.get("sha256", PLACEHOLDER_SHA256),
+            image=anycable.get("image"),
             port=anycable.get("port", 28080),
             broadcast_port=anycable.get("broadcast_port", 28081),
             extra_args=tuple(anycable.get("extra_args", ())),
@@ -284,3 +447,61 @@ def _build(path: Path, data: dict[str, Any], tenants: list[Tenant]) -> Inventory
             ),
         ),
     )
+
+
+def _environment(name: Any, env: dict[str, Any], app: App) -> Environment:
+    regions = tuple(env["regions"])
+    vm = env.get("vm", {})
+    volume = env.get("volume")
+    service = env.get("http_service", {})
+    return Environment(
+        name=name,
+        fly_app=env["fly_app"],
+        hostname=env.get("hostname"),
+        regions=regions,
+        primary_region=env.get("primary_region", app.primary_region if app.primary_region in regions else regions[0]),
+        vm=Vm(vm.get("cpu_kind", "shared"), vm.get("cpus", 1), vm.get("memory_mb", 2048)),
+        volume=None if volume is None else Volume(
+            volume["name"],
+            volume.get("auto_extend_size_threshold"),
+            volume.get("auto_extend_size_increment"),
+            volume.get("auto_extend_size_limit"),
+        ),
+        http_service=HttpService(
+            force_https=service.get("force_https", True),
+            auto_stop_machines=service.get("auto_stop_machines", False),
+            auto_start_machines=service.get("auto_start_machines", True),
+            min_machines_running=service.get("min_machines_running", 1),
+        ),
+        build_args=_frozen(env.get("build_args")),
+        env=_frozen(env.get("env")),
+    )
+
+
+def _tenants(spec: dict[str, Any], events: list[Tenant]) -> Tenants:
+    return Tenants(
+        events=tuple(events),
+        runtime_file=spec.get("runtime_file"),
+        env=_frozen(spec.get("env")),
+        default_logo=spec.get("default_logo"),
+        index=_fixed_tenant(spec.get("index")),
+        demo=_fixed_tenant(spec.get("demo")),
+        prerendered_studio_indexes=spec.get("prerendered_studio_indexes", False),
+        public_event_paths=tuple(spec.get("public_event_paths", ())),
+    )
+
+
+def _fixed_tenant(spec: dict[str, Any] | None) -> FixedTenant | None:
+    if spec is None:
+        return None
+    return FixedTenant(
+        path=spec.get("path", "/"),
+        database=spec.get("database", "index"),
+        root=spec.get("root"),
+        env=_frozen(spec.get("env")),
+        public=spec.get("public", False),
+    )
+
+
+def _hook(spec: dict[str, Any]) -> Hook:
+    return Hook(spec["command"], tuple(spec.get("args", ())), spec.get("timeout"))

@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
+
+from orchestrator.yaml_loader import LoadedYaml
 
 Mode = Literal["action_cable", "anycable", "integrated"]
 MODES: tuple[Mode, ...] = ("action_cable", "anycable", "integrated")
 EnvironmentName = Literal["staging", "production"]
 
+# The one placeholder the inventory's Navigator settings and tenant paths may use.
+REGION_PLACEHOLDER = "{region}"
+
 
 @dataclass(frozen=True)
-class Pool:
-    default_memory_limit: str
-    start_port: int
-    timeout: str
-    user: str
-    group: str
+class ShippedFile:
+    """A file the inventory was read from, copied into the image so it can render again at run time."""
+
+    name: str
+    text: str
 
 
 @dataclass(frozen=True)
@@ -26,11 +31,58 @@ class App:
     listen: int
     primary_region: str
     rails_root: str
-    database_dir: str
+    region_paths: str | None
+
+    def region_prefix(self, region: str) -> str | None:
+        """The path prefix that belongs to `region` alone (its cable path, its demo), if the app has one."""
+        return None if self.region_paths is None else self.region_paths.replace(REGION_PLACEHOLDER, region)
+
+
+@dataclass(frozen=True)
+class Image:
     ruby_version: str
-    navigator_image: str
-    pool: Pool
-    idle_timeout: str
+    navigator_version: str
+    deploy_dir: str
+    config_dir: str
+    data_dir: str
+    build_packages: tuple[str, ...]
+    packages: tuple[str, ...]
+    build_commands: tuple[str, ...]
+    prepare_commands: tuple[str, ...]
+    writable_dirs: tuple[str, ...]
+    env: Mapping[str, str]
+
+    @property
+    def navigator_image(self) -> str:
+        return f"samruby/navigator:{self.navigator_version}"
+
+    @property
+    def active_config(self) -> str:
+        """The configuration Navigator runs, written at run time (never part of the image)."""
+        return f"{self.config_dir}/navigator.yml"
+
+
+@dataclass(frozen=True)
+class Vm:
+    cpu_kind: str
+    cpus: int
+    memory_mb: int
+
+
+@dataclass(frozen=True)
+class Volume:
+    name: str
+    auto_extend_size_threshold: int | None
+    auto_extend_size_increment: str | None
+    auto_extend_size_limit: str | None
+
+
+@dataclass(frozen=True)
+class HttpService:
+    force_https: bool
+    auto_stop_machines: bool
+    auto_start_machines: bool
+    min_machines_running: int
 
 
 @dataclass(frozen=True)
@@ -39,19 +91,20 @@ class Environment:
     fly_app: str
     hostname: str | None
     regions: tuple[str, ...]
+    primary_region: str
+    vm: Vm
+    volume: Volume | None
+    http_service: HttpService
+    build_args: Mapping[str, str]
+    env: Mapping[str, str]
 
 
 @dataclass(frozen=True)
 class Region:
     code: str
-    memory_mb: int
+    memory_mb: int | None
     websocket_enabled: bool | None
     mode: Mode | None
-
-    @property
-    def pool_max_size(self) -> int:
-        """Showcase sizes the tenant pool at 6 plus the machine's RAM in GB."""
-        return 6 + self.memory_mb // 1024
 
 
 @dataclass(frozen=True)
@@ -61,15 +114,48 @@ class Tenant:
     event: str | None
     region: str
     name: str
+    owner: str
+    logo: str | None
+    locale: str | None
+    has_events: bool
 
     @property
     def database(self) -> str:
-        parts = [str(self.year), self.studio] + ([self.event] if self.event else [])
-        return "-".join(parts)
+        return "-".join(self._parts)
+
+    @property
+    def scope(self) -> str:
+        return "/".join(self._parts)
 
     def path(self, root_path: str) -> str:
-        parts = [root_path, str(self.year), self.studio] + ([self.event] if self.event else [])
-        return "/".join(parts) + "/"
+        return f"{root_path}/{self.scope}/"
+
+    @property
+    def _parts(self) -> list[str]:
+        return [str(self.year), self.studio] + ([self.event] if self.event else [])
+
+
+@dataclass(frozen=True)
+class FixedTenant:
+    """The index or the per-region demo tenant, as the inventory describes it."""
+
+    path: str
+    database: str
+    root: str | None
+    env: Mapping[str, str]
+    public: bool
+
+
+@dataclass(frozen=True)
+class Tenants:
+    events: tuple[Tenant, ...]
+    runtime_file: str | None
+    env: Mapping[str, str]
+    default_logo: str | None
+    index: FixedTenant | None
+    demo: FixedTenant | None
+    prerendered_studio_indexes: bool
+    public_event_paths: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -85,27 +171,44 @@ class WebSocket:
     mode: Mode
     cable_path: str
     broadcast_path: str
+    public_path: bool
     public_streams: bool
+    turbo_streams: bool
     signing_secret_env: str
     broadcast_key_env: str | None
     channels: tuple[ChannelMapping, ...]
 
     def cable_path_for(self, region: str) -> str:
-        return self.cable_path.replace("{region}", region)
+        return self.cable_path.replace(REGION_PLACEHOLDER, region)
+
+
+@dataclass(frozen=True)
+class Hook:
+    command: str
+    args: tuple[str, ...]
+    timeout: str | None
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """How the image keeps a region's navigator.yml current while it runs."""
+
+    sync: tuple[Hook, ...]
+    refresh_cgi: tuple[str, ...]
+    refresh_timeout: str
 
 
 @dataclass(frozen=True)
 class ActionCableMode:
     port: int
-    redis: bool
     redis_url: str
     redis_config: str
+    env: Mapping[str, str]
 
 
 @dataclass(frozen=True)
 class AnyCableMode:
-    version: str
-    sha256: str
+    image: str | None
     port: int
     broadcast_port: int
     extra_args: tuple[str, ...]
@@ -160,15 +263,30 @@ class RegionSettings:
     mode: Mode
     websocket_enabled: bool
 
+    @property
+    def memory_mb(self) -> int:
+        return self.region.memory_mb or self.environment.vm.memory_mb
+
+    @property
+    def pool_max_size(self) -> int:
+        """Showcase's rule: 6 plus the whole GiB of MemTotal, which the kernel keeps a little under the VM size."""
+        return 6 + (self.memory_mb - 1) // 1024
+
 
 @dataclass(frozen=True)
 class Inventory:
     name: str
+    source_text: str
+    tenant_list: ShippedFile | None
+    located: LoadedYaml
     app: App
+    image: Image
     environments: dict[str, Environment]
     regions: dict[str, Region]
-    tenants: tuple[Tenant, ...]
+    tenants: Tenants
     websocket: WebSocket
+    navigator: Mapping[str, Any]
+    runtime: RuntimeConfig
     action_cable: ActionCableMode
     anycable: AnyCableMode
     integrated: IntegratedMode
@@ -195,6 +313,6 @@ class Inventory:
 
     def tenants_in(self, region: str) -> list[Tenant]:
         return sorted(
-            (tenant for tenant in self.tenants if tenant.region == region),
+            (tenant for tenant in self.tenants.events if tenant.region == region),
             key=lambda tenant: (tenant.year, tenant.studio, tenant.event or ""),
         )

@@ -1,8 +1,8 @@
 """Tenants from a Showcase-format showcases.yml or from the inventory itself.
 
-showcases.yml maps year -> studio -> {:name, :region, :events}. Its keys are
-Ruby symbols: `:name: X` in the file is the key `:name`. A studio without
-`:events` is a single event served at the studio's own path.
+showcases.yml maps year -> studio -> {:name, :region, :logo, :locale, :events}.
+Its keys are Ruby symbols: `:name: X` in the file is the key `:name`. A studio
+without `:events` is a single event served at the studio's own path.
 """
 
 from __future__ import annotations
@@ -11,14 +11,16 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import InputError
-from orchestrator.model import Tenant
-from orchestrator.yaml_loader import LoadedYaml, load_yaml_file
+from orchestrator.model import ShippedFile, Tenant
+from orchestrator.yaml_loader import LoadedYaml, load_yaml_text, read_text_file
 
 _SLUG_CHARACTERS = set("abcdefghijklmnopqrstuvwxyz0123456789-")
 
 
-def load_showcases(path: Path) -> list[Tenant]:
-    loaded = load_yaml_file(path)
+def load_showcases(path: Path) -> tuple[list[Tenant], ShippedFile]:
+    """The tenants of a showcases.yml, and the file itself (the image ships it)."""
+    text = read_text_file(path)
+    loaded = load_yaml_text(text, str(path))
     problems: list[str] = []
     tenants: list[Tenant] = []
     if not isinstance(loaded.data, dict):
@@ -31,7 +33,7 @@ def load_showcases(path: Path) -> list[Tenant]:
             tenants.extend(_studio_tenants(loaded, year, studio, entry, problems))
     if problems:
         raise InputError(problems)
-    return tenants
+    return tenants, ShippedFile(path.name, text)
 
 
 def _studio_tenants(
@@ -49,9 +51,11 @@ def _studio_tenants(
         problems.append(f"{where}: studio {year}/{studio}: missing :region")
         return []
     studio_name = str(entry.get(":name", studio))
+    logo = _optional_text(loaded, (year, studio, ":logo"), entry.get(":logo"), problems)
+    locale = _optional_text(loaded, (year, studio, ":locale"), entry.get(":locale"), problems)
     events = entry.get(":events")
     if events is None:
-        return [Tenant(year, studio, None, region, studio_name)]
+        return [Tenant(year, studio, None, region, studio_name, studio_name, logo, locale, has_events=False)]
     if not isinstance(events, dict):
         problems.append(f"{loaded.where((year, studio, ':events'))}: :events must be a mapping")
         return []
@@ -63,8 +67,17 @@ def _studio_tenants(
             )
             continue
         event_name = details.get(":name", event) if isinstance(details, dict) else event
-        tenants.append(Tenant(year, studio, event, region, f"{studio_name}: {event_name}"))
+        tenants.append(
+            Tenant(year, studio, event, region, f"{studio_name}: {event_name}", studio_name, logo, locale, has_events=True)
+        )
     return tenants
+
+
+def _optional_text(loaded: LoadedYaml, where: tuple[Any, ...], value: Any, problems: list[str]) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    problems.append(f"{loaded.where(where)}: {where[-1]} must be text")
+    return None
 
 
 def _is_slug(value: Any) -> bool:
@@ -73,6 +86,7 @@ def _is_slug(value: Any) -> bool:
 
 def inline_tenants(entries: list[dict[str, Any]]) -> list[Tenant]:
     """Tenants listed in the inventory (already checked against the schema)."""
+    with_events = {(entry["year"], entry["studio"]) for entry in entries if "event" in entry}
     return [
         Tenant(
             year=entry["year"],
@@ -80,6 +94,10 @@ def inline_tenants(entries: list[dict[str, Any]]) -> list[Tenant]:
             event=entry.get("event"),
             region=entry["region"],
             name=entry.get("name", entry["studio"]),
+            owner=entry.get("owner", entry["studio"]),
+            logo=entry.get("logo"),
+            locale=entry.get("locale"),
+            has_events=(entry["year"], entry["studio"]) in with_events,
         )
         for entry in entries
     ]
