@@ -20,14 +20,31 @@ def build_parser() -> argparse.ArgumentParser:
     validate = commands.add_parser("validate", help="check an inventory and report every problem at once")
     validate.add_argument("inventory", type=Path)
 
-    render = commands.add_parser("render", help="write navigator.yml, Dockerfile and Rails settings per region")
+    render = commands.add_parser(
+        "render",
+        help="write each Fly app's image (Dockerfile, fly.toml) and every region's configuration",
+        description="Writes DIR/<environment>/ for each environment: Dockerfile, fly.toml, rails/ and navigator/ "
+        "(every region's configuration). Each environment directory is replaced whole, or not at all.",
+    )
     render.add_argument("inventory", type=Path)
-    render.add_argument("--out", type=Path, required=True, metavar="DIR", help="output directory")
-    render.add_argument("--region", action="append", metavar="R", help="only this region (repeatable)")
-    render.add_argument("--mode", choices=MODES, help="render every selected region in this mode")
+    # A string, not a Path: Path("") would silently become the current directory.
+    render.add_argument("--out", required=True, metavar="DIR", help="output directory, e.g. the app's deploy/")
+    render.add_argument(
+        "--region", action="append", metavar="R",
+        help="apply --mode/--websocket to this region only (repeatable); the other regions of its environment "
+        "keep the settings they were last rendered with",
+    )
+    render.add_argument("--mode", choices=MODES, help="render the selected regions in this mode")
     render.add_argument(
         "--websocket", choices=("on", "off"), help="force the WebSocket switch (off is the rollback switch)"
     )
+
+    refresh = commands.add_parser(
+        "refresh",
+        help="inside the image: render this region's navigator.yml again from the synced tenant list",
+    )
+    refresh.add_argument("--config-dir", type=Path, required=True, metavar="DIR", help="the image's configuration directory")
+    refresh.add_argument("--region", required=True, metavar="R")
 
     commands.add_parser("hub", help="run the cable hub (see `orchestrate hub --help`)", add_help=False)
     return parser
@@ -42,6 +59,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = build_parser().parse_args(arguments)
     # Imported here, not at the top: the hub must start before jinja2, jsonschema
     # and httpx are loaded (they pull in ssl, which the hub keeps out of its memory).
+    if options.command == "refresh":
+        from orchestrator.refresh import refresh
+
+        return refresh(options.config_dir, options.region)
     from orchestrator.commands import run
 
     return run(options)

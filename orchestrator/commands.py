@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from orchestrator.atomic import publish_directories
-from orchestrator.errors import EXIT_INVALID_INPUT, InputError, RenderError
-from orchestrator.inventory import load_inventory, warnings_for
+from orchestrator.atomic import check_output_dir, publish_directories
+from orchestrator.errors import EXIT_INVALID_INPUT, EXIT_RENDER_FAILED, InputError, RenderError
+from orchestrator.inventory import load_inventory, mode_problems
 from orchestrator.model import Inventory, RegionSettings
-from orchestrator.render import render_region, select_regions
-
-EXIT_RENDER_FAILED = 1
+from orchestrator.render.files import recorded_settings, regions_by_mode, render_environment, select_settings
+from orchestrator.render.image import REGION_SETTINGS
+from orchestrator.yaml_loader import read_text_file
 
 
 def run(options: argparse.Namespace) -> int:
     try:
+        if options.command == "render":
+            check_output_dir(options.out)
         inventory = load_inventory(options.inventory)
         if options.command == "validate":
-            _warn(inventory, select_regions(inventory))
+            _check_modes(inventory, [s for group in select_settings(inventory).values() for s in group])
             print(_summary(inventory))
             return 0
         return _render(inventory, options)
@@ -39,21 +42,37 @@ def _render(inventory: Inventory, options: argparse.Namespace) -> int:
         known = ", ".join(sorted(inventory.regions))
         raise InputError([f"--region {code}: not a region of {inventory.name} (known: {known})" for code in unknown])
     enabled = None if options.websocket is None else options.websocket == "on"
-    selected = select_regions(inventory, options.region, options.mode, enabled)
-    _warn(inventory, selected)
-    rendered = [render_region(inventory, settings) for settings in selected]
-    publish_directories(options.out, {region.directory: region.files for region in rendered})
-    file_count = sum(len(region.files) for region in rendered)
-    print(f"wrote {file_count} files for {len(rendered)} regions to {options.out}")
-    for region in rendered:
-        state = "on" if region.settings.websocket_enabled else "off"
-        print(f"  {region.directory}: {region.settings.mode}, websocket {state}")
+    out = Path(options.out)
+    recorded = _recorded(inventory, out) if options.region else {}
+    selected = select_settings(inventory, options.region, options.mode, enabled, recorded)
+    _check_modes(inventory, [s for group in selected.values() for s in group])
+    rendered = [render_environment(inventory, settings) for settings in selected.values()]
+    publish_directories(out, {environment.directory: environment.files for environment in rendered})
+    file_count = sum(len(environment.files) for environment in rendered)
+    print(f"wrote {file_count} files for {len(rendered)} images to {out}")
+    for environment in rendered:
+        print(f"  {environment.directory}/: {environment.environment.fly_app}, Dockerfile and fly.toml")
+        for settings in environment.settings:
+            state = "on" if settings.websocket_enabled else "off"
+            print(f"    regions/{settings.region.code}: {settings.mode}, websocket {state}")
     return 0
 
 
-def _warn(inventory: Inventory, selected: list[RegionSettings]) -> None:
-    for warning in warnings_for(inventory, {settings.mode for settings in selected}):
-        print(f"warning: {warning}", file=sys.stderr)
+def _recorded(inventory: Inventory, out: Path) -> dict[tuple[str, str], RegionSettings]:
+    """What each region under `out` was last rendered with, so a render of other regions keeps it."""
+    found = {}
+    for env_name, environment in inventory.environments.items():
+        for code in environment.regions:
+            path = out / env_name / "navigator" / "regions" / code / REGION_SETTINGS
+            if path.is_file():
+                found[(env_name, code)] = recorded_settings(read_text_file(path), str(path), inventory, env_name)
+    return found
+
+
+def _check_modes(inventory: Inventory, settings: list[RegionSettings]) -> None:
+    problems = mode_problems(inventory, regions_by_mode(settings))
+    if problems:
+        raise InputError(problems)
 
 
 def _summary(inventory: Inventory) -> str:
@@ -63,6 +82,6 @@ def _summary(inventory: Inventory) -> str:
     websocket = inventory.websocket
     state = "on" if websocket.enabled else "off"
     return (
-        f"{inventory.name}: valid; {environments}; {len(inventory.tenants)} tenants; "
+        f"{inventory.name}: valid; {environments}; {len(inventory.tenants.events)} tenants; "
         f"mode {websocket.mode}, websocket {state}; {len(inventory.rollout.stages)} rollout stages"
     )

@@ -1,0 +1,150 @@
+"""What each WebSocket mode adds to a region's navigator.yml, and to the app's image.
+
+The one place that knows the modes. With the WebSocket switched off a mode
+keeps everything the Rails processes still talk to (Redis in action_cable
+mode), drops the WebSocket server and its route, and leaves every other line
+as it was.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from orchestrator.model import Inventory, Mode, RegionSettings
+
+
+def cable_block(inventory: Inventory, settings: RegionSettings) -> dict[str, Any]:
+    """navigator.yml's `cable`: Navigator enables its built-in cable when the key is absent, so always say."""
+    if settings.mode != "integrated":
+        return {"enabled": False}
+    return {
+        "enabled": settings.websocket_enabled,
+        "path": inventory.websocket.cable_path_for(settings.region.code),
+        "broadcast_path": inventory.websocket.broadcast_path,
+    }
+
+
+def rails_env(inventory: Inventory, settings: RegionSettings) -> dict[str, str]:
+    """applications.env entries that tell every Rails process which adapter to broadcast through, and where.
+
+    The same in on and off: with the WebSocket off a broadcast still goes to the
+    same place and fails fast (404 or connection refused), or reaches a Redis
+    that has no subscriber.
+    """
+    cable_path = inventory.websocket.cable_path_for(settings.region.code)
+    env = {"RAILS_CABLE_PATH": cable_path}
+    if settings.mode == "action_cable":
+        return env | {"CABLE_ADAPTER": "redis", "CABLE_URL": inventory.action_cable.redis_url}
+    if settings.mode == "anycable":
+        return env | {"CABLE_ADAPTER": "any_cable_http", "CABLE_URL": broadcast_url(inventory, "anycable")}
+    url = broadcast_url(inventory, "integrated")
+    # TURBO_CABLE_BROADCAST_URL is where the turbo_cable gem posts; the generated adapter reads CABLE_URL.
+    return env | {"CABLE_ADAPTER": "http_broadcast", "CABLE_URL": url, "TURBO_CABLE_BROADCAST_URL": url}
+
+
+def broadcast_url(inventory: Inventory, mode: Mode) -> str:
+    """Where the Rails app POSTs broadcasts in an HTTP-broadcasting mode."""
+    port = inventory.anycable.broadcast_port if mode == "anycable" else inventory.app.listen
+    return f"http://localhost:{port}{inventory.websocket.broadcast_path}"
+
+
+def managed_processes(inventory: Inventory, settings: RegionSettings) -> list[dict[str, Any]]:
+    if settings.mode == "action_cable":
+        processes = [_redis(inventory)]
+        if settings.websocket_enabled:
+            processes.insert(0, _action_cable(inventory, settings))
+        return processes
+    if settings.mode == "anycable" and settings.websocket_enabled:
+        return [_anycable(inventory, settings)]
+    return []
+
+
+def reverse_proxies(inventory: Inventory, settings: RegionSettings) -> list[dict[str, Any]]:
+    if settings.mode == "integrated" or not settings.websocket_enabled:
+        return []
+    port = inventory.action_cable.port if settings.mode == "action_cable" else inventory.anycable.port
+    cable_path = inventory.websocket.cable_path_for(settings.region.code)
+    return [{
+        "name": "cable",
+        "path": f"^({re.escape(cable_path)})$",
+        "target": f"http://localhost:{port}$1",
+        "websocket": True,
+    }]
+
+
+def image_packages(modes: Iterable[Mode]) -> list[str]:
+    """Debian packages the image needs for these modes."""
+    return ["redis-server"] if "action_cable" in modes else []
+
+
+def _action_cable(inventory: Inventory, settings: RegionSettings) -> dict[str, Any]:
+    # Navigator gives managed processes only its own environment plus `env`,
+    # never applications.env: the cable server needs its adapter settings here.
+    cable = inventory.action_cable
+    return {
+        "name": "action-cable",
+        "command": "bundle",
+        "args": ["exec", "puma", "-p", str(cable.port), "cable/config.ru"],
+        "working_dir": inventory.app.rails_root,
+        "env": {**cable.env, **rails_env(inventory, settings)},
+        "auto_restart": True,
+        "start_delay": "1s",
+    }
+
+
+def _redis(inventory: Inventory) -> dict[str, Any]:
+    # Debian's redis.conf says `daemonize yes`: the forked server would look like
+    # a clean exit, and Navigator would neither restart nor stop it.
+    return {
+        "name": "redis",
+        "command": "redis-server",
+        "args": [inventory.action_cable.redis_config, "--daemonize", "no"],
+        "auto_restart": True,
+        "start_delay": "1s",
+    }
+
+
+def _anycable(inventory: Inventory, settings: RegionSettings) -> dict[str, Any]:
+    websocket = inventory.websocket
+    anycable = inventory.anycable
+    flags = [
+        # On Fly, anycable-go's preset would bind 0.0.0.0 and start an
+        # unauthenticated NATS on the private network.
+        "--presets", "none",
+        "--host", "127.0.0.1",
+        "--port", str(anycable.port),
+        "--path", websocket.cable_path_for(settings.region.code),
+        "--broadcast_adapter", "http",
+        "--http_broadcast_port", str(anycable.broadcast_port),
+        "--http_broadcast_path", websocket.broadcast_path,
+        "--norpc",
+        "--noauth",
+    ]
+    if websocket.public_streams:
+        flags.append("--public_streams")
+    if websocket.turbo_streams:
+        flags.append("--turbo_streams")
+    flags.extend(anycable.extra_args)
+    # anycable-go reads its secrets from ANYCABLE_* variables and fails open when
+    # the secret is empty; the shell maps the inventory's variables onto them
+    # (so no secret is in navigator.yml or in the process's arguments) and
+    # refuses to start when one is unset.
+    exports = [_require("ANYCABLE_SECRET", websocket.signing_secret_env)]
+    if websocket.broadcast_key_env:
+        exports.append(_require("ANYCABLE_BROADCAST_KEY", websocket.broadcast_key_env))
+    script = f'{" ".join(exports)} exec anycable-go "$@"'
+    return {
+        "name": "anycable",
+        "command": "/bin/sh",
+        "args": ["-c", script, "anycable-go", *flags],
+        # There is no flag for it: telemetry is on unless this variable says otherwise.
+        "env": {"ANYCABLE_DISABLE_TELEMETRY": "true"},
+        "auto_restart": True,
+        "start_delay": "1s",
+    }
+
+
+def _require(target: str, source: str) -> str:
+    return f'{target}="${{{source}:?{source} is not set}}"'
