@@ -19,7 +19,7 @@ def test_orchestrate_hub_serves_the_rendered_region(tmp_path, start_hub, capsys)
     out = tmp_path / "out"
     assert orchestrate(["render", str(REPO / "inventories" / "showcase.yml"), "--out", str(out), "--region", "ord"]) == 0
     capsys.readouterr()
-    region = out / "production" / "ord"
+    region = out / "production" / "navigator" / "regions" / "ord"
     hub = start_hub(
         navigator=(region / "navigator.yml").read_text(),
         hub=(region / "hub.yml").read_text(),
@@ -30,7 +30,7 @@ def test_orchestrate_hub_serves_the_rendered_region(tmp_path, start_hub, capsys)
     assert "libssl" not in maps and "libcrypto" not in maps
     assert hub.request("GET", "/up") == (200, b"OK")
 
-    identifier = json.dumps({"channel": "ConfigUpdateChannel", "database": "2025-boston", "user_id": "7",
+    identifier = json.dumps({"channel": "$pubsub",
                              "signed_stream_name": sign("config_update_2025-boston_7", SECRET.encode())})
     with connect(hub.ws_url("/showcase/regions/ord/cable"), subprotocols=["actioncable-v1-json"], open_timeout=10) as ws:
         assert json.loads(ws.recv(timeout=10))["type"] == "welcome"

@@ -3,10 +3,14 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from orchestrator.cli import main
+from orchestrator.inventory import load_inventory
+from orchestrator.render.files import render_environment, select_settings
+from orchestrator.yaml_loader import load_yaml_text
 
 REPO = Path(__file__).resolve().parents[2]
 SHOWCASE_INVENTORY = REPO / "inventories" / "showcase.yml"
@@ -59,12 +63,49 @@ def write_inventory(directory: Path, text: str = MINIMAL_INVENTORY, *, replace: 
     return path
 
 
-def copy_showcase(directory: Path) -> Path:
-    """The example inventory and its tenant file, copied where a test may change them."""
+# Test data only: the example inventory pins no anycable-go image (Showcase does not run that mode).
+TEST_ANYCABLE_IMAGE = "anycable/anycable-go:1.5.1@sha256:" + "5e" * 32
+
+
+def copy_showcase(directory: Path, *replacements: tuple[str, str]) -> Path:
+    """The example inventory and its tenant file, copied where a test may change them (exact substrings replaced)."""
     shutil.copy(SHOWCASES_FILE, directory / "showcases.yml")
     target = directory / "showcase.yml"
-    shutil.copy(SHOWCASE_INVENTORY, target)
+    text = SHOWCASE_INVENTORY.read_text(encoding="utf-8")
+    for old, new in replacements:
+        assert old in text, f"test setup: {old!r} is not in the example inventory"
+        text = text.replace(old, new, 1)
+    target.write_text(text, encoding="utf-8")
     return target
+
+
+def showcase_with_anycable_image(directory: Path, *replacements: tuple[str, str]) -> Path:
+    return copy_showcase(
+        directory, ("  anycable:\n    port: 28080", f"  anycable:\n    image: {TEST_ANYCABLE_IMAGE}\n    port: 28080"),
+        *replacements,
+    )
+
+
+def rendered(
+    inventory_path: Path = SHOWCASE_INVENTORY,
+    *,
+    mode: str | None = None,
+    websocket: bool | None = None,
+    regions: list[str] | None = None,
+    environment: str = "production",
+) -> dict[str, str]:
+    """Every file of one environment's image, as `orchestrate render` would write it (relative path -> text)."""
+    inventory = load_inventory(inventory_path)
+    settings = select_settings(inventory, regions, mode, websocket)[environment]  # type: ignore[arg-type]
+    return {path: file.text for path, file in render_environment(inventory, settings).files.items()}
+
+
+def parsed(files: dict[str, str], path: str) -> Any:
+    return load_yaml_text(files[path], path).data
+
+
+def region_config(files: dict[str, str], region: str = "ord", name: str = "navigator.yml") -> dict[str, Any]:
+    return parsed(files, f"navigator/regions/{region}/{name}")
 
 
 class CliResult:

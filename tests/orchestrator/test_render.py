@@ -1,159 +1,230 @@
-"""What each mode renders, the rollback switch, determinism, and all-or-nothing writes."""
+"""What each mode renders, the rollback switch, one image per app, determinism, and all-or-nothing writes."""
 
 from __future__ import annotations
 
-import difflib
-import re
+import copy
+import json
 import random
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from orchestrator import render as render_module
 from orchestrator.errors import RenderError
-from orchestrator.inventory import load_inventory
-from orchestrator.render import render_region, select_regions
-from orchestrator.schema_check import schema_problems
+from orchestrator.render import files as files_module
+from orchestrator.schema_check import in_schema_order
 from orchestrator.yaml_loader import load_yaml_text
-from tests.orchestrator.conftest import SHOWCASE_INVENTORY, copy_showcase, write_inventory
+from tests.orchestrator.conftest import (
+    SHOWCASE_INVENTORY,
+    TEST_ANYCABLE_IMAGE,
+    copy_showcase,
+    parsed,
+    region_config,
+    rendered,
+    showcase_with_anycable_image,
+    write_inventory,
+)
+
+SIGNING_SECRET_GUARD = '"${CABLE_SIGNING_SECRET:?CABLE_SIGNING_SECRET is not set}"'
 
 
-def rendered_files(mode: str, websocket_enabled: bool = True, region: str = "ord") -> dict[str, str]:
-    inventory = load_inventory(SHOWCASE_INVENTORY)
-    (settings,) = [
-        s for s in select_regions(inventory, [region], mode, websocket_enabled) if s.environment.name == "production"
-    ]
-    return render_region(inventory, settings).files
-
-
-def navigator(files: dict[str, str]) -> dict[str, Any]:
-    return load_yaml_text(files["navigator.yml"], "navigator.yml").data
-
-
-def test_action_cable_mode_runs_puma_and_redis_behind_a_websocket_proxy():
-    files = rendered_files("action_cable")
-    config = navigator(files)
+def test_action_cable_mode_runs_puma_and_redis_with_their_own_environment():
+    files = rendered(mode="action_cable")
+    config = region_config(files)
     assert config["cable"] == {"enabled": False}
-    processes = {p["name"]: p for p in config["managed_processes"]}
-    assert processes["action-cable"]["args"] == ["exec", "puma", "-p", "28080", "cable/config.ru"]
-    assert processes["redis"]["args"] == ["/etc/redis/redis.conf"]
-    assert config["routes"]["reverse_proxies"] == [
-        {"name": "cable", "path": r"^(/showcase/regions/ord/cable)$", "target": "http://localhost:28080$1", "websocket": True}
-    ]
-    assert config["applications"]["env"]["REDIS_URL"] == "redis://localhost:6379/1"
-    assert "redis-server" in files["Dockerfile"]
-    assert load_yaml_text(files["rails/config/cable.yml"], "cable.yml").data["production"]["adapter"] == "redis"
-    assert sorted(files) == ["Dockerfile", "navigator.yml", "rails/config/cable.yml"]
+    cable, redis = config["managed_processes"]
+    assert (cable["name"], cable["command"], cable["args"]) == (
+        "action-cable", "bundle", ["exec", "puma", "-p", "28080", "cable/config.ru"]
+    )
+    # Navigator never hands applications.env to a managed process: the cable server gets its own.
+    assert cable["env"] == {
+        "RAILS_ENV": "production",
+        "RAILS_RELATIVE_URL_ROOT": "/showcase",
+        "RAILS_CABLE_PATH": "/showcase/regions/ord/cable",
+        "CABLE_ADAPTER": "redis",
+        "CABLE_URL": "redis://localhost:6379/1",
+    }
+    # Debian's redis.conf daemonizes; Navigator would lose a forked server.
+    assert redis == {"name": "redis", "command": "redis-server", "args": ["/etc/redis/redis.conf", "--daemonize", "no"],
+                     "auto_restart": True, "start_delay": "1s"}
+    assert config["routes"]["reverse_proxies"][-1] == {
+        "name": "cable", "path": r"^(/showcase/regions/ord/cable)$", "target": "http://localhost:28080$1", "websocket": True,
+    }
+    env = config["applications"]["env"]
+    assert (env["CABLE_ADAPTER"], env["CABLE_URL"]) == ("redis", "redis://localhost:6379/1")
+    assert "redis-server" in dockerfile_packages(files)
 
 
-def test_anycable_mode_runs_a_pinned_anycable_go_with_the_plan_flags():
-    files = rendered_files("anycable")
-    config = navigator(files)
+def dockerfile_packages(files: dict[str, str]) -> list[str]:
+    """The packages the final stage installs."""
+    final_stage = files["Dockerfile"].rsplit("\nFROM base\n", 1)[1]
+    return re.search(r"apt-get install --no-install-recommends -y ([^&]+) &&", final_stage).group(1).split()
+
+
+def test_anycable_mode_runs_a_pinned_locked_down_anycable_go(tmp_path):
+    files = rendered(showcase_with_anycable_image(tmp_path, ("  public_streams: false\n", "  public_streams: false\n  turbo_streams: true\n")),
+                     mode="anycable")
+    config = region_config(files)
     assert config["cable"] == {"enabled": False}
     (process,) = config["managed_processes"]
-    assert process["name"] == "anycable"
-    assert process["command"] == "/bin/sh"
-    script, argv0, *flags = process["args"][1:]
-    assert script == 'ANYCABLE_SECRET="$CABLE_SIGNING_SECRET" exec anycable-go "$@"'
-    assert argv0 == "anycable-go"
+    assert (process["name"], process["command"]) == ("anycable", "/bin/sh")
+    dash_c, script, argv0, *flags = process["args"]
+    assert (dash_c, argv0) == ("-c", "anycable-go")
+    assert script == f'ANYCABLE_SECRET={SIGNING_SECRET_GUARD} exec anycable-go "$@"'
     assert flags == [
-        "--port", "28080", "--path", "/showcase/regions/ord/cable", "--broadcast_adapter", "http",
-        "--http_broadcast_port", "28081", "--http_broadcast_path", "/_broadcast", "--norpc", "--noauth",
+        "--presets", "none", "--host", "127.0.0.1", "--port", "28080", "--path", "/showcase/regions/ord/cable",
+        "--broadcast_adapter", "http", "--http_broadcast_port", "28081", "--http_broadcast_path", "/_broadcast",
+        "--norpc", "--noauth", "--turbo_streams",
     ]
-    assert config["routes"]["reverse_proxies"][0]["target"] == "http://localhost:28080$1"
-    assert config["applications"]["env"]["ANYCABLE_HTTP_BROADCAST_URL"] == "http://localhost:28081/_broadcast"
+    assert process["env"] == {"ANYCABLE_DISABLE_TELEMETRY": "true"}
+    assert config["routes"]["reverse_proxies"][-1]["target"] == "http://localhost:28080$1"
+    env = config["applications"]["env"]
+    assert (env["CABLE_ADAPTER"], env["CABLE_URL"]) == ("any_cable_http", "http://localhost:28081/_broadcast")
     dockerfile = files["Dockerfile"]
-    assert "ARG ANYCABLE_VERSION=1.5.1" in dockerfile
-    assert 'sha256sum --check --strict' in dockerfile
+    assert f"FROM {TEST_ANYCABLE_IMAGE} AS anycable\n" in dockerfile
+    assert "COPY --from=anycable /usr/local/bin/anycable-go /usr/local/bin/anycable-go\n" in dockerfile
     assert "redis" not in dockerfile
-    anycable = load_yaml_text(files["rails/config/anycable.yml"], "anycable.yml").data["production"]
-    assert anycable["broadcast_adapter"] == "http"
-    assert load_yaml_text(files["rails/config/cable.yml"], "cable.yml").data["production"] == {"adapter": "any_cable"}
+    assert "sha256sum" not in dockerfile and "curl -fsSL" not in dockerfile
 
 
-def test_anycable_public_streams_flag_follows_the_inventory(tmp_path):
-    inventory_path = copy_showcase(tmp_path)
-    inventory_path.write_text(
-        inventory_path.read_text().replace("public_streams: false", "public_streams: true"), encoding="utf-8"
+def test_anycable_maps_a_broadcast_key_and_public_streams_when_the_inventory_asks(tmp_path):
+    inventory = showcase_with_anycable_image(
+        tmp_path, ("  public_streams: false\n", "  public_streams: true\n  broadcast_key_env: CABLE_BROADCAST_KEY\n")
     )
-    inventory = load_inventory(inventory_path)
-    (settings,) = [s for s in select_regions(inventory, ["ord"], "anycable") if s.environment.name == "production"]
-    (process,) = navigator(render_region(inventory, settings).files)["managed_processes"]
-    assert process["command"] == "anycable-go"
-    assert "--public_streams" in process["args"]
+    (process,) = region_config(rendered(inventory, mode="anycable"))["managed_processes"]
+    assert process["args"][1] == (
+        f'ANYCABLE_SECRET={SIGNING_SECRET_GUARD} '
+        'ANYCABLE_BROADCAST_KEY="${CABLE_BROADCAST_KEY:?CABLE_BROADCAST_KEY is not set}" exec anycable-go "$@"'
+    )
+    assert "--public_streams" in process["args"] and "--turbo_streams" not in process["args"]
 
 
-def test_integrated_mode_serves_the_cable_from_the_front_process():
-    files = rendered_files("integrated")
-    config = navigator(files)
+def test_integrated_mode_serves_the_cable_from_navigator():
+    files = rendered(mode="integrated")
+    config = region_config(files)
     assert config["cable"] == {"enabled": True, "path": "/showcase/regions/ord/cable", "broadcast_path": "/_broadcast"}
     assert "managed_processes" not in config
-    assert "reverse_proxies" not in config["routes"]
+    assert all(proxy.get("name") != "cable" for proxy in config["routes"]["reverse_proxies"])
     env = config["applications"]["env"]
-    assert env["RAILS_CABLE_PATH"] == "/showcase/regions/ord/cable"
-    assert env["TURBO_CABLE_BROADCAST_URL"] == "http://localhost:9999/_broadcast"
-    assert "redis" not in files["Dockerfile"]
-    cable = load_yaml_text(files["rails/config/cable.yml"], "cable.yml").data["production"]
-    assert cable["adapter"] == "http_broadcast"
-    assert all("async" not in text for text in files.values())
-    adapter = files["rails/lib/action_cable/subscription_adapter/http_broadcast.rb"]
-    assert "class HttpBroadcast < Base" in adapter
-    hub = load_yaml_text(files["hub.yml"], "hub.yml").data
-    assert schema_problems("hub.schema.json", hub) == []
-    assert hub["channels"]["ConfigUpdateChannel"] == {"stream": "config_update_{database}_{user_id}", "signed": True}
-    assert hub["signing_secret_env"] == "CABLE_SIGNING_SECRET"
+    assert {name: env[name] for name in ("RAILS_CABLE_PATH", "CABLE_ADAPTER", "CABLE_URL", "TURBO_CABLE_BROADCAST_URL")} == {
+        "RAILS_CABLE_PATH": "/showcase/regions/ord/cable",
+        "CABLE_ADAPTER": "http_broadcast",
+        "CABLE_URL": "http://localhost:9999/_broadcast",
+        "TURBO_CABLE_BROADCAST_URL": "http://localhost:9999/_broadcast",
+    }
+    assert "redis" not in files["Dockerfile"] and "anycable" not in files["Dockerfile"]
+    assert parsed(files, "navigator/regions/ord/hub.yml")["signing_secret_env"] == "CABLE_SIGNING_SECRET"
 
 
-def test_tenants_of_the_region_and_replays_to_the_others():
-    config = navigator(rendered_files("integrated", region="nrt"))
-    tenants = config["applications"]["tenants"]
-    assert tenants[:2] == [
-        {"path": "/showcase/", "var": {"database": "index"}},
-        {"path": "/showcase/regions/nrt/demo/", "var": {"database": "demo"}},
+def test_the_rails_files_are_the_same_in_every_mode(tmp_path):
+    inventory = showcase_with_anycable_image(tmp_path)
+    per_mode = [
+        {path: text for path, text in rendered(inventory, mode=mode).items() if path.startswith("rails/")}
+        for mode in ("action_cable", "anycable", "integrated")
     ]
-    assert len(tenants) == 2 + 5
-    replays = config["routes"]["fly"]["replay"]
-    assert {r["region"] for r in replays} == {"ams", "dfw", "ewr", "iad", "ord", "sjc", "syd"}
-    assert {"path": "^/showcase/2026/clearwater/", "region": "dfw", "status": 307} in replays
-    assert config["applications"]["pools"]["max_size"] == 8
+    assert per_mode[0] == per_mode[1] == per_mode[2]
+    cable = parsed(per_mode[0], "rails/config/cable.yml")
+    assert cable["production"] == {
+        "adapter": '<%= ENV.fetch("CABLE_ADAPTER", "http_broadcast") %>',
+        "url": '<%= ENV.fetch("CABLE_URL", "http://localhost:9999/_broadcast") %>',
+    }
+
+
+def switched_off(config: dict[str, Any], mode: str) -> dict[str, Any]:
+    """What the rollback switch must make of a region's configuration: the WebSocket server and its route go, nothing else."""
+    expected = copy.deepcopy(config)
+    expected["cable"]["enabled"] = False
+    if mode == "action_cable":
+        expected["managed_processes"] = [p for p in expected["managed_processes"] if p["name"] == "redis"]
+    else:
+        expected.pop("managed_processes", None)
+    proxies = [p for p in expected["routes"]["reverse_proxies"] if p.get("name") != "cable"]
+    expected["routes"]["reverse_proxies"] = proxies
+    return expected
 
 
 @pytest.mark.parametrize("mode", ["action_cable", "anycable", "integrated"])
-def test_websocket_off_changes_only_the_websocket_lines(mode):
-    on = rendered_files(mode, websocket_enabled=True)
-    off = rendered_files(mode, websocket_enabled=False)
-    assert {name for name in on if on[name] != off[name]} == {"navigator.yml"}
-    diff = [
-        line for line in difflib.unified_diff(on["navigator.yml"].splitlines(), off["navigator.yml"].splitlines(), lineterm="", n=0)
-        if line[:1] in "+-" and not line.startswith(("+++", "---"))
-    ]
-    added = [line[1:] for line in diff if line.startswith("+")]
-    removed = [line[1:] for line in diff if line.startswith("-")]
-    config_off = navigator(off)
-    assert config_off["cable"]["enabled"] is False
-    assert "managed_processes" not in config_off
-    assert "reverse_proxies" not in config_off.get("routes", {})
-    if mode == "integrated":
-        assert (removed, added) == (["  enabled: true"], ["  enabled: false"])
-    else:
-        assert added == []
-        assert removed[0] == "    reverse_proxies:" or removed[0] == "  reverse_proxies:"
-        assert "managed_processes:" in removed
-        # Only whole proxy and process blocks go: every line after the cable is unchanged otherwise.
-        assert len(removed) == len(on["navigator.yml"].splitlines()) - len(off["navigator.yml"].splitlines())
+def test_websocket_off_removes_only_the_websocket_server_and_its_route(mode, tmp_path):
+    inventory = showcase_with_anycable_image(tmp_path)
+    on = rendered(inventory, mode=mode, websocket=True)
+    off = rendered(inventory, mode=mode, websocket=False)
+    changed = {path for path in on if on[path] != off[path]}
+    assert changed == {f"navigator/regions/{region}/{name}" for region in ("ams", "dfw", "ewr", "iad", "nrt", "ord", "sjc", "syd")
+                       for name in ("navigator.yml", "boot.yml", "render.json")}
+    config_on, config_off = region_config(on), region_config(off)
+    assert config_off == switched_off(config_on, mode)
+    # The Rails processes keep broadcasting to the same place: every applications.env line stays.
+    assert config_off["applications"]["env"]["RAILS_CABLE_PATH"] == "/showcase/regions/ord/cable"
+    # The boot configuration never runs the cable: only its header says which switch it belongs to.
+    boot_diff = [pair for pair in zip(on["navigator/regions/ord/boot.yml"].splitlines(),
+                                      off["navigator/regions/ord/boot.yml"].splitlines()) if pair[0] != pair[1]]
+    assert boot_diff == [(f"# WebSocket mode: {mode}, websocket on.", f"# WebSocket mode: {mode}, websocket off.")]
 
 
-def test_region_override_switches_one_region_off(tmp_path, orchestrate):
+def test_the_rollback_switch_beats_a_region_s_own_setting(tmp_path, orchestrate):
+    inventory = write_inventory(tmp_path)  # regions[3] (ord) says websocket.enabled: true
+    out = tmp_path / "out"
+    assert orchestrate("render", inventory, "--out", out, "--websocket", "off").code == 0
+    assert enabled_by_region(out) == {"ams": False, "dfw": False, "iad": False, "ord": False}
+
+
+def test_a_region_s_own_setting_beats_the_inventory_default(tmp_path, orchestrate):
     inventory = write_inventory(tmp_path, replace=("      enabled: true\ntenants", "      enabled: false\ntenants"))
     out = tmp_path / "out"
     assert orchestrate("render", inventory, "--out", out).code == 0
-    enabled = {
-        region: load_yaml_text((out / "production" / region / "navigator.yml").read_text(), "n").data["cable"]["enabled"]
-        for region in ("ams", "dfw", "iad", "ord")
+    assert enabled_by_region(out) == {"ams": True, "dfw": True, "iad": True, "ord": False}
+
+
+def enabled_by_region(out: Path) -> dict[str, bool]:
+    regions = out / "production" / "navigator" / "regions"
+    return {
+        path.name: load_yaml_text((path / "navigator.yml").read_text(), "n").data["cable"]["enabled"]
+        for path in sorted(regions.iterdir())
     }
-    assert enabled == {"ams": True, "dfw": True, "iad": True, "ord": False}
+
+
+def test_a_render_of_one_region_keeps_what_the_others_were_rendered_with(tmp_path, orchestrate):
+    inventory = showcase_with_anycable_image(tmp_path)
+    out = tmp_path / "out"
+    assert orchestrate("render", inventory, "--out", out, "--region", "ord", "--websocket", "off").code == 0
+    assert orchestrate("render", inventory, "--out", out, "--region", "dfw", "--mode", "anycable").code == 0
+    recorded = {
+        path.parent.name: json.loads(path.read_text())
+        for path in (out / "production" / "navigator" / "regions").glob("*/render.json")
+    }
+    assert (recorded["ord"]["mode"], recorded["ord"]["websocket_enabled"]) == ("integrated", False)
+    assert (recorded["dfw"]["mode"], recorded["dfw"]["websocket_enabled"]) == ("anycable", True)
+    assert (recorded["ams"]["mode"], recorded["ams"]["websocket_enabled"]) == ("integrated", True)
+    # The image carries what every region needs: anycable-go for dfw.
+    assert "COPY --from=anycable" in (out / "production" / "Dockerfile").read_text()
+    # The staging app has neither dfw nor ord: neither render touched it.
+    assert not (out / "staging").exists()
+
+
+def test_a_render_that_changes_one_region_changes_only_that_region_s_files(tmp_path, orchestrate):
+    out = tmp_path / "out"
+    assert orchestrate("render", SHOWCASE_INVENTORY, "--out", out).code == 0
+    before = tree(out / "production")
+    assert orchestrate("render", SHOWCASE_INVENTORY, "--out", out, "--region", "ord", "--websocket", "off").code == 0
+    after = tree(out / "production")
+    assert {path for path in after if after[path] != before.get(path)} == {
+        "navigator/regions/ord/navigator.yml", "navigator/regions/ord/boot.yml", "navigator/regions/ord/render.json",
+    }
+
+
+def test_one_image_holds_every_mode_its_regions_run(tmp_path):
+    inventory = showcase_with_anycable_image(
+        tmp_path, ("  - {code: dfw}", "  - {code: dfw, websocket: {mode: anycable}}"),
+        ("  - {code: ord}", "  - {code: ord, websocket: {mode: action_cable}}"),
+    )
+    files = rendered(inventory)
+    assert "redis-server" in dockerfile_packages(files)
+    assert "COPY --from=anycable" in files["Dockerfile"]
+    assert "# WebSocket modes in this image: action_cable, anycable, integrated." in files["Dockerfile"]
+    modes = {region: json.loads(files[f"navigator/regions/{region}/render.json"])["mode"] for region in ("ams", "dfw", "ord")}
+    assert modes == {"ams": "integrated", "dfw": "anycable", "ord": "action_cable"}
 
 
 def tree(root: Path) -> dict[str, bytes]:
@@ -164,7 +235,8 @@ def test_rendering_is_byte_identical_run_after_run(orchestrate, tmp_path):
     assert orchestrate("render", SHOWCASE_INVENTORY, "--out", tmp_path / "a").code == 0
     assert orchestrate("render", SHOWCASE_INVENTORY, "--out", tmp_path / "b").code == 0
     assert tree(tmp_path / "a") == tree(tmp_path / "b")
-    assert len(tree(tmp_path / "a")) == 9 * 5
+    configs = [path for path in tree(tmp_path / "a") if path.endswith("/navigator.yml") and "/regions/" in path]
+    assert len(configs) == 9
 
 
 def _shuffled(value: Any, rng: random.Random) -> Any:
@@ -179,36 +251,38 @@ def _shuffled(value: Any, rng: random.Random) -> Any:
 
 def test_output_does_not_depend_on_the_order_of_keys_in_the_input(orchestrate, tmp_path):
     original = copy_showcase(tmp_path)
-    data = load_yaml_text(original.read_text(), "showcase.yml").data
     shuffled_dir = tmp_path / "shuffled"
     shuffled_dir.mkdir()
     shuffled = copy_showcase(shuffled_dir)
     rng = random.Random(20261128)
+    data = load_yaml_text(original.read_text(), "showcase.yml").data
+    # Only mappings whose order carries no meaning: lists (stages, rules) keep their order.
+    for section in ("app", "image", "environments", "tenants", "websocket", "modes", "memory_budgets_mb"):
+        data[section] = _shuffled(data[section], rng)
     shuffled.write_text(yaml.safe_dump(_shuffled(data, rng), sort_keys=False), encoding="utf-8")
     showcases = load_yaml_text((tmp_path / "showcases.yml").read_text(), "showcases.yml").data
     (shuffled_dir / "showcases.yml").write_text(yaml.safe_dump(_shuffled(showcases, rng), sort_keys=False), encoding="utf-8")
     assert shuffled.read_text() != original.read_text()
     assert orchestrate("render", original, "--out", tmp_path / "a").code == 0
     assert orchestrate("render", shuffled, "--out", tmp_path / "b").code == 0
-    assert tree(tmp_path / "a") == tree(tmp_path / "b")
+    # The shipped inventory is the operator's own text; everything generated from it is identical.
+    generated = lambda root: {path: data for path, data in tree(root).items() if "/navigator/inventory/" not in path}
+    assert generated(tmp_path / "a") == generated(tmp_path / "b")
 
 
 def test_secret_values_never_reach_rendered_files(orchestrate, tmp_path, monkeypatch):
     monkeypatch.setenv("CABLE_SIGNING_SECRET", "s3cr3t-signing-value")
     monkeypatch.setenv("CABLE_BROADCAST_KEY", "s3cr3t-broadcast-key")
-    inventory = copy_showcase(tmp_path)
-    inventory.write_text(
-        inventory.read_text().replace("  signing_secret_env: CABLE_SIGNING_SECRET\n",
-                                      "  signing_secret_env: CABLE_SIGNING_SECRET\n  broadcast_key_env: CABLE_BROADCAST_KEY\n"),
-        encoding="utf-8",
+    inventory = showcase_with_anycable_image(
+        tmp_path, ("  signing_secret_env: CABLE_SIGNING_SECRET\n",
+                   "  signing_secret_env: CABLE_SIGNING_SECRET\n  broadcast_key_env: CABLE_BROADCAST_KEY\n")
     )
     for mode in ("action_cable", "anycable", "integrated"):
         result = orchestrate("render", inventory, "--out", tmp_path / mode, "--mode", mode)
-        assert result.code == 0
+        assert result.code == 0, result.err
         text = b"".join(tree(tmp_path / mode).values()) + (result.out + result.err).encode()
         assert b"s3cr3t" not in text
-        if mode != "action_cable":
-            assert b"CABLE_BROADCAST_KEY" in text
+        assert b"CABLE_BROADCAST_KEY" in text
 
 
 @pytest.mark.parametrize(
@@ -217,44 +291,55 @@ def test_secret_values_never_reach_rendered_files(orchestrate, tmp_path, monkeyp
         ("server:\n  bot_detection: true\n", "server.bot_detection"),
         ("server:\n  websocket:\n    enabled: true\n", "server.websocket"),
         ("applications:\n  tenants:\n    - path: /x/\n      memory_limit: 1G\n", "applications.tenants[0].memory_limit"),
+        ("hooks:\n  server:\n    stop: []\n", "hooks.server.stop"),
     ],
 )
 def test_keys_navigator_silently_ignores_are_render_errors(extra, path):
-    expected = f"production/ord/navigator.yml: does not match navigator.schema.json: {path}: unknown key"
+    expected = f"production/x/navigator.yml: does not match navigator.schema.json: {path}: unknown key"
     with pytest.raises(RenderError, match=re.escape(expected)):
-        render_module._check("production/ord/navigator.yml", "navigator.yml", extra)
+        files_module.check_file("production/x/navigator.yml", "navigator/regions/x/navigator.yml", extra)
 
 
 def test_a_failing_region_writes_nothing(orchestrate, tmp_path, monkeypatch):
     out = tmp_path / "out"
     assert orchestrate("render", SHOWCASE_INVENTORY, "--out", out, "--region", "ams").code == 0
     before = tree(out)
-    real_render = render_module.render_template
+    real_full_config = files_module.full_config
 
-    def broken_for_syd(name: str, context: dict[str, Any]) -> str:
-        text = real_render(name, context)
-        if name == "navigator.yml.j2" and context["region"].code == "syd":
-            text += "maintenance:\n  enabled: maybe\n"
-        return text
+    def broken_for_syd(inventory, settings):
+        config = real_full_config(inventory, settings)
+        if settings.region.code == "syd":
+            config["maintenance"]["enabled"] = "maybe"
+        return config
 
-    monkeypatch.setattr(render_module, "render_template", broken_for_syd)
+    monkeypatch.setattr(files_module, "full_config", broken_for_syd)
     result = orchestrate("render", SHOWCASE_INVENTORY, "--out", out)
     assert result.code == 1
-    assert "render failed, nothing written: production/syd/navigator.yml: does not match navigator.schema.json: maintenance.enabled: expected boolean, got 'maybe'" in result.err
+    assert ("render failed, nothing written: production/navigator/regions/syd/navigator.yml: does not match "
+            "navigator.schema.json: maintenance.enabled: expected boolean, got 'maybe'") in result.err
     assert tree(out) == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != ".out.lock") == ["out"]
 
 
-def test_rerender_replaces_selected_regions_and_keeps_the_rest(orchestrate, tmp_path):
+def test_rerender_replaces_each_image_directory_whole_and_keeps_the_rest(orchestrate, tmp_path):
     out = tmp_path / "out"
     assert orchestrate("render", SHOWCASE_INVENTORY, "--out", out).code == 0
-    (out / "production" / "ord" / "stale.txt").write_text("left over")
+    (out / "production" / "navigator" / "regions" / "ord" / "stale.txt").write_text("left over")
     (out / "notes.txt").write_text("operator's notes")
-    ams_before = (out / "production" / "ams" / "navigator.yml").read_bytes()
+    staging_before = tree(out / "staging")
     result = orchestrate("render", SHOWCASE_INVENTORY, "--out", out, "--region", "ord", "--websocket", "off")
     assert result.code == 0
-    assert not (out / "production" / "ord" / "stale.txt").exists()
+    assert not (out / "production" / "navigator" / "regions" / "ord" / "stale.txt").exists()
     assert (out / "notes.txt").read_text() == "operator's notes"
-    assert (out / "production" / "ams" / "navigator.yml").read_bytes() == ams_before
-    ord_config = load_yaml_text((out / "production" / "ord" / "navigator.yml").read_text(), "n").data
-    assert ord_config["cable"]["enabled"] is False
+    assert tree(out / "staging") == staging_before
+    assert enabled_by_region(out)["ord"] is False
+
+
+def test_every_rendered_configuration_is_in_navigator_s_own_key_order():
+    """Keys come in the order schema/navigator.schema.json lists them, so files read like Navigator's docs and do
+    not depend on the inventory's order; the generator appends its long lists last, so this must stay true."""
+    files = rendered(mode="integrated")
+    for path in files:
+        if path.endswith(("/navigator.yml", "/boot.yml")):
+            config = parsed(files, path)
+            assert json.dumps(config) == json.dumps(in_schema_order(config, "navigator.schema.json")), path

@@ -26,8 +26,16 @@ def _objects(node, path="#"):
             yield from _objects(value, f"{path}/{index}")
 
 
+# Objects checked by a second schema instead: the inventory's `navigator` block is a part of navigator.yml,
+# checked against navigator.schema.json with its paths prefixed (orchestrator/inventory.py).
+CHECKED_ELSEWHERE = {("inventory.schema.json", "#/properties/navigator")}
+
+
 @pytest.mark.parametrize("name", ["inventory.schema.json", "navigator.schema.json", "hub.schema.json"])
 def test_every_object_closes_its_keys(name):
     schema = json.loads((SCHEMA_DIR / name).read_text())
-    open_objects = [path for path, node in _objects(schema) if "additionalProperties" not in node and "allOf" not in path]
+    open_objects = [
+        path for path, node in _objects(schema)
+        if "additionalProperties" not in node and "allOf" not in path and (name, path) not in CHECKED_ELSEWHERE
+    ]
     assert open_objects == []
