@@ -118,27 +118,34 @@ def parse_yaml_text(text: str, source: str) -> LoadedYaml:
             return LoadedYaml(source, None, {})
         lines: dict[Path_, int] = {}
         problems: list[str] = []
-        _index(node, (), lines, problems, source)
+        refused: list[str] = []
+        _index(node, (), lines, problems, refused, source)
+        if refused:
+            # A list or mapping as a key cannot even be built: say why, with the duplicates found so far.
+            raise InputError(refused + problems)
         data = loader.construct_document(node)
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         where = f"{source}:{mark.line + 1}" if mark else source
         raise InputError([f"{where}: not valid YAML: {error.problem or error.context}"]) from None
-    except yaml.YAMLError as error:
-        raise InputError([f"{source}: not valid YAML: {error}"]) from None
+    except yaml.reader.ReaderError as error:
+        line = text.count("\n", 0, error.position) + 1
+        raise InputError([f"{source}:{line}: not valid YAML: {error.reason} (#x{error.character:04x})"]) from None
     finally:
         loader.dispose()
     return LoadedYaml(source, data, lines, tuple(problems))
 
 
-def _index(node: yaml.Node, path: Path_, lines: dict[Path_, int], problems: list[str], source: str) -> None:
+def _index(
+    node: yaml.Node, path: Path_, lines: dict[Path_, int], problems: list[str], refused: list[str], source: str
+) -> None:
     """Record each value's line and refuse duplicate keys, naming both lines."""
     lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         first_seen: dict[Any, int] = {}
         for key_node, value_node in node.value:
             if not isinstance(key_node, yaml.ScalarNode):
-                problems.append(f"{source}:{key_node.start_mark.line + 1}: mapping keys must be plain scalars")
+                refused.append(f"{source}:{key_node.start_mark.line + 1}: mapping keys must be plain scalars")
                 continue
             key = key_node.value
             line = key_node.start_mark.line + 1
@@ -147,10 +154,10 @@ def _index(node: yaml.Node, path: Path_, lines: dict[Path_, int], problems: list
                     f"{source}:{line}: duplicate key '{key}' (first defined on line {first_seen[key]})"
                 )
             first_seen.setdefault(key, line)
-            _index(value_node, path + (_key_of(key_node),), lines, problems, source)
+            _index(value_node, path + (_key_of(key_node),), lines, problems, refused, source)
     elif isinstance(node, yaml.SequenceNode):
         for position, item in enumerate(node.value):
-            _index(item, path + (position,), lines, problems, source)
+            _index(item, path + (position,), lines, problems, refused, source)
 
 
 def _key_of(key_node: yaml.ScalarNode) -> str | int:
