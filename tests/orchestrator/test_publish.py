@@ -449,3 +449,44 @@ def test_without_syncfs_every_file_is_fsynced_and_the_tree_is_the_same(tmp_path,
     assert {"a.txt", "run", "bin"} <= set(synced)
     assert (tmp_path / "out" / "production" / "a.txt").read_text() == "a"
     assert (tmp_path / "out" / "production" / "bin" / "run").stat().st_mode & 0o777 == 0o755
+
+
+def test_write_file_atomic_replaces_the_file_whole_and_leaves_no_temporary(tmp_path):
+    target = tmp_path / "config" / "navigator.yml"
+    atomic.write_file_atomic(target, "first\n")
+    atomic.write_file_atomic(target, "second: é\n")
+    assert target.read_bytes() == "second: é\n".encode()
+    assert sorted(path.name for path in target.parent.iterdir()) == ["navigator.yml"]
+
+
+def test_write_file_atomic_that_fails_keeps_the_old_file(tmp_path, monkeypatch):
+    target = tmp_path / "navigator.yml"
+    target.write_text("running\n")
+
+    def refuse(source: str, destination: str) -> None:
+        raise OSError(errno.EIO, "injected", destination)
+
+    monkeypatch.setattr(atomic.os, "replace", refuse)
+    with pytest.raises(OSError, match="injected"):
+        atomic.write_file_atomic(target, "new\n")
+    assert target.read_text() == "running\n"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["navigator.yml"]
+
+
+def test_write_file_atomic_creates_missing_parents_and_stages_beside_the_target(tmp_path, monkeypatch):
+    """The temporary file must be in the target's own directory: a rename across file systems is not atomic."""
+    target = tmp_path / "a" / "b" / "navigator.yml"
+    renamed: list[tuple[str, str]] = []
+    real_replace = os.replace
+    monkeypatch.setattr(atomic.os, "replace", lambda source, destination: (renamed.append((source, destination)), real_replace(source, destination)))
+    atomic.write_file_atomic(target, "x\n")
+    ((source, destination),) = renamed
+    assert Path(source).parent == target.parent and Path(source).name.startswith(".navigator.yml.")
+    assert Path(destination) == target and target.read_text() == "x\n"
+
+
+def test_the_loaded_syncfs_really_syncs_a_file_system(tmp_path):
+    """_syncfs is loaded at import; load it again here so a broken loader is seen."""
+    sync = atomic._load_syncfs()
+    assert sync is not None
+    assert sync(os.open(tmp_path, os.O_RDONLY)) == 0
