@@ -51,7 +51,10 @@ def _render(inventory: Inventory, options: argparse.Namespace) -> int:
     file_count = sum(len(environment.files) for environment in rendered)
     print(f"wrote {file_count} files for {len(rendered)} images to {out}")
     for environment in rendered:
-        print(f"  {environment.directory}/: {environment.environment.fly_app}, Dockerfile and fly.toml")
+        deploy_path = f"{inventory.image.deploy_dir}/{environment.directory}"
+        print(f"  {environment.directory}/: the image of Fly app {environment.environment.fly_app}; with this "
+              f"directory at {deploy_path} in the app's checkout, deploy from there with")
+        print(f"      fly deploy . --config {deploy_path}/fly.toml --dockerfile {deploy_path}/Dockerfile")
         for settings in environment.settings:
             state = "on" if settings.websocket_enabled else "off"
             print(f"    regions/{settings.region.code}: {settings.mode}, websocket {state}")
