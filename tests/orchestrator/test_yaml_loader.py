@@ -74,10 +74,11 @@ def test_non_ascii_text_is_read_as_utf8(tmp_path):
     assert load_yaml_file(path).data == {"name": "Montréal"}
 
 
-def test_a_character_yaml_does_not_allow_names_its_line():
+@pytest.mark.parametrize(("text", "line"), [("a: 1\nb: \x07\nc: 2\nd: 3\n", 2), ("\nb: \x07\n", 2), ("b: \x07\n\n\n", 1)])
+def test_a_character_yaml_does_not_allow_names_its_line(text, line):
     with pytest.raises(InputError) as caught:
-        load_yaml_text("a: 1\nb: \x07\n", "f.yml")
-    assert caught.value.problems == ["f.yml:2: not valid YAML: control characters are not allowed (#x0007)"]
+        load_yaml_text(text, "f.yml")
+    assert caught.value.problems == [f"f.yml:{line}: not valid YAML: control characters are not allowed (#x0007)"]
 
 
 @pytest.mark.parametrize("text", ["items:\n  - ? [a]\n    : x\n", "app:\n  nested:\n    ? {a: 1}\n    : x\n"])
