@@ -58,9 +58,9 @@ def public_patterns(inventory: Inventory, settings: RegionSettings) -> list[dict
     patterns = []
     if inventory.websocket.public_path:
         patterns.append(_any_region(inventory.websocket.cable_path, regions, "$"))
-    demo = inventory.tenants.demo
-    if demo is not None and demo.public:
-        patterns.append(_any_region(demo.path, regions, ""))
+    for fixed in (inventory.tenants.index, inventory.tenants.demo):
+        if fixed is not None and fixed.public:
+            patterns.append(_any_region(fixed.path, regions, ""))
     root = re.escape(inventory.app.root_path)
     served = [tenant for tenant in inventory.tenants.events if tenant.region in regions]
     if inventory.tenants.prerendered_studio_indexes:

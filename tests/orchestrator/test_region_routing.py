@@ -84,3 +84,9 @@ def test_the_cable_path_goes_to_the_cable_server_in_the_other_modes(tmp_path, mo
     outcome = model.dispatch("/showcase/regions/ord/cable", headers={"Upgrade": "websocket", "Connection": "Upgrade"})
     assert (outcome.kind, outcome.target, outcome.websocket) == ("proxy", "ws://localhost:28080/showcase/regions/ord/cable", True)
     assert model.dispatch("/showcase/regions/iad/cable") == Outcome("replay", "region=iad", 307)
+
+
+def test_a_public_index_tenant_needs_no_login_anywhere_below_it(models, tmp_path):
+    assert not models["ord"].is_public("/showcase/anything/at/all")
+    inventory = showcase_with_anycable_image(tmp_path, ("    database: index\n", "    database: index\n    public: true\n"))
+    assert NavigatorModel.from_config(region_config(rendered(inventory))).is_public("/showcase/anything/at/all")
