@@ -7,7 +7,6 @@ tenant list and databases and the full configuration was rendered from them.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from orchestrator.model import REGION_PLACEHOLDER, FixedTenant, Hook, Inventory, RegionSettings
@@ -56,7 +55,7 @@ def boot_config(inventory: Inventory, settings: RegionSettings) -> dict[str, Any
         "server": server,
         "cable": {"enabled": False},
         "routes": _routes(section, []),
-        "hooks": {"server": {"ready": _refreshing(inventory, inventory.runtime.sync)}},
+        "hooks": {"server": {"ready": _refreshing(inventory)}},
     }
     _copy(section, config, "logging")
     config["maintenance"] = {**section.get("maintenance", {}), "enabled": True}
@@ -81,7 +80,7 @@ def _with_region(section: Any, region: str) -> Any:
         return [_with_region(value, region) for value in section]
     if isinstance(section, str):
         return section.replace(REGION_PLACEHOLDER, region)
-    return copy.copy(section)
+    return section  # numbers, booleans, null: immutable
 
 
 def _copy(source: dict[str, Any], target: dict[str, Any], *keys: str) -> None:
@@ -153,16 +152,16 @@ def _fixed(tenant: FixedTenant, region: str) -> dict[str, Any]:
 
 
 def _hooks(inventory: Inventory, section: dict[str, Any]) -> dict[str, Any]:
-    hooks = copy.deepcopy(section.get("hooks", {}))
+    hooks = section.get("hooks", {})  # already a copy of the inventory's (_with_region)
     server = hooks.setdefault("server", {})
     # On resume the tenant list may have changed while the machine slept.
-    server["resume"] = server.get("resume", []) + _refreshing(inventory, inventory.runtime.sync)
+    server["resume"] = server.get("resume", []) + _refreshing(inventory)
     return hooks
 
 
-def _refreshing(inventory: Inventory, sync: tuple[Hook, ...]) -> list[dict[str, Any]]:
+def _refreshing(inventory: Inventory) -> list[dict[str, Any]]:
     """The app's sync commands, then the refresh, which reloads Navigator when the configuration changed."""
-    hooks = [_hook(hook) for hook in sync]
+    hooks = [_hook(hook) for hook in inventory.runtime.sync]
     refresh = Hook(f"{inventory.image.config_dir}/{REFRESH_COMMAND}", (), inventory.runtime.refresh_timeout)
     return hooks + [{**_hook(refresh), "reload_config": inventory.image.active_config}]
 
