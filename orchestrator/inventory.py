@@ -364,12 +364,14 @@ def _build(path: Path, loaded: LoadedYaml, events: list[Tenant], tenant_list: Sh
         env=_frozen(image_data.get("env")),
     )
     environments = {name: _environment(name, env, app) for name, env in data["environments"].items()}
+    budgets = data.get("memory_budgets_mb", {})
     regions = {
         region["code"]: Region(
             code=region["code"],
             memory_mb=region.get("memory_mb"),
             websocket_enabled=region.get("websocket", {}).get("enabled"),
             mode=region.get("websocket", {}).get("mode"),
+            memory_budgets_mb=_budgets(budgets, region["memory_budgets_mb"]) if "memory_budgets_mb" in region else None,
         )
         for region in data["regions"]
     }
@@ -393,7 +395,6 @@ def _build(path: Path, loaded: LoadedYaml, events: list[Tenant], tenant_list: Sh
     action_cable = modes.get("action_cable", {})
     anycable = modes.get("anycable", {})
     integrated = modes.get("integrated", {})
-    budgets = data.get("memory_budgets_mb", {})
     rollout = data.get("rollout", {})
     health = rollout.get("health_check", {})
     runtime = data.get("runtime_config", {})
@@ -430,9 +431,7 @@ def _build(path: Path, loaded: LoadedYaml, events: list[Tenant], tenant_list: Sh
             max_connections=integrated.get("max_connections", 10000),
             max_message_bytes=integrated.get("max_message_bytes", 65536),
         ),
-        memory_budgets_mb={
-            mode: MemoryBudget(**{**DEFAULT_MEMORY_BUDGETS_MB[mode], **budgets.get(mode, {})}) for mode in MODES
-        },
+        memory_budgets_mb=_budgets(budgets),
         rollout=Rollout(
             health_check=HealthCheck(
                 path=health.get("path", "/up"),
@@ -440,13 +439,29 @@ def _build(path: Path, loaded: LoadedYaml, events: list[Tenant], tenant_list: Sh
                 timeout_seconds=health.get("timeout_seconds", 5),
                 deadline_seconds=health.get("deadline_seconds", 30),
                 failure_limit=health.get("failure_limit", 1),
+                count=health.get("count", 1),
             ),
             stages=tuple(
                 Stage(stage["name"], stage["environment"], tuple(stage["regions"]), stage["bake"])
                 for stage in rollout.get("stages", ())
             ),
+            parallel=rollout.get("parallel", 4),
+            max_failures=rollout.get("max_failures", 1),
+            state_dir=rollout.get("state_dir"),
+            target=rollout.get("target", "local"),
         ),
     )
+
+
+def _budgets(*layers: dict[str, Any]) -> dict[Mode, MemoryBudget]:
+    """Each mode's budget: the defaults, then each layer's values over them (the inventory's, a region's)."""
+    merged: dict[Mode, MemoryBudget] = {}
+    for mode in MODES:
+        values = dict(DEFAULT_MEMORY_BUDGETS_MB[mode])
+        for layer in layers:
+            values.update(layer.get(mode, {}))
+        merged[mode] = MemoryBudget(**values)
+    return merged
 
 
 def _environment(name: Any, env: dict[str, Any], app: App) -> Environment:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from orchestrator.yaml_loader import LoadedYaml
+if TYPE_CHECKING:  # the CLI reads MODES from here before it knows whether any YAML will be loaded
+    from orchestrator.yaml_loader import LoadedYaml
 
 Mode = Literal["action_cable", "anycable", "integrated"]
 MODES: tuple[Mode, ...] = ("action_cable", "anycable", "integrated")
@@ -105,6 +106,8 @@ class Region:
     memory_mb: int | None
     websocket_enabled: bool | None
     mode: Mode | None
+    # Fully resolved per mode when the region has budgets of its own.
+    memory_budgets_mb: Mapping[Mode, MemoryBudget] | None = None
 
 
 @dataclass(frozen=True)
@@ -238,6 +241,7 @@ class HealthCheck:
     timeout_seconds: float
     deadline_seconds: float
     failure_limit: int
+    count: int = 1
 
 
 @dataclass(frozen=True)
@@ -252,6 +256,10 @@ class Stage:
 class Rollout:
     health_check: HealthCheck
     stages: tuple[Stage, ...]
+    parallel: int = 4
+    max_failures: int = 1
+    state_dir: str | None = None
+    target: str = "local"
 
 
 @dataclass(frozen=True)
@@ -310,6 +318,10 @@ class Inventory:
                 else self.websocket.enabled
             )
         return RegionSettings(self.environments[environment], region_entry, resolved_mode, websocket_enabled)
+
+    def memory_budget(self, region: str, mode: Mode) -> MemoryBudget:
+        own = self.regions[region].memory_budgets_mb
+        return own[mode] if own else self.memory_budgets_mb[mode]
 
     def tenants_in(self, region: str) -> list[Tenant]:
         return sorted(

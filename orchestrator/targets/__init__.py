@@ -1,0 +1,1 @@
+"""Where regions run: each target builds the commands of a deployment as data and runs them."""
