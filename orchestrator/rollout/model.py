@@ -10,6 +10,7 @@ import hashlib
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from typing import Literal
 
@@ -80,7 +81,8 @@ class Command:
     timeout_seconds: float = 60.0
 
     def display(self) -> str:
-        return shlex.join(self.argv)
+        shown = shlex.join(self.argv)
+        return f"{shown}  (reads {', '.join(self.env_names)} from the environment)" if self.env_names else shown
 
 
 @dataclass(frozen=True)
@@ -164,3 +166,48 @@ class Step:
     @property
     def desired(self) -> RegionState:
         return self.deployment.state
+
+
+@dataclass(frozen=True)
+class ScheduledStage:
+    """A stage of the inventory placed on the calendar: it starts when the previous stage has baked."""
+
+    name: str
+    environment: str
+    regions: tuple[str, ...]
+    bake: str
+    bake_seconds: int
+    starts: datetime
+    bake_ends: datetime
+    status: str  # "done", "baking", "failed", "next" or "later"
+
+
+@dataclass(frozen=True)
+class RegionMemory:
+    """One region's resident memory by process, before and after its step, from the inventory's budgets (MB)."""
+
+    key: RegionKey
+    before_mode: Mode | None  # None: nothing deployed yet (counted as the action_cable baseline)
+    after_mode: Mode
+    before: Mapping[str, float]  # "navigator", "cable_server", "redis"
+    after: Mapping[str, float]
+
+    @property
+    def before_total(self) -> float:
+        return sum(self.before.values())
+
+    @property
+    def after_total(self) -> float:
+        return sum(self.after.values())
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything `orchestrate plan` shows and `rollout` executes; built without touching any target."""
+
+    inventory: str
+    target: str
+    created: datetime
+    schedule: tuple[ScheduledStage, ...]
+    steps: tuple[Step, ...]
+    memory: tuple[RegionMemory, ...]
