@@ -1,0 +1,822 @@
+"""The durable record of a staged rollout: runs, steps, their transitions, what each region runs, gates, audit, lock.
+
+One SQLite database, `journal.sqlite3`, in a state directory. Every public
+method is one short transaction, committed before it returns; with WAL and
+`synchronous=FULL` a committed change survives `kill -9` of the process (and a
+power cut) at any moment. Two processes may share the file: writers take the
+write lock up front (`BEGIN IMMEDIATE`) and wait up to `BUSY_TIMEOUT_SECONDS`
+for each other instead of failing with "database is locked".
+
+The journal stores only what it is given: never environment variable values.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from orchestrator.rollout.model import RegionKey, RegionState, StepState, content_hash
+
+JOURNAL_FILE = "journal.sqlite3"
+# "RJNL": marks the database as a rollout journal (PRAGMA application_id).
+APPLICATION_ID = 0x524A4E4C
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_SECONDS = 30.0
+# How often acquire_lock looks again while it waits for the lock.
+LOCK_POLL_SECONDS = 0.1
+
+_SCHEMA = """
+CREATE TABLE runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    command TEXT NOT NULL,
+    options TEXT NOT NULL,
+    actor_user TEXT NOT NULL,
+    actor_host TEXT NOT NULL,
+    actor_pid INTEGER NOT NULL,
+    started_at TEXT NOT NULL,
+    finished_at TEXT,
+    outcome TEXT
+);
+CREATE TABLE steps (
+    row INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    step_id TEXT NOT NULL,
+    stage TEXT,
+    environment TEXT NOT NULL,
+    region TEXT NOT NULL,
+    action TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    websocket_enabled INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX steps_by_run ON steps(run_id, row);
+CREATE INDEX steps_by_region ON steps(environment, region, row);
+CREATE TABLE transitions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    step_row INTEGER NOT NULL REFERENCES steps(row),
+    at TEXT NOT NULL,
+    state TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX transitions_by_step ON transitions(step_row, id);
+CREATE TABLE blobs (
+    hash TEXT PRIMARY KEY,
+    text TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE deployed (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    environment TEXT NOT NULL,
+    region TEXT NOT NULL,
+    step_row INTEGER REFERENCES steps(row),
+    at TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    websocket_enabled INTEGER NOT NULL,
+    fingerprint TEXT NOT NULL
+);
+CREATE INDEX deployed_by_region ON deployed(environment, region, id);
+CREATE TABLE deployed_files (
+    deployed_id INTEGER NOT NULL REFERENCES deployed(id),
+    name TEXT NOT NULL,
+    hash TEXT NOT NULL REFERENCES blobs(hash),
+    PRIMARY KEY (deployed_id, name)
+) WITHOUT ROWID;
+CREATE TABLE gates (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    step_row INTEGER NOT NULL REFERENCES steps(row),
+    gate TEXT NOT NULL,
+    at TEXT NOT NULL,
+    ok INTEGER NOT NULL,
+    evidence TEXT NOT NULL
+);
+CREATE INDEX gates_by_step ON gates(step_row, id);
+CREATE TABLE audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL,
+    actor_user TEXT NOT NULL,
+    actor_host TEXT NOT NULL,
+    actor_pid INTEGER NOT NULL,
+    action TEXT NOT NULL,
+    message TEXT NOT NULL,
+    reason TEXT
+);
+CREATE TABLE lock (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    user TEXT NOT NULL,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL CHECK (pid > 0),
+    acquired_at TEXT NOT NULL,
+    message TEXT NOT NULL
+);
+"""
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso_z(moment: datetime) -> str:
+    """`moment` in UTC to the second, as people read it: 2026-11-28T21:04:05Z."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _stored(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _loaded(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def _one_line(text: str) -> str:
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who does something: a user on a host, as one process."""
+
+    user: str
+    host: str
+    pid: int
+
+    def __post_init__(self) -> None:
+        if self.pid <= 0:
+            raise ValueError(f"an actor's pid must be positive, not {self.pid}")
+
+    @classmethod
+    def current(cls) -> Actor:
+        try:
+            user = getpass.getuser()
+        except (KeyError, OSError):
+            user = str(os.getuid())
+        return cls(user=user, host=socket.gethostname(), pid=os.getpid())
+
+    def __str__(self) -> str:
+        return f"{self.user}@{self.host} pid {self.pid}"
+
+
+@dataclass(frozen=True)
+class LockInfo:
+    """Who holds the rollout lock. `stale`: the holder ran on this machine and its process is gone."""
+
+    user: str
+    host: str
+    pid: int
+    acquired_at: datetime
+    message: str
+    stale: bool
+
+    def describe(self) -> str:
+        text = f"{self.user}@{self.host} (pid {self.pid}) since {iso_z(self.acquired_at)}: {self.message}"
+        if self.stale:
+            text += f" (stale: process {self.pid} is gone)"
+        return text
+
+
+class JournalError(Exception):
+    """The journal cannot be used as asked; the message names the file."""
+
+
+class LockHeld(JournalError):
+    """Someone else holds the rollout lock."""
+
+    def __init__(self, lock: LockInfo) -> None:
+        super().__init__(f"the rollout lock is held by {lock.describe()}")
+        self.lock = lock
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: int
+    command: str
+    options: dict[str, Any]
+    actor: Actor
+    started_at: datetime
+    finished_at: datetime | None
+    outcome: str | None
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    row: int
+    run_id: int
+    step_id: str
+    stage: str | None
+    key: RegionKey
+    action: str
+    mode: str
+    websocket_enabled: bool
+    state: StepState
+    started_at: datetime
+    updated_at: datetime
+    detail: str
+
+
+@dataclass(frozen=True)
+class DeployedRecord:
+    key: RegionKey
+    step_row: int | None
+    at: datetime
+    state: RegionState
+    hashes: dict[str, str]
+
+
+@dataclass(frozen=True)
+class GateRecord:
+    step_row: int
+    gate: str
+    at: datetime
+    ok: bool
+    evidence: str
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    at: datetime
+    actor: Actor
+    action: str
+    message: str
+    reason: str | None
+
+    def line(self) -> str:
+        """[2026-11-28T21:04:05Z] [user@host pid 123] action: message (reason: ...)"""
+        text = f"[{iso_z(self.at)}] [{self.actor}] {_one_line(self.action)}"
+        if self.message:
+            text += f": {_one_line(self.message)}"
+        if self.reason:
+            text += f" (reason: {_one_line(self.reason)})"
+        return text
+
+
+def _process_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
+# A row as sqlite3 gives it: a tuple of the columns selected.
+Row = tuple[Any, ...]
+
+_RUN_COLUMNS = "id, command, options, actor_user, actor_host, actor_pid, started_at, finished_at, outcome"
+_STEP_COLUMNS = (
+    "row, run_id, step_id, stage, environment, region, action, mode, websocket_enabled, state, started_at, updated_at, detail"
+)
+_DEPLOYED_COLUMNS = "id, environment, region, step_row, at, mode, websocket_enabled"
+
+
+def _run_record(row: Row) -> RunRecord:
+    run_id, command, options, user, host, pid, started_at, finished_at, outcome = row
+    return RunRecord(
+        id=run_id,
+        command=command,
+        options=json.loads(options),
+        actor=Actor(user, host, pid),
+        started_at=_loaded(started_at),
+        finished_at=None if finished_at is None else _loaded(finished_at),
+        outcome=outcome,
+    )
+
+
+def _step_record(row: Row) -> StepRecord:
+    step_row, run_id, step_id, stage, environment, region, action, mode, enabled, state, started, updated, detail = row
+    return StepRecord(
+        row=step_row,
+        run_id=run_id,
+        step_id=step_id,
+        stage=stage,
+        key=RegionKey(environment, region),
+        action=action,
+        mode=mode,
+        websocket_enabled=bool(enabled),
+        state=StepState(state),
+        started_at=_loaded(started),
+        updated_at=_loaded(updated),
+        detail=detail,
+    )
+
+
+class Journal:
+    """The rollout journal in `state_dir/journal.sqlite3`; see the module's docstring."""
+
+    path: Path
+
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.path = Path(state_dir) / JOURNAL_FILE
+        self._clock = clock
+        self._sleep = sleep
+        self._connection: sqlite3.Connection | None = None
+        self._guard = threading.RLock()
+        _make_state_dir(Path(state_dir))
+        if not self.path.exists():
+            # The WAL and shared-memory files SQLite makes beside it take this file's mode.
+            os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
+        try:
+            # Shared by threads (the engine's workers): self._guard lets one transaction run at a time.
+            connection = sqlite3.connect(
+                self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as error:
+            raise JournalError(f"{self.path}: {error}") from error
+        try:
+            self._prepare(connection)
+        except BaseException:
+            connection.close()
+            raise
+        self._connection = connection
+
+    @classmethod
+    def open(
+        cls,
+        state_dir: Path,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> Journal:
+        return cls(state_dir, clock=clock, sleep=sleep)
+
+    def close(self) -> None:
+        with self._guard:
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- opening ---------------------------------------------------------------
+
+    def _prepare(self, connection: sqlite3.Connection) -> None:
+        try:
+            connection.execute("BEGIN")  # the three values of _identity from one snapshot
+            try:
+                identity = self._identity(connection)
+            finally:
+                if connection.in_transaction:
+                    connection.execute("COMMIT")
+            if identity is None:
+                connection.execute("BEGIN IMMEDIATE")
+                try:
+                    # Another process may have made the schema since we looked.
+                    if self._identity(connection) is None:
+                        for statement in _SCHEMA.split(";"):
+                            if statement.strip():
+                                connection.execute(statement)
+                        connection.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                        connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                    connection.execute("COMMIT")
+                except BaseException:
+                    if connection.in_transaction:
+                        connection.execute("ROLLBACK")
+                    raise
+            mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode != "wal":
+                raise JournalError(f"{self.path}: cannot use write-ahead logging (journal mode stays {mode!r})")
+            connection.execute("PRAGMA synchronous = FULL")
+            connection.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.OperationalError as error:
+            raise JournalError(f"{self.path}: {error}") from error
+        except sqlite3.DatabaseError as error:  # "file is not a database"
+            raise JournalError(f"{self.path} is not a rollout journal: {error}") from error
+
+    def _identity(self, connection: sqlite3.Connection) -> int | None:
+        """The schema version of our database; None for an empty one; JournalError for anything else."""
+        application_id = connection.execute("PRAGMA application_id").fetchone()[0]
+        version = connection.execute("PRAGMA user_version").fetchone()[0]
+        objects = connection.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        if application_id == 0 and version == 0 and objects == 0:
+            return None
+        if application_id != APPLICATION_ID:
+            raise JournalError(f"{self.path} is not a rollout journal (it is another SQLite database)")
+        if version > SCHEMA_VERSION:
+            raise JournalError(
+                f"{self.path} was written by a newer version of this program "
+                f"(journal schema {version}; this one reads schema {SCHEMA_VERSION})"
+            )
+        if version != SCHEMA_VERSION:
+            raise JournalError(f"{self.path} has an unknown journal schema version {version}")
+        return int(version)
+
+    # -- transactions ----------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._connection is None:
+            raise JournalError(f"the journal {self.path} is closed")
+        return self._connection
+
+    @contextmanager
+    def _transaction(self, begin: str) -> Iterator[sqlite3.Connection]:
+        with self._guard:  # one transaction at a time on this connection, whichever thread asks
+            connection = self._conn()
+            try:
+                connection.execute(begin)
+                try:
+                    yield connection
+                except BaseException:
+                    if connection.in_transaction:
+                        connection.execute("ROLLBACK")
+                    raise
+                connection.execute("COMMIT")
+            except sqlite3.Error as error:
+                raise JournalError(f"{self.path}: {error}") from error
+
+    def _write(self) -> AbstractContextManager[sqlite3.Connection]:
+        """A write transaction: takes the write lock at once, so it never fails half-way for want of it."""
+        return self._transaction("BEGIN IMMEDIATE")
+
+    def _read(self) -> AbstractContextManager[sqlite3.Connection]:
+        """A read transaction: one consistent snapshot for several queries."""
+        return self._transaction("BEGIN")
+
+    def _one(self, sql: str, parameters: tuple[Any, ...] = ()) -> Row | None:
+        with self._read() as db:
+            row: Row | None = db.execute(sql, parameters).fetchone()
+            return row
+
+    def _all(self, sql: str, parameters: tuple[Any, ...] = ()) -> list[Row]:
+        with self._read() as db:
+            return db.execute(sql, parameters).fetchall()
+
+    def _now(self) -> datetime:
+        moment = self._clock()
+        if moment.tzinfo is None or moment.utcoffset() is None:
+            raise JournalError(f"{self.path}: the clock gave a time without a time zone ({moment.isoformat()})")
+        return moment
+
+    # -- runs ------------------------------------------------------------------
+
+    def start_run(self, command: str, options: Mapping[str, Any], actor: Actor) -> int:
+        try:
+            options_json = json.dumps(dict(options), sort_keys=True, ensure_ascii=False, allow_nan=False)
+        except (TypeError, ValueError) as error:
+            raise JournalError(f"{self.path}: the options of {command!r} are not JSON: {error}") from error
+        now = _stored(self._now())
+        with self._write() as db:
+            cursor = db.execute(
+                "INSERT INTO runs (command, options, actor_user, actor_host, actor_pid, started_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (command, options_json, actor.user, actor.host, actor.pid, now),
+            )
+            return _rowid(cursor)
+
+    def finish_run(self, run_id: int, outcome: str) -> None:
+        now = _stored(self._now())
+        with self._write() as db:
+            run = db.execute("SELECT finished_at, outcome FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if run is None:
+                raise JournalError(f"{self.path}: there is no run {run_id}")
+            finished_at, previous_outcome = run
+            if finished_at is not None:
+                raise JournalError(f"{self.path}: run {run_id} has already finished ({previous_outcome})")
+            db.execute("UPDATE runs SET finished_at = ?, outcome = ? WHERE id = ?", (now, outcome, run_id))
+
+    def run(self, run_id: int) -> RunRecord:
+        row = self._one(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,))
+        if row is None:
+            raise JournalError(f"{self.path}: there is no run {run_id}")
+        return _run_record(row)
+
+    def unfinished_run(self, command: str | None = None) -> RunRecord | None:
+        """The newest run that has not finished (of `command`, if given)."""
+        if command is None:
+            row = self._one(
+                f"SELECT {_RUN_COLUMNS} FROM runs WHERE finished_at IS NULL ORDER BY id DESC LIMIT 1"
+            )
+        else:
+            row = self._one(
+                f"SELECT {_RUN_COLUMNS} FROM runs WHERE finished_at IS NULL AND command = ? ORDER BY id DESC LIMIT 1",
+                (command,),
+            )
+        return None if row is None else _run_record(row)
+
+    def runs(self) -> list[RunRecord]:
+        return [_run_record(row) for row in self._all(f"SELECT {_RUN_COLUMNS} FROM runs ORDER BY id")]
+
+    # -- steps -----------------------------------------------------------------
+
+    def add_step(
+        self,
+        run_id: int,
+        step_id: str,
+        stage: str | None,
+        key: RegionKey,
+        action: str,
+        mode: str,
+        websocket_enabled: bool,
+    ) -> int:
+        """A step of run `run_id`, PENDING; its first transition is recorded too."""
+        now = _stored(self._now())
+        with self._write() as db:
+            if db.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
+                raise JournalError(f"{self.path}: there is no run {run_id}")
+            cursor = db.execute(
+                "INSERT INTO steps (run_id, step_id, stage, environment, region, action, mode, websocket_enabled,"
+                " state, started_at, updated_at, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '')",
+                (
+                    run_id,
+                    step_id,
+                    stage,
+                    key.environment,
+                    key.region,
+                    action,
+                    mode,
+                    int(bool(websocket_enabled)),
+                    StepState.PENDING.value,
+                    now,
+                    now,
+                ),
+            )
+            row = _rowid(cursor)
+            db.execute(
+                "INSERT INTO transitions (step_row, at, state, detail) VALUES (?, ?, ?, '')",
+                (row, now, StepState.PENDING.value),
+            )
+            return row
+
+    def transition(self, step_row: int, state: StepState, detail: str = "") -> None:
+        """Move the step to `state`: the step's row and the transitions table change together."""
+        state = StepState(state)
+        now = _stored(self._now())
+        with self._write() as db:
+            cursor = db.execute(
+                "UPDATE steps SET state = ?, updated_at = ?, detail = ? WHERE row = ?",
+                (state.value, now, detail, step_row),
+            )
+            if cursor.rowcount != 1:
+                raise JournalError(f"{self.path}: there is no step row {step_row}")
+            db.execute(
+                "INSERT INTO transitions (step_row, at, state, detail) VALUES (?, ?, ?, ?)",
+                (step_row, now, state.value, detail),
+            )
+
+    def step(self, step_row: int) -> StepRecord:
+        row = self._one(f"SELECT {_STEP_COLUMNS} FROM steps WHERE row = ?", (step_row,))
+        if row is None:
+            raise JournalError(f"{self.path}: there is no step row {step_row}")
+        return _step_record(row)
+
+    def steps(self, run_id: int) -> list[StepRecord]:
+        rows = self._all(f"SELECT {_STEP_COLUMNS} FROM steps WHERE run_id = ? ORDER BY row", (run_id,))
+        return [_step_record(row) for row in rows]
+
+    def transitions(self, step_row: int) -> list[tuple[datetime, StepState, str]]:
+        rows = self._all(
+            "SELECT at, state, detail FROM transitions WHERE step_row = ? ORDER BY id", (step_row,)
+        )
+        return [(_loaded(at), StepState(state), detail) for at, state, detail in rows]
+
+    def last_step(self, key: RegionKey) -> StepRecord | None:
+        """The newest step, of any run, for the region."""
+        row = self._one(
+            f"SELECT {_STEP_COLUMNS} FROM steps WHERE environment = ? AND region = ? ORDER BY row DESC LIMIT 1",
+            (key.environment, key.region),
+        )
+        return None if row is None else _step_record(row)
+
+    # -- deployed files --------------------------------------------------------
+
+    def record_deployed(self, key: RegionKey, step_row: int | None, state: RegionState) -> None:
+        """The region now runs `state`; each file's text is stored once, by its content hash."""
+        hashes = state.hashes
+        fingerprint = _fingerprint(hashes)
+        now = _stored(self._now())
+        with self._write() as db:
+            if step_row is not None and db.execute("SELECT 1 FROM steps WHERE row = ?", (step_row,)).fetchone() is None:
+                raise JournalError(f"{self.path}: there is no step row {step_row}")
+            cursor = db.execute(
+                "INSERT INTO deployed (environment, region, step_row, at, mode, websocket_enabled, fingerprint)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (key.environment, key.region, step_row, now, state.mode, int(bool(state.websocket_enabled)), fingerprint),
+            )
+            deployed_id = _rowid(cursor)
+            for name, digest in hashes.items():
+                db.execute("INSERT OR IGNORE INTO blobs (hash, text) VALUES (?, ?)", (digest, state.files[name]))
+                db.execute(
+                    "INSERT INTO deployed_files (deployed_id, name, hash) VALUES (?, ?, ?)", (deployed_id, name, digest)
+                )
+
+    def deployed(self, key: RegionKey) -> DeployedRecord | None:
+        """What the region runs now: the newest record for it."""
+        with self._read() as db:
+            row = db.execute(
+                f"SELECT {_DEPLOYED_COLUMNS} FROM deployed WHERE environment = ? AND region = ? ORDER BY id DESC LIMIT 1",
+                (key.environment, key.region),
+            ).fetchone()
+            return None if row is None else _deployed_record(db, row)
+
+    def previous_deployed(self, key: RegionKey) -> DeployedRecord | None:
+        """The newest record for the region whose files differ from what it runs now."""
+        with self._read() as db:
+            row = db.execute(
+                f"SELECT {_DEPLOYED_COLUMNS} FROM deployed WHERE environment = ? AND region = ? AND fingerprint != ("
+                "SELECT fingerprint FROM deployed WHERE environment = ? AND region = ? ORDER BY id DESC LIMIT 1"
+                ") ORDER BY id DESC LIMIT 1",
+                (key.environment, key.region, key.environment, key.region),
+            ).fetchone()
+            return None if row is None else _deployed_record(db, row)
+
+    def deployments(self, key: RegionKey | None = None) -> list[DeployedRecord]:
+        """Every record, oldest first (of one region, if given)."""
+        with self._read() as db:
+            if key is None:
+                rows = db.execute(f"SELECT {_DEPLOYED_COLUMNS} FROM deployed ORDER BY id").fetchall()
+            else:
+                rows = db.execute(
+                    f"SELECT {_DEPLOYED_COLUMNS} FROM deployed WHERE environment = ? AND region = ? ORDER BY id",
+                    (key.environment, key.region),
+                ).fetchall()
+            return [_deployed_record(db, row) for row in rows]
+
+    # -- gates -----------------------------------------------------------------
+
+    def record_gate(self, step_row: int, gate: str, ok: bool, evidence: str) -> None:
+        now = _stored(self._now())
+        with self._write() as db:
+            if db.execute("SELECT 1 FROM steps WHERE row = ?", (step_row,)).fetchone() is None:
+                raise JournalError(f"{self.path}: there is no step row {step_row}")
+            db.execute(
+                "INSERT INTO gates (step_row, gate, at, ok, evidence) VALUES (?, ?, ?, ?, ?)",
+                (step_row, gate, now, int(bool(ok)), evidence),
+            )
+
+    def gate_results(self, step_row: int) -> list[GateRecord]:
+        rows = self._all(
+            "SELECT step_row, gate, at, ok, evidence FROM gates WHERE step_row = ? ORDER BY id", (step_row,)
+        )
+        return [
+            GateRecord(step_row=row, gate=gate, at=_loaded(at), ok=bool(ok), evidence=evidence)
+            for row, gate, at, ok, evidence in rows
+        ]
+
+    # -- audit -----------------------------------------------------------------
+
+    def audit(self, actor: Actor, action: str, message: str, reason: str | None = None) -> None:
+        now = self._now()
+        with self._write() as db:
+            _insert_audit(db, now, actor, action, message, reason)
+
+    def audit_records(self) -> list[AuditRecord]:
+        rows = self._all(
+            "SELECT at, actor_user, actor_host, actor_pid, action, message, reason FROM audit ORDER BY id"
+        )
+        return [
+            AuditRecord(at=_loaded(at), actor=Actor(user, host, pid), action=action, message=message, reason=reason)
+            for at, user, host, pid, action, message, reason in rows
+        ]
+
+    # -- the rollout lock ------------------------------------------------------
+
+    def acquire_lock(self, actor: Actor, message: str, wait_seconds: float = 0.0) -> None:
+        """Take the rollout lock, or raise LockHeld naming its holder.
+
+        With `wait_seconds`, look again every LOCK_POLL_SECONDS until the lock
+        is free or the time is up. A stale lock (its process is gone) never
+        frees itself, so it is reported at once: release it by force. The lock
+        is not re-entrant: the holder asking again gets LockHeld too.
+        """
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            holder = self._try_lock(actor, message)
+            if holder is None:
+                return
+            remaining = deadline - time.monotonic()
+            if holder.stale or remaining <= 0:
+                raise LockHeld(holder)
+            self._sleep(min(LOCK_POLL_SECONDS, remaining))
+
+    def _try_lock(self, actor: Actor, message: str) -> LockInfo | None:
+        """Take the lock and return None, or return who holds it."""
+        now = self._now()
+        with self._write() as db:
+            row = db.execute("SELECT user, host, pid, acquired_at, message FROM lock WHERE id = 1").fetchone()
+            if row is None:
+                db.execute(
+                    "INSERT INTO lock (id, user, host, pid, acquired_at, message) VALUES (1, ?, ?, ?, ?, ?)",
+                    (actor.user, actor.host, actor.pid, _stored(now), message),
+                )
+                _insert_audit(db, now, actor, "lock acquired", message, None)
+                return None
+        return _lock_info(row)
+
+    def release_lock(self, actor: Actor) -> None:
+        """Release the lock if `actor` holds it (same user, host and pid); otherwise do nothing."""
+        now = self._now()
+        with self._write() as db:
+            row = db.execute(
+                "SELECT message FROM lock WHERE id = 1 AND user = ? AND host = ? AND pid = ?",
+                (actor.user, actor.host, actor.pid),
+            ).fetchone()
+            if row is not None:
+                db.execute("DELETE FROM lock WHERE id = 1")
+                (message,) = row
+                _insert_audit(db, now, actor, "lock released", message, None)
+
+    def lock_status(self) -> LockInfo | None:
+        row = self._one("SELECT user, host, pid, acquired_at, message FROM lock WHERE id = 1")
+        return None if row is None else _lock_info(row)
+
+    def force_release_lock(self, actor: Actor, reason: str) -> LockInfo | None:
+        """Remove the lock, whoever holds it, and audit it; returns the lock removed (None: there was none)."""
+        now = self._now()
+        with self._write() as db:
+            row = db.execute("SELECT user, host, pid, acquired_at, message FROM lock WHERE id = 1").fetchone()
+            if row is None:
+                return None
+            previous = _lock_info(row)
+            db.execute("DELETE FROM lock WHERE id = 1")
+            _insert_audit(db, now, actor, "lock released by force", f"previous holder {previous.describe()}", reason)
+            return previous
+
+
+def _make_state_dir(state_dir: Path) -> None:
+    if state_dir.is_dir():
+        return
+    state_dir.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        state_dir.mkdir(mode=0o700)
+    except FileExistsError:
+        if not state_dir.is_dir():
+            raise JournalError(f"{state_dir / JOURNAL_FILE}: {state_dir} is not a directory") from None
+        return
+    os.chmod(state_dir, 0o700)  # whatever the umask
+
+
+def _rowid(cursor: sqlite3.Cursor) -> int:
+    rowid = cursor.lastrowid
+    assert rowid is not None
+    return rowid
+
+
+def _fingerprint(hashes: Mapping[str, str]) -> str:
+    return content_hash(json.dumps(sorted(hashes.items())))
+
+
+def _insert_audit(
+    db: sqlite3.Connection, at: datetime, actor: Actor, action: str, message: str, reason: str | None
+) -> None:
+    db.execute(
+        "INSERT INTO audit (at, actor_user, actor_host, actor_pid, action, message, reason)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (_stored(at), actor.user, actor.host, actor.pid, action, message, reason),
+    )
+
+
+def _lock_info(row: Row) -> LockInfo:
+    user, host, pid, acquired_at, message = row
+    return LockInfo(
+        user=user,
+        host=host,
+        pid=pid,
+        acquired_at=_loaded(acquired_at),
+        message=message,
+        stale=host == socket.gethostname() and _process_gone(pid),
+    )
+
+
+def _deployed_record(db: sqlite3.Connection, row: Row) -> DeployedRecord:
+    deployed_id, environment, region, step_row, at, mode, enabled = row
+    files: list[tuple[str, str, str]] = db.execute(
+        "SELECT deployed_files.name, deployed_files.hash, blobs.text"
+        " FROM deployed_files JOIN blobs ON blobs.hash = deployed_files.hash"
+        " WHERE deployed_files.deployed_id = ? ORDER BY deployed_files.name",
+        (deployed_id,),
+    ).fetchall()
+    return DeployedRecord(
+        key=RegionKey(environment, region),
+        step_row=step_row,
+        at=_loaded(at),
+        state=RegionState(mode=mode, websocket_enabled=bool(enabled), files={name: text for name, _, text in files}),
+        hashes={name: digest for name, digest, _ in files},
+    )
