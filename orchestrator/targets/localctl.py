@@ -1,0 +1,790 @@
+"""Run one region of the local fleet on this machine.
+
+    python -m orchestrator.targets.localctl COMMAND --home DIR [--timeout S] [--signing-secret-env NAME]
+
+COMMAND is start, restart, stop, reload, status, rss or `publish --stream S --data JSON`.
+
+DIR/config/ holds the region's deployed files (navigator.yml, render.json, maybe
+hub.yml), written by someone else; DIR/run/ holds pid files and ports.json;
+DIR/log/<process>.log the processes' output. The front process is the hub standing
+in for Navigator; each managed process of navigator.yml gets a local stand-in
+(the real commands are for the production image).
+
+Exit status: 0 done, 1 a process failed (or nothing runs), 2 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import io
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+
+MODES = ("integrated", "action_cable", "anycable")
+FRONT = "front"
+PORT_NAMES = ("front", "cable", "redis")
+# Which entry of ports.json each process listens on.
+PORT_OF = {FRONT: "front", "redis": "redis", "action-cable": "cable", "anycable": "cable"}
+STAND_IN_BROADCAST_PATH = "/_broadcast"
+STAND_IN_HEALTH_PATH = "/up"
+DEFAULT_SECRET_ENV = "CABLE_SIGNING_SECRET"
+PUMA = "/usr/bin/puma"
+CONFIG_RU = os.path.join(os.path.dirname(os.path.abspath(__file__)), "actioncable", "config.ru")
+LOG_TAIL_LINES = 20
+POLL_SECONDS = 0.05
+
+
+class BadInput(Exception):
+    """The region's files or the command line are wrong: exit 2."""
+
+
+class Failure(Exception):
+    """A process failed or is missing: exit 1."""
+
+
+# --- the region's configuration --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Region:
+    home: str
+    name: str
+    mode: str
+    websocket_enabled: bool
+    navigator_path: str
+    hub_path: str | None
+    health_path: str
+    cable_enabled: bool
+    cable_path: str  # integrated: navigator.yml's cable.path
+    broadcast_path: str
+    managed: tuple[str, ...]
+    stand_in_cable_path: str | None  # action_cable / anycable: the path Navigator proxies to the cable process
+    signing_secret_env: str
+    broadcast_key_env: str | None = None  # hub.yml's: broadcasts then need the key, even from loopback
+
+    def path(self, *parts: str) -> str:
+        return os.path.join(self.home, *parts)
+
+
+def _read_json(path: str) -> Any:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise BadInput(f"{path}: missing") from None
+    except (OSError, ValueError) as error:
+        raise BadInput(f"{path}: cannot read: {error}") from None
+
+
+def _read_yaml(path: str) -> Any:
+    # Imported here: `rss` and `stop` need no YAML, and each command line start counts in a rollout's gates.
+    from orchestrator.errors import InputError
+    from orchestrator.yaml_loader import load_yaml_file
+
+    if not os.path.exists(path):
+        raise BadInput(f"{path}: missing")
+    try:
+        return load_yaml_file(path).data
+    except InputError as error:
+        raise BadInput("\n".join(error.problems)) from None
+
+
+def _mapping(value: Any, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise BadInput(f"{where}: expected a mapping")
+    return value
+
+
+_REGEX_META = set(".^$*+?()[]{}|\\")
+
+
+def literal_path(pattern: str) -> str | None:
+    """The path a reverse-proxy regex like `^(/a/b\\.c)$` matches, or None unless it matches exactly one path.
+
+    Read character by character: the file is not trusted, so no regex of it is ever compiled.
+    """
+    body = pattern
+    if body.startswith("^(") and body.endswith(")$"):
+        body = body[2:-2]
+    elif body.startswith("^") and body.endswith("$"):
+        body = body[1:-1]
+    else:
+        return None
+    out: list[str] = []
+    chars = iter(body)
+    for char in chars:
+        if char == "\\":
+            escaped = next(chars, "")
+            if len(escaped) != 1 or escaped not in _REGEX_META | {"/", "-"}:
+                return None  # \d, \w, a trailing backslash ...: not one literal path
+            out.append(escaped)
+        elif char in _REGEX_META:
+            return None
+        else:
+            out.append(char)
+    path = "".join(out)
+    return path if path.startswith("/") else None
+
+
+def _stand_in_cable_path(navigator: dict[str, Any], where: str) -> str:
+    routes = _mapping(navigator.get("routes"), f"{where}: routes")
+    proxies = routes.get("reverse_proxies") or []
+    for proxy in proxies if isinstance(proxies, list) else []:
+        if isinstance(proxy, dict) and proxy.get("name") == "cable":
+            path = literal_path(str(proxy.get("path", "")))
+            if path is None:
+                raise BadInput(f"{where}: routes.reverse_proxies[name=cable].path is not one literal path: {proxy.get('path')!r}")
+            return path
+    raise BadInput(f"{where}: routes.reverse_proxies has no entry named cable, so the cable path is unknown")
+
+
+def _path_value(section: dict[str, Any], key: str, default: str, where: str) -> str:
+    value = section.get(key, default)
+    if not isinstance(value, str) or not value.startswith("/"):
+        raise BadInput(f"{where}: expected a path starting with /, got {value!r}")
+    return value
+
+
+def load_region(home: str, secret_env: str | None) -> Region:
+    config = os.path.join(home, "config")
+    render_path = os.path.join(config, "render.json")
+    navigator_path = os.path.join(config, "navigator.yml")
+    hub_path = os.path.join(config, "hub.yml")
+    render = _read_json(render_path)
+    if not isinstance(render, dict) or render.get("mode") not in MODES:
+        raise BadInput(f"{render_path}: mode must be one of {', '.join(MODES)}")
+    navigator = _mapping(_read_yaml(navigator_path), navigator_path)
+    server = _mapping(navigator.get("server"), f"{navigator_path}: server")
+    health = _mapping(server.get("health_check"), f"{navigator_path}: server.health_check")
+    cable = _mapping(navigator.get("cable"), f"{navigator_path}: cable")
+    processes = navigator.get("managed_processes") or []
+    if not isinstance(processes, list) or not all(isinstance(p, dict) and isinstance(p.get("name"), str) for p in processes):
+        raise BadInput(f"{navigator_path}: managed_processes: expected a list of entries with a name")
+    managed = tuple(p["name"] for p in processes)
+    has_hub = os.path.exists(hub_path)
+    hub = _mapping(_read_yaml(hub_path), hub_path) if has_hub else {}
+    if secret_env is None:
+        secret_env = hub.get("signing_secret_env")
+    key_env = hub.get("broadcast_key_env")
+    needs_stand_in_path = any(name in ("action-cable", "anycable") for name in managed)
+    return Region(
+        home=home,
+        name=str(render.get("region", "")),
+        mode=render["mode"],
+        websocket_enabled=render.get("websocket_enabled") is True,
+        navigator_path=navigator_path,
+        hub_path=hub_path if has_hub else None,
+        health_path=_path_value(health, "path", STAND_IN_HEALTH_PATH, f"{navigator_path}: server.health_check.path"),
+        cable_enabled=cable.get("enabled", True) is not False,  # Navigator: an absent key means enabled
+        cable_path=_path_value(cable, "path", "/cable", f"{navigator_path}: cable.path"),
+        broadcast_path=_path_value(cable, "broadcast_path", "/_broadcast", f"{navigator_path}: cable.broadcast_path"),
+        managed=managed,
+        stand_in_cable_path=_stand_in_cable_path(navigator, navigator_path) if needs_stand_in_path else None,
+        signing_secret_env=secret_env if isinstance(secret_env, str) and secret_env else DEFAULT_SECRET_ENV,
+        broadcast_key_env=key_env if isinstance(key_env, str) and key_env else None,
+    )
+
+
+# --- ports ---------------------------------------------------------------------------------
+
+
+def _write_atomically(path: str, text: str) -> None:
+    temporary = f"{path}.tmp{os.getpid()}"
+    with open(temporary, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(temporary, path)
+
+
+def read_ports(home: str) -> dict[str, int]:
+    try:
+        with open(os.path.join(home, "run", "ports.json"), encoding="utf-8") as f:
+            ports = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(ports, dict):
+        return {}
+    return {k: v for k, v in ports.items() if k in PORT_NAMES and isinstance(v, int) and not isinstance(v, bool)}
+
+
+def ensure_ports(home: str) -> dict[str, int]:
+    """ports.json, allocating what is missing once; later starts reuse the same ports."""
+    ports = read_ports(home)
+    missing = [name for name in PORT_NAMES if name not in ports]
+    if missing:
+        sockets = []
+        try:  # all held open together, so the kernel hands out distinct ports
+            for name in missing:
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                sockets.append(s)
+                s.bind(("127.0.0.1", 0))
+                ports[name] = s.getsockname()[1]
+        finally:
+            for s in sockets:
+                s.close()
+        _write_atomically(os.path.join(home, "run", "ports.json"), json.dumps(ports, indent=2, sort_keys=True) + "\n")
+    return ports
+
+
+def port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do: TIME_WAIT is not "in use"
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+# --- processes: pid files carry the pid and its start time, since pids are reused ----------
+
+
+@dataclass(frozen=True)
+class Record:
+    name: str
+    pid: int
+    start_time: int
+
+
+def proc_start_time(pid: int) -> int | None:
+    """Field 22 of /proc/PID/stat, or None when the process is gone (a zombie counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2 :].split()  # the command name may hold spaces and parentheses
+    if len(fields) < 20 or fields[0] in ("Z", "X"):
+        return None
+    return int(fields[19])
+
+
+def is_running(record: Record) -> bool:
+    return proc_start_time(record.pid) == record.start_time
+
+
+def pid_file(home: str, name: str) -> str:
+    return os.path.join(home, "run", f"{name}.pid")
+
+
+def read_record(home: str, name: str) -> Record | None:
+    try:
+        with open(pid_file(home, name), encoding="ascii") as f:
+            pid, start = f.read().split()[:2]
+        return Record(name, int(pid), int(start))
+    except (OSError, ValueError):
+        return None
+
+
+def recorded_names(home: str) -> list[str]:
+    try:
+        entries = os.listdir(os.path.join(home, "run"))
+    except FileNotFoundError:
+        return []
+    return sorted(entry[: -len(".pid")] for entry in entries if entry.endswith(".pid"))
+
+
+def _signal(record: Record, signum: int) -> None:
+    if is_running(record):  # checked right before: the pid may belong to someone else by now
+        try:
+            os.kill(record.pid, signum)
+        except ProcessLookupError:
+            pass
+
+
+def _wait_gone(records: list[Record], timeout: float) -> list[Record]:
+    deadline = time.monotonic() + timeout
+    while True:
+        left = [r for r in records if is_running(r)]
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(POLL_SECONDS)
+
+
+def stop_records(records: list[Record], timeout: float) -> list[Record]:
+    """SIGTERM, wait up to `timeout`, then SIGKILL; returns what survived even that."""
+    running = [r for r in records if is_running(r)]
+    for record in running:
+        _signal(record, signal.SIGTERM)
+    left = _wait_gone(running, timeout)
+    for record in left:
+        _say(f"localctl: {record.name} (pid {record.pid}) ignored SIGTERM for {timeout:g}s; sending SIGKILL", error=True)
+        _signal(record, signal.SIGKILL)
+    return _wait_gone(left, 5.0)
+
+
+def stop_all(home: str, timeout: float) -> None:
+    names = recorded_names(home)
+    records: list[Record] = []
+    for name in names:
+        record = read_record(home, name)
+        if record is None:
+            _say(f"{name}: unreadable pid file removed")
+        elif is_running(record):
+            records.append(record)
+        else:
+            _say(f"{name}: pid {record.pid} was not running; stale pid file removed")
+    survivors = stop_records(records, timeout)
+    for record in records:
+        if record not in survivors:
+            _say(f"{record.name}: stopped (pid {record.pid})")
+    for name in names:
+        if name not in {r.name for r in survivors}:
+            _remove(pid_file(home, name))
+    if survivors:
+        raise Failure("still running after SIGKILL: " + ", ".join(f"{r.name} (pid {r.pid})" for r in survivors))
+
+
+def _remove(path: str) -> None:
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
+
+
+# --- what to start ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    argv: list[str]
+    port: int
+    health_path: str | None  # None: accepting connections is ready enough
+    env: dict[str, str] = field(default_factory=dict)  # added to the caller's environment
+
+
+def _program(name: str) -> str:
+    found = shutil.which(name)
+    if found is None:
+        raise Failure(f"{name} is not installed (not found on PATH)")
+    return found
+
+
+def front_spec(region: Region, ports: dict[str, int]) -> Spec:
+    argv = [sys.executable, "-m", "hub", "--config", region.navigator_path, "--host", "127.0.0.1", "--port", str(ports["front"])]
+    if region.hub_path is not None:
+        argv += ["--hub-config", region.hub_path]
+    if region.mode == "integrated":  # Navigator's built-in cable subscribes anyone to any stream
+        argv.append("--public-streams")
+    return Spec(FRONT, argv, ports["front"], region.health_path)
+
+
+def redis_spec(region: Region, ports: dict[str, int]) -> Spec:
+    argv = [_program("redis-server"), "--port", str(ports["redis"]), "--bind", "127.0.0.1",
+            "--daemonize", "no", "--save", "", "--appendonly", "no"]  # fmt: skip
+    return Spec("redis", argv, ports["redis"], None)
+
+
+def action_cable_spec(region: Region, ports: dict[str, int]) -> Spec:
+    if not os.access(PUMA, os.X_OK):
+        raise Failure(f"{PUMA} is missing: install the Debian packages puma and ruby-actioncable")
+    port = ports["cable"]
+    # -C - : no config/puma.rb lookup; no -w: single mode.
+    argv = [PUMA, "-C", "-", "-e", "production", "-b", f"tcp://127.0.0.1:{port}",
+            "--tag", f"{region.name}-action-cable", CONFIG_RU]  # fmt: skip
+    env = {
+        "REDIS_URL": f"redis://127.0.0.1:{ports['redis']}/1",
+        "CABLE_PATH": str(region.stand_in_cable_path),
+        "BROADCAST_PATH": STAND_IN_BROADCAST_PATH,
+        "CABLE_SIGNING_SECRET_ENV": region.signing_secret_env,
+        "CABLE_CHANNEL_PREFIX": f"local_fleet_{region.name}",
+    }
+    return Spec("action-cable", argv, port, STAND_IN_HEALTH_PATH, env)
+
+
+def anycable_spec(region: Region, ports: dict[str, int]) -> Spec:
+    """A second hub standing in for anycable-go: signed streams only, broadcast on its own port."""
+    port = ports["cable"]
+    navigator_path = region.path("run", "anycable.yml")
+    hub_path = region.path("run", "anycable-hub.yml")
+    navigator = {
+        "server": {"listen": port, "health_check": {"path": STAND_IN_HEALTH_PATH}},
+        "cable": {"enabled": True, "path": region.stand_in_cable_path, "broadcast_path": STAND_IN_BROADCAST_PATH},
+    }
+    hub = {"signing_secret_env": region.signing_secret_env, "public_streams": False}
+    header = "# Written by localctl: the anycable-go stand-in's configuration (JSON is YAML).\n"
+    _write_atomically(navigator_path, header + json.dumps(navigator, indent=2) + "\n")
+    _write_atomically(hub_path, header + json.dumps(hub, indent=2) + "\n")
+    argv = [sys.executable, "-m", "hub", "--config", navigator_path, "--hub-config", hub_path,
+            "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+    return Spec("anycable", argv, port, STAND_IN_HEALTH_PATH)
+
+
+STAND_INS = {"redis": redis_spec, "action-cable": action_cable_spec, "anycable": anycable_spec}
+
+
+def check_managed(region: Region) -> None:
+    unknown = [name for name in region.managed if name not in STAND_INS]
+    if unknown:
+        raise BadInput(
+            f"{region.navigator_path}: managed_processes: no local stand-in for {', '.join(map(repr, unknown))}"
+            f" (known: {', '.join(sorted(STAND_INS))})"
+        )
+
+
+def start_order(region: Region) -> list[str]:
+    """front first, then redis (Action Cable connects to it at boot), then the rest in file order."""
+    managed = sorted(region.managed, key=lambda name: name != "redis")
+    return [FRONT, *managed]
+
+
+# --- starting -------------------------------------------------------------------------------
+
+
+@dataclass
+class Started:
+    spec: Spec
+    process: subprocess.Popen[bytes]
+    record: Record
+    log_path: str
+    log_offset: int
+
+
+class StartFailure(Failure):
+    def __init__(self, started: Started | None, name: str, why: str) -> None:
+        super().__init__(f"{name} did not start: {why}")
+        self.started = started
+
+
+def launch(region: Region, spec: Spec) -> Started:
+    log_path = region.path("log", f"{spec.name}.log")
+    with open(log_path, "ab") as log:
+        log.write(f"--- localctl {time.strftime('%Y-%m-%dT%H:%M:%S')}: {' '.join(spec.argv)}\n".encode())
+        offset = log.tell()
+        process = subprocess.Popen(
+            spec.argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=region.path("run"),
+            env={**os.environ, **spec.env},
+        )
+    # The start time is fixed at fork, so reading it now is exact even before exec.
+    start_time = proc_start_time(process.pid) or 0
+    record = Record(spec.name, process.pid, start_time)
+    _write_atomically(pid_file(region.home, spec.name), f"{process.pid}\n{start_time}\n")
+    return Started(spec, process, record, log_path, offset)
+
+
+def probe(spec: Spec, timeout: float) -> bool:
+    """The port accepts and, for an HTTP server, the health path answers 200."""
+    if spec.health_path is None:
+        try:
+            socket.create_connection(("127.0.0.1", spec.port), timeout=timeout).close()
+            return True
+        except OSError:
+            return False
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", spec.port, timeout=timeout)
+    try:
+        connection.request("GET", spec.health_path)
+        return connection.getresponse().status == 200
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        connection.close()
+
+
+def wait_ready(started: Started, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        code = started.process.poll()
+        if code is not None:
+            raise StartFailure(started, started.spec.name, f"exited with {_exit_status(code)} before it was ready")
+        if probe(started.spec, min(2.0, max(0.1, deadline - time.monotonic()))):
+            return
+        if time.monotonic() > deadline:
+            what = f"127.0.0.1:{started.spec.port}" + (started.spec.health_path or "")
+            raise StartFailure(started, started.spec.name, f"not ready within {timeout:g}s ({what} did not answer)")
+        time.sleep(POLL_SECONDS)
+
+
+def _exit_status(code: int) -> str:
+    if code < 0:
+        return f"signal {signal.Signals(-code).name}"
+    return f"status {code}"
+
+
+def log_tail(path: str, offset: int, lines: int = LOG_TAIL_LINES) -> list[str]:
+    """The last `lines` lines written to `path` since `offset`."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            text = f.read().decode("utf-8", errors="replace")
+    except OSError:
+        return []
+    return text.splitlines()[-lines:]
+
+
+def report_failure(error: StartFailure) -> None:
+    _say(f"localctl: {error}", error=True)
+    started = error.started
+    if started is None:
+        return
+    tail = log_tail(started.log_path, started.log_offset)
+    _say(f"--- last {len(tail)} lines of {started.log_path} ---", error=True)
+    for line in tail:
+        _say(line, error=True)
+
+
+def start(region: Region, timeout: float) -> None:
+    check_managed(region)  # before anything is stopped: a bad file leaves the region as it runs
+    os.makedirs(region.path("run"), exist_ok=True)
+    os.makedirs(region.path("log"), exist_ok=True)
+    stop_all(region.home, timeout)
+    ports = ensure_ports(region.home)
+    started: list[Started] = []
+    try:
+        for name in start_order(region):
+            spec = front_spec(region, ports) if name == FRONT else STAND_INS[name](region, ports)
+            if not port_free(spec.port):
+                raise StartFailure(None, name, f"port 127.0.0.1:{spec.port} is already in use by another process")
+            try:
+                started.append(launch(region, spec))
+            except OSError as error:
+                raise StartFailure(None, name, f"cannot launch {spec.argv[0]}: {error}") from None
+            wait_ready(started[-1], timeout)
+            _say(f"{name}: ready, pid {started[-1].process.pid}, 127.0.0.1:{spec.port}")
+    except Failure as error:
+        if isinstance(error, StartFailure):
+            report_failure(error)
+        else:
+            _say(f"localctl: {error}", error=True)
+        _undo(region, started, timeout)
+        raise Failure("start failed; everything it started was stopped") from None
+
+
+def _undo(region: Region, started: list[Started], timeout: float) -> None:
+    survivors = stop_records([s.record for s in started], timeout)
+    for item in started:
+        item.process.poll()  # reap our own child
+        if item.record not in survivors:
+            _remove(pid_file(region.home, item.spec.name))
+
+
+# --- the other commands ----------------------------------------------------------------------
+
+
+def running_record(home: str, name: str) -> Record | None:
+    record = read_record(home, name)
+    return record if record is not None and is_running(record) else None
+
+
+def reload(region: Region) -> None:
+    record = running_record(region.home, FRONT)
+    if record is None:
+        raise Failure(f"front is not running in {region.home}; nothing to reload (use start)")
+    os.kill(record.pid, signal.SIGHUP)
+    _say(f"front: reload requested (SIGHUP to pid {record.pid})")
+
+
+def urls(region: Region, ports: dict[str, int]) -> tuple[str | None, str | None]:
+    """(cable URL, broadcast URL): the front's own cable in integrated mode, else the cable process directly."""
+    if region.mode == "integrated":
+        port: int | None = ports.get("front")
+        cable_path: str | None = region.cable_path
+        broadcast_path = region.broadcast_path
+    elif any(name in ("action-cable", "anycable") for name in region.managed):
+        port, cable_path, broadcast_path = ports.get("cable"), region.stand_in_cable_path, STAND_IN_BROADCAST_PATH
+    else:
+        return None, None
+    if port is None:
+        return None, None
+    return f"ws://127.0.0.1:{port}{cable_path}", f"http://127.0.0.1:{port}{broadcast_path}"
+
+
+def status(region: Region) -> dict[str, Any]:
+    ports = read_ports(region.home)
+    processes: dict[str, Any] = {}
+    for name in dict.fromkeys([FRONT, *region.managed, *recorded_names(region.home)]):
+        record = read_record(region.home, name)
+        processes[name] = {
+            "pid": record.pid if record else None,
+            "running": bool(record and is_running(record)),
+            "port": ports.get(PORT_OF.get(name, "")),
+        }
+    cable_url, broadcast_url = urls(region, ports)
+    return {
+        "mode": region.mode,
+        "websocket_enabled": region.websocket_enabled,
+        "cable_enabled": region.cable_enabled,
+        "processes": processes,
+        "front_url": f"http://127.0.0.1:{ports['front']}" if "front" in ports else None,
+        "cable_url": cable_url,
+        "broadcast_url": broadcast_url,
+    }
+
+
+def resident_bytes(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024  # the kernel writes kB
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def rss(home: str) -> dict[str, int]:
+    sizes: dict[str, int] = {}
+    for name in recorded_names(home):
+        record = running_record(home, name)
+        size = resident_bytes(record.pid) if record else None
+        # Checked again after reading: the pid may have been reused in between.
+        if record is not None and size is not None and is_running(record):
+            sizes[name] = size
+    if not sizes:
+        raise Failure(f"no process of the region runs in {home}")
+    return sizes
+
+
+def publish(region: Region, stream: str, data_text: str, timeout: float) -> None:
+    try:
+        data = json.loads(data_text)
+    except ValueError as error:
+        raise BadInput(f"--data is not JSON: {error}") from None
+    _, broadcast_url = urls(region, read_ports(region.home))
+    if broadcast_url is None:
+        raise Failure(f"{region.home}: no broadcast endpoint in mode {region.mode} with these managed processes")
+    host_port, _, path = broadcast_url.removeprefix("http://").partition("/")
+    port = int(host_port.rsplit(":", 1)[1])
+    body = json.dumps({"stream": stream, "data": data}).encode("utf-8")
+    headers = {"Content-Type": "application/json"}
+    if region.broadcast_key_env:
+        key = os.environ.get(region.broadcast_key_env)
+        if not key:
+            raise Failure(f"{region.broadcast_key_env} is not set: broadcasts to this region need its key")
+        headers["Authorization"] = f"Bearer {key}"
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        connection.request("POST", "/" + path, body, headers)
+        response = connection.getresponse()
+        answer = response.read().decode("utf-8", errors="replace")
+    except (OSError, http.client.HTTPException) as error:
+        raise Failure(f"POST {broadcast_url}: {error}") from None
+    finally:
+        connection.close()
+    _say(str(response.status))
+    if not 200 <= response.status < 300:
+        raise Failure(f"POST {broadcast_url} answered {response.status}: {answer.strip()}")
+
+
+# --- command line ------------------------------------------------------------------------------
+
+
+@contextmanager
+def home_lock(home: str) -> Iterator[None]:
+    """One start/stop at a time per home: two would race for the same pid files and ports."""
+    os.makedirs(os.path.join(home, "run"), exist_ok=True)
+    with open(os.path.join(home, "run", ".lock"), "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--home", required=True, metavar="DIR", help="the region's home: config/, run/, log/")
+    common.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
+                        help="deadline for readiness, for stopping, and for publish (default 30)")  # fmt: skip
+    common.add_argument("--signing-secret-env", metavar="NAME",
+                        help=f"environment variable holding the stream signing secret "
+                             f"(default: hub.yml's signing_secret_env, else {DEFAULT_SECRET_ENV})")  # fmt: skip
+    parser = argparse.ArgumentParser(prog="localctl", description="Run one region of the local fleet on this machine.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, text in (
+        ("start", "stop what runs, then start the front and the stand-ins of the managed processes"),
+        ("restart", "the same as start"),
+        ("stop", "SIGTERM the region's processes, SIGKILL after --timeout"),
+        ("reload", "SIGHUP the front: it re-reads navigator.yml"),
+        ("status", "print the region's processes and URLs as JSON"),
+        ("rss", "print {process: resident bytes} as JSON for the running processes"),
+    ):
+        commands.add_parser(name, parents=[common], help=text)
+    publish_parser = commands.add_parser("publish", parents=[common], help="POST a broadcast from loopback")
+    publish_parser.add_argument("--stream", required=True)
+    publish_parser.add_argument("--data", required=True, metavar="JSON", help="any JSON value, sent as is")
+    return parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> None:
+    home = os.path.abspath(args.home)
+    if args.command == "stop":
+        with home_lock(home):
+            stop_all(home, args.timeout)
+        return
+    if args.command == "rss":
+        _say(json.dumps(rss(home), sort_keys=True))
+        return
+    region = load_region(home, args.signing_secret_env)
+    if args.command in ("start", "restart"):
+        with home_lock(home):
+            start(region, args.timeout)
+    elif args.command == "reload":
+        reload(region)
+    elif args.command == "status":
+        _say(json.dumps(status(region), indent=2))
+    elif args.command == "publish":
+        publish(region, args.stream, args.data, args.timeout)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        run(args)
+    except BadInput as error:
+        _say(f"localctl: {error}", error=True)
+        return 2
+    except Failure as error:
+        _say(f"localctl: {error}", error=True)
+        return 1
+    return 0
+
+
+def execute(argv: list[str]) -> tuple[int, str, str]:
+    """Run one command in this process and return (exit status, stdout, stderr), as a subprocess would."""
+    _output.streams = (io.StringIO(), io.StringIO())
+    try:
+        try:
+            code = main(argv)
+        except SystemExit as exit:  # argparse refusing the arguments
+            code = exit.code if isinstance(exit.code, int) else 2
+        out, err = _output.streams
+        return code, out.getvalue(), err.getvalue()
+    finally:
+        _output.streams = None
+
+
+# Where _say writes: the process's own stdout and stderr, or a thread's buffers during execute().
+_output = threading.local()
+
+
+def _say(text: str, error: bool = False) -> None:
+    streams = getattr(_output, "streams", None)
+    if streams is None:
+        print(text, file=sys.stderr if error else sys.stdout, flush=True)
+    else:
+        streams[1 if error else 0].write(text + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
