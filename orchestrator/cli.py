@@ -1,9 +1,10 @@
-"""`orchestrate`: validate an inventory, render every region's configuration, run the hub."""
+"""`orchestrate`: validate an inventory, render every region's configuration, plan and roll out, run the hub."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from datetime import UTC, datetime
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -46,8 +47,77 @@ def build_parser() -> argparse.ArgumentParser:
     refresh.add_argument("--config-dir", type=Path, required=True, metavar="DIR", help="the image's configuration directory")
     refresh.add_argument("--region", required=True, metavar="R")
 
+    _add_rollout_commands(commands)
     commands.add_parser("hub", help="run the cable hub (see `orchestrate hub --help`)", add_help=False)
     return parser
+
+
+INVENTORY_HELP = (
+    "The inventory is INVENTORY if given, else --inventory FILE, else $ORCHESTRATE_INVENTORY, else ./orchestrate.yml. "
+    "The journal, the lock and the local fleet live in --state DIR, else the inventory's rollout.state_dir, "
+    "else .orchestrate/ beside the inventory."
+)
+
+
+def _add_rollout_commands(commands: argparse._SubParsersAction) -> None:
+    def command(name: str, summary: str) -> argparse.ArgumentParser:
+        parser = commands.add_parser(name, help=summary, description=f"{summary}. {INVENTORY_HELP}")
+        parser.add_argument("inventory", nargs="?", metavar="INVENTORY")
+        parser.add_argument("--inventory", dest="inventory_option", metavar="FILE", help="the inventory, instead of INVENTORY")
+        parser.add_argument("--state", metavar="DIR", help="the state directory (journal, lock, local fleet)")
+        return parser
+
+    plan = command("plan", "show the stages, a dated schedule, every region's change with its diff, "
+                           "the memory projection and the exact steps; changes nothing")
+    plan.add_argument("--json", action="store_true", help="print the plan as JSON")
+    plan.add_argument("--html", metavar="FILE", help="also write the plan as one self-contained HTML page")
+    plan.add_argument("--start", type=_utc_date, metavar="DATE", help="schedule from this date (YYYY-MM-DD[THH:MM], UTC)")
+
+    rollout = command("rollout", "deploy a stage or regions: lock, render, deploy, gate, record; "
+                                 "a region whose gates fail is switched back with the WebSocket off")
+    which = rollout.add_mutually_exclusive_group()
+    which.add_argument("--stage", metavar="NAME", help="the inventory's stage to roll out")
+    which.add_argument("--region", action="append", metavar="R", help="a region (ord, or production/ord); repeatable")
+    rollout.add_argument("--mode", choices=MODES, help="deploy this mode instead of the inventory's (outside the stages)")
+    rollout.add_argument("--websocket", choices=("on", "off"), help="force the switch (outside the stages)")
+    rollout.add_argument("--dry-run", action="store_true", help="print the steps and run none")
+    rollout.add_argument("--yes", action="store_true", help="do not ask before starting")
+    rollout.add_argument("--resume", action="store_true", help="finish the rollout that was interrupted")
+    rollout.add_argument("--force", action="store_true", help="start although the previous stage has not baked or passed")
+    rollout.add_argument("--reason", metavar="TEXT", help="why (required with --force; recorded in the audit)")
+    rollout.add_argument("--lock-wait", type=float, default=0.0, metavar="SECONDS",
+                         help="wait this long for another rollout's lock instead of failing at once")
+
+    rollback = command("rollback", "switch regions' WebSocket off (the quick rollback), "
+                                   "or with --to-previous put back the previously deployed files")
+    rollback_which = rollback.add_mutually_exclusive_group()
+    rollback_which.add_argument("--region", action="append", metavar="R", help="a region; repeatable")
+    rollback_which.add_argument("--all", action="store_true", help="every region with a deployment")
+    rollback.add_argument("--to-previous", action="store_true", help="the previous deployment's files from the journal")
+    rollback.add_argument("--yes", action="store_true", help="do not ask before starting")
+    rollback.add_argument("--reason", metavar="TEXT", help="why (recorded in the audit)")
+    rollback.add_argument("--lock-wait", type=float, default=0.0, metavar="SECONDS")
+
+    status = command("status", "every region's deployed state, last gate results, health and drift "
+                               "(exit 1 when a region's live files differ from the journal)")
+    status.add_argument("--json", action="store_true")
+
+    history = command("history", "every step and phase change recorded in the journal, and the audit")
+    history.add_argument("--region", action="append", metavar="R")
+    history.add_argument("--json", action="store_true")
+
+    lock = command("lock", "show or release the rollout lock")
+    lock.add_argument("lock_action", choices=("status", "release"))
+    lock.add_argument("--force", action="store_true", help="required to release")
+    lock.add_argument("--reason", metavar="TEXT", help="recorded in the audit")
+
+
+def _utc_date(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2026-12-01 or 2026-12-01T09:00") from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -63,6 +133,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from orchestrator.refresh import refresh
 
         return refresh(options.config_dir, options.region)
+    if options.command in ("plan", "rollout", "rollback", "status", "history", "lock"):
+        from orchestrator.rollout.commands import run as run_rollout
+
+        return run_rollout(options)
     from orchestrator.commands import run
 
     return run(options)

@@ -6,6 +6,8 @@ import re
 
 EXIT_RENDER_FAILED = 1
 EXIT_INVALID_INPUT = 2
+EXIT_ROLLOUT_FAILED = 1  # a region failed its gates (and was rolled back, or could not be)
+EXIT_REFUSED = 3  # not started: the lock is held, a stage may not be promoted yet, or the question was declined
 
 
 class InputError(Exception):

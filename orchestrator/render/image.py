@@ -90,11 +90,13 @@ def tool_files() -> dict[str, str]:
         "orchestrator/schema": data_dir("schema"),
         "orchestrator/templates": data_dir("templates"),
     }
+    # The image only renders its region again; the rollout and its targets run on the operator's side.
+    left_out = ("__pycache__", "schema", "templates", "rollout", "targets")
     files = {}
     for target, source in sources.items():
         suffix = ".py" if target in ("orchestrator", "hub") else (".json", ".j2")
         for directory, subdirectories, names in os.walk(source):
-            subdirectories[:] = sorted(d for d in subdirectories if d not in ("__pycache__", "schema", "templates"))
+            subdirectories[:] = sorted(d for d in subdirectories if d not in left_out)
             for name in sorted(names):
                 if name.endswith(suffix):
                     path = os.path.join(directory, name)

@@ -1,0 +1,511 @@
+"""The handlers behind `orchestrate plan`, `rollout`, `rollback`, `status`, `history` and `lock`.
+
+`rollout` is plan -> lock -> execute: the steps it runs are the ones `plan`
+and `--dry-run` print, built before the lock is taken and before anything runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import os
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from orchestrator.atomic import write_file_atomic
+from orchestrator.errors import EXIT_INVALID_INPUT, EXIT_REFUSED, EXIT_RENDER_FAILED, EXIT_ROLLOUT_FAILED, InputError, RenderError
+from orchestrator.inventory import load_inventory
+from orchestrator.model import Inventory
+from orchestrator.rollout.engine import Engine, StepOutcome
+from orchestrator.rollout.gates import probe_http
+from orchestrator.rollout.journal import JOURNAL_FILE, Actor, Journal, JournalError, LockHeld
+from orchestrator.rollout.model import RegionKey, StepState
+from orchestrator.rollout.plan import (
+    DEPLOYED_FILES,
+    RegionHistory,
+    Selection,
+    all_keys,
+    make_plan,
+    promotion_problem,
+    resolve_regions,
+    rollback_steps,
+    rollout_steps,
+    stage_keys,
+    stage_of,
+)
+from orchestrator.rollout.progress import Progress
+from orchestrator.rollout.report import plan_html, plan_json, plan_text
+from orchestrator.targets.local import LocalTarget
+
+INVENTORY_ENV = "ORCHESTRATE_INVENTORY"
+DEFAULT_INVENTORY = "orchestrate.yml"
+DEFAULT_STATE_DIR = ".orchestrate"
+
+
+class Refused(Exception):
+    """The command did not start: the message says why and what would let it."""
+
+
+@dataclass
+class Context:
+    inventory: Inventory
+    inventory_path: Path
+    state_dir: Path
+    target: LocalTarget
+    actor: Actor
+
+    def journal(self) -> Journal:
+        return Journal.open(self.state_dir)
+
+    def histories(self, keys: Iterable[RegionKey]) -> dict[RegionKey, RegionHistory]:
+        """What the journal knows of each region; no journal yet means nothing deployed (and nothing is created)."""
+        if not (self.state_dir / JOURNAL_FILE).exists():
+            return {}
+        with self.journal() as journal:
+            return {key: region_history(journal, key) for key in keys}
+
+
+def run(options: argparse.Namespace) -> int:
+    handler = HANDLERS[options.command]
+    try:
+        return handler(options)
+    except InputError as error:
+        for problem in error.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_INVALID_INPUT
+    except RenderError as error:
+        print(f"render failed, nothing deployed: {error}", file=sys.stderr)
+        return EXIT_RENDER_FAILED
+    except LockHeld as error:
+        print(f"{options.command} not started: {error}", file=sys.stderr)
+        return EXIT_REFUSED
+    except Refused as error:
+        print(f"{options.command} not started: {error}", file=sys.stderr)
+        return EXIT_REFUSED
+    except JournalError as error:
+        print(f"journal: {error}", file=sys.stderr)
+        return EXIT_INVALID_INPUT
+
+
+def find_inventory(options: argparse.Namespace) -> Path:
+    """The explicit argument, then --inventory, then $ORCHESTRATE_INVENTORY, then ./orchestrate.yml."""
+    for given in (getattr(options, "inventory", None), getattr(options, "inventory_option", None), os.environ.get(INVENTORY_ENV)):
+        if given:
+            return Path(given)
+    if Path(DEFAULT_INVENTORY).is_file():
+        return Path(DEFAULT_INVENTORY)
+    raise InputError([f"no inventory: give INVENTORY or --inventory FILE, set {INVENTORY_ENV}, "
+                      f"or run where {DEFAULT_INVENTORY} is"])
+
+
+def open_context(options: argparse.Namespace) -> Context:
+    path = find_inventory(options)
+    inventory = load_inventory(path)
+    if options.state:
+        state_dir = Path(options.state)
+    else:
+        state_dir = path.parent / (inventory.rollout.state_dir or DEFAULT_STATE_DIR)
+    websocket = inventory.websocket
+    secret_names = tuple(name for name in (websocket.signing_secret_env, websocket.broadcast_key_env) if name)
+    return Context(inventory, path, state_dir, LocalTarget(state_dir, secret_names), Actor.current())
+
+
+def region_history(journal: Journal, key: RegionKey) -> RegionHistory:
+    deployed = journal.deployed(key)
+    previous = journal.previous_deployed(key)
+    last = journal.last_step(key)
+    finished = last.updated_at if last is not None and last.state in (StepState.PASSED, StepState.ROLLED_BACK, StepState.FAILED) else None
+    return RegionHistory(
+        deployed=deployed.state if deployed else None,
+        previous=previous.state if previous else None,
+        last_stage=last.stage if last else None,
+        last_action=last.action if last else None,
+        last_state=last.state if last else None,
+        last_started=last.started_at if last else None,
+        last_finished=finished,
+    )
+
+
+# --- plan ---------------------------------------------------------------------------
+
+
+def plan_command(options: argparse.Namespace) -> int:
+    context = open_context(options)
+    inventory = context.inventory
+    keys = [key for stage in inventory.rollout.stages for key in stage_keys(stage)]
+    histories = context.histories(keys)
+    steps = tuple(
+        step
+        for stage in inventory.rollout.stages
+        for step in rollout_steps(inventory, context.target, Selection(stage_keys(stage), stage.name), histories)
+    )
+    now = datetime.now(UTC)
+    plan = make_plan(inventory, context.target, steps, histories, options.start or now, now)
+    if options.json:
+        print(json.dumps(plan_json(plan), indent=2))
+    else:
+        print(plan_text(plan, color=sys.stdout.isatty()), end="")
+    if options.html:
+        write_file_atomic(Path(options.html), plan_html(plan))
+        print(f"wrote {options.html}", file=sys.stderr)
+    return 0
+
+
+# --- rollout --------------------------------------------------------------------------
+
+
+def rollout_command(options: argparse.Namespace) -> int:
+    if options.force and not options.reason:
+        raise InputError(["--force needs --reason TEXT: the reason is recorded in the audit"])
+    if options.resume == bool(options.stage or options.region):
+        raise InputError(["rollout needs --stage NAME or --region R (or --resume alone, to finish an interrupted one)"])
+    context = open_context(options)
+    inventory = context.inventory
+    with context.journal() if (context.state_dir / JOURNAL_FILE).exists() or not options.dry_run else _no_journal() as journal:
+        resumed = journal.unfinished_run("rollout") if journal is not None and options.resume else None
+        if options.resume and resumed is None:
+            raise Refused("there is no unfinished rollout in the journal to resume")
+        chosen = resumed.options if resumed else _chosen(options)
+        selection = _selection(inventory, chosen)
+        # Every region's, not only the selection's: promotion looks at the previous stage.
+        histories = {key: region_history(journal, key) for key in all_keys(inventory)} if journal else {}
+        steps = rollout_steps(inventory, context.target, selection, histories)
+        problems = [] if resumed else _promotion_problems(inventory, selection, histories, chosen)
+        if problems and not chosen["force"]:
+            raise Refused("; ".join(problems) + " (use --force --reason TEXT to go ahead anyway)")
+        now = datetime.now(UTC)
+        if options.dry_run:
+            print(plan_text(make_plan(inventory, context.target, steps, histories, now, now)), end="")
+            return 0
+        assert journal is not None
+        what = _describe(selection)
+        if not _confirm(f"roll out {what} ({len(steps)} regions)?", options.yes or bool(resumed)):
+            raise Refused("not confirmed (add --yes to run without the question)")
+        _take_lock(journal, context.actor, f"rollout {what}", options.lock_wait, options.resume)
+        try:
+            if resumed:
+                run_id = resumed.id
+                journal.audit(context.actor, "rollout resumed", f"run {run_id}: {what}")
+                recorded = {record.step_id: record for record in journal.steps(run_id)}
+            else:
+                run_id = journal.start_run("rollout", chosen, context.actor)
+                journal.audit(context.actor, "rollout started", f"run {run_id}: {what}", chosen["reason"])
+                for problem in problems:
+                    journal.audit(context.actor, "promotion forced", problem, chosen["reason"])
+                recorded = {}
+            outcomes = _engine(context, journal).execute(
+                run_id, steps, inventory.rollout.parallel, inventory.rollout.max_failures, recorded
+            )
+            failed = [outcome for outcome in outcomes if not outcome.passed]
+            journal.finish_run(run_id, "failed" if failed else "passed")
+            journal.audit(context.actor, "rollout finished", f"run {run_id}: {_tally(outcomes)}")
+        finally:
+            journal.release_lock(context.actor)
+    return _report_outcomes(outcomes)
+
+
+def _chosen(options: argparse.Namespace) -> dict[str, Any]:
+    """The rollout's choices as JSON, stored with the run so that --resume does the same thing."""
+    return {
+        "stage": options.stage,
+        "regions": options.region or [],
+        "mode": options.mode,
+        "websocket": options.websocket,
+        "force": bool(options.force),
+        "reason": options.reason,
+    }
+
+
+def _selection(inventory: Inventory, chosen: dict[str, Any]) -> Selection:
+    mode = chosen["mode"]
+    enabled = None if chosen["websocket"] is None else chosen["websocket"] == "on"
+    if chosen["stage"]:
+        stage = next((stage for stage in inventory.rollout.stages if stage.name == chosen["stage"]), None)
+        if stage is None:
+            names = ", ".join(stage.name for stage in inventory.rollout.stages)
+            raise InputError([f"--stage {chosen['stage']}: not a stage of {inventory.name} (stages: {names})"])
+        return Selection(stage_keys(stage), stage.name, mode, enabled)
+    return Selection(resolve_regions(inventory, chosen["regions"]), None, mode, enabled)
+
+
+def _promotion_problems(
+    inventory: Inventory, selection: Selection, histories: dict[RegionKey, RegionHistory], chosen: dict[str, Any]
+) -> list[str]:
+    if selection.overrides:
+        return []
+    now = datetime.now(UTC)
+    problems: list[str] = []
+    stages = []
+    for key in selection.keys:
+        stage = stage_of(inventory, key)
+        if stage is None:
+            problems.append(f"{key} is in no stage of {inventory.name}")
+        elif stage.name not in stages:
+            stages.append(stage.name)
+    for name in stages:
+        problem = promotion_problem(inventory, name, histories, now)
+        if problem:
+            problems.append(problem)
+    return problems
+
+
+def _take_lock(journal: Journal, actor: Actor, message: str, wait: float, resume: bool) -> None:
+    held = journal.lock_status()
+    if held is not None and held.stale and resume:
+        # The rollout being resumed died holding the lock; its process is gone.
+        journal.force_release_lock(actor, "resuming a rollout whose process is gone")
+    journal.acquire_lock(actor, message, wait_seconds=wait)
+
+
+def _engine(context: Context, journal: Journal) -> Engine:
+    progress = Progress(sys.stdout, sys.stdout.isatty())
+    return Engine(context.target, journal, context.actor, progress, context.inventory.websocket.signing_secret_env)
+
+
+def _report_outcomes(outcomes: Sequence[StepOutcome]) -> int:
+    print(_tally(outcomes))
+    failed = [outcome for outcome in outcomes if not outcome.passed]
+    for outcome in failed:
+        if outcome.state is None:
+            print(f"  {outcome.step.key}: {outcome.evidence}", file=sys.stderr)
+            continue
+        print(f"  {outcome.step.key}: {outcome.state}; {outcome.gate} failed: {outcome.evidence}", file=sys.stderr)
+    return EXIT_ROLLOUT_FAILED if failed else 0
+
+
+def _tally(outcomes: Sequence[StepOutcome]) -> str:
+    counts: dict[str, int] = {}
+    for outcome in outcomes:
+        name = str(outcome.state) if outcome.state else "not started"
+        counts[name] = counts.get(name, 0) + 1
+    return ", ".join(f"{count} {name}" for name, count in counts.items())
+
+
+def _describe(selection: Selection) -> str:
+    regions = " ".join(str(key) for key in selection.keys)
+    label = f"stage {selection.stage}: " if selection.stage else ""
+    override = []
+    if selection.mode:
+        override.append(f"mode {selection.mode}")
+    if selection.websocket_enabled is not None:
+        override.append(f"websocket {'on' if selection.websocket_enabled else 'off'}")
+    return label + regions + (f" ({', '.join(override)})" if override else "")
+
+
+def _confirm(question: str, yes: bool) -> bool:
+    if yes:
+        return True
+    if not sys.stdin.isatty():
+        return False
+    return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+
+
+class _no_journal:
+    """A dry run before any journal exists: nothing is deployed, and nothing is created."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+# --- rollback ---------------------------------------------------------------------------
+
+
+def rollback_command(options: argparse.Namespace) -> int:
+    context = open_context(options)
+    inventory = context.inventory
+    with context.journal() as journal:
+        if options.all:
+            keys = tuple(key for key in all_keys(inventory) if journal.deployed(key) is not None)
+        elif options.region:
+            keys = resolve_regions(inventory, options.region)
+        else:
+            keys = _last_rollout_regions(journal)
+            print("the most recent rollout step changed: " + " ".join(str(key) for key in keys))
+        if not keys:
+            raise Refused("no region to roll back: nothing is recorded as deployed")
+        histories = {key: region_history(journal, key) for key in keys}
+        steps = rollback_steps(inventory, context.target, keys, histories, options.to_previous)
+        kind = "to the previous deployment" if options.to_previous else "with the WebSocket switch off"
+        if not _confirm(f"roll back {len(keys)} regions {kind}?", options.yes):
+            raise Refused("not confirmed (add --yes to run without the question)")
+        _take_lock(journal, context.actor, f"rollback {kind}", options.lock_wait, False)
+        try:
+            run_id = journal.start_run("rollback", {"regions": [str(key) for key in keys], "to_previous": options.to_previous}, context.actor)
+            journal.audit(context.actor, "rollback started", f"run {run_id}: {' '.join(map(str, keys))} {kind}", options.reason)
+            outcomes = _engine(context, journal).execute(run_id, steps, inventory.rollout.parallel, len(steps))
+            failed = [outcome for outcome in outcomes if not outcome.passed]
+            journal.finish_run(run_id, "failed" if failed else "passed")
+            journal.audit(context.actor, "rollback finished", f"run {run_id}: {_tally(outcomes)}")
+        finally:
+            journal.release_lock(context.actor)
+    return _report_outcomes(outcomes)
+
+
+def _last_rollout_regions(journal: Journal) -> tuple[RegionKey, ...]:
+    for record in reversed(journal.runs()):
+        if record.command == "rollout":
+            return tuple(dict.fromkeys(step.key for step in journal.steps(record.id)))
+    raise Refused("no rollout in the journal: name the regions with --region or use --all")
+
+
+# --- status, history, lock ---------------------------------------------------------------
+
+
+def status_command(options: argparse.Namespace) -> int:
+    context = open_context(options)
+    inventory = context.inventory
+    rows = []
+    drifted = False
+    journal_exists = (context.state_dir / JOURNAL_FILE).exists()
+    for key in all_keys(inventory):
+        row = _region_status(context, key) if journal_exists else {"region": str(key), "deployed": None}
+        drifted = drifted or bool(row.get("drift"))
+        rows.append(row)
+    if options.json:
+        print(json.dumps({"inventory": inventory.name, "target": context.target.name, "regions": rows}, indent=2))
+    else:
+        for row in rows:
+            _print_status(row)
+    return EXIT_ROLLOUT_FAILED if drifted else 0
+
+
+def _region_status(context: Context, key: RegionKey) -> dict[str, Any]:
+    with context.journal() as journal:
+        deployed = journal.deployed(key)
+        last = journal.last_step(key)
+        gates = journal.gate_results(last.row) if last else []
+    row: dict[str, Any] = {"region": str(key), "deployed": None}
+    if last is not None:
+        row["last_step"] = {"id": last.step_id, "state": str(last.state), "at": _iso(last.updated_at), "detail": last.detail}
+        row["gates"] = [{"gate": gate.gate, "ok": gate.ok, "evidence": gate.evidence, "at": _iso(gate.at)} for gate in gates]
+    if deployed is None:
+        return row
+    state = deployed.state
+    row["deployed"] = {"mode": state.mode, "websocket": state.switch, "at": _iso(deployed.at), "files": deployed.hashes}
+    names = tuple(sorted(set(DEPLOYED_FILES) | set(state.files)))
+    live = context.target.live_files(key, names)
+    row["drift"] = [
+        {"file": name, "diff": "".join(difflib.unified_diff(
+            (state.files.get(name) or "").splitlines(keepends=True), (live[name] or "").splitlines(keepends=True),
+            f"journal/{key}/{name}", f"live/{key}/{name}", n=1))}
+        for name in names if live[name] != state.files.get(name)
+    ]
+    row["memory_mb"] = _measured_mb(context, key)
+    health = context.inventory.rollout.health_check
+    try:
+        observation = probe_http(context.target.http_url(key, health.path), health.timeout_seconds)
+        row["health"] = {"ok": observation.ok, "evidence": observation.evidence}
+    except Exception as error:  # noqa: BLE001 - a region that is not running is a status, not a crash
+        row["health"] = {"ok": False, "evidence": str(error)}
+    return row
+
+
+def _measured_mb(context: Context, key: RegionKey) -> float | None:
+    """Resident MB of the region's front and cable processes now, read through the target; None when unreadable."""
+    result = context.target.run(key, context.target.memory_command(key))
+    try:
+        return round(sum(json.loads(result.stdout).values()) / 1048576, 1) if result.ok else None
+    except (ValueError, TypeError, AttributeError):
+        return None
+
+
+def _print_status(row: dict[str, Any]) -> None:
+    """One line per region; the gate results and the diff only where something is wrong."""
+    deployed = row["deployed"]
+    if deployed is None:
+        print(f"{row['region']:<16} nothing deployed yet")
+        return
+    health = row.get("health", {})
+    memory = "?" if row.get("memory_mb") is None else f"{row['memory_mb']:.1f} MB"
+    last = row.get("last_step") or {}
+    print(f"{row['region']:<16} {deployed['mode']:<12} websocket {deployed['websocket']:<3}  {memory:>8}  "
+          f"{'up' if health.get('ok') else 'DOWN'}  last step {last.get('state', '-')} {deployed['at']}")
+    if not health.get("ok"):
+        print(f"{'':<16} health: {health.get('evidence', '')}")
+    if last.get("state") not in (None, "passed"):
+        print(f"{'':<16} {last['id']}: {last['detail']}")
+        for gate in row.get("gates", ()):
+            print(f"{'':<16}   {gate['gate']}: {'pass' if gate['ok'] else 'FAIL'} {gate['evidence']}")
+    for drift in row.get("drift", ()):
+        print(f"{'':<16} DRIFT {drift['file']} differs from what the journal says was deployed:")
+        print("".join(f"{'':<18}{line}" for line in drift["diff"].splitlines(keepends=True)), end="")
+
+
+def history_command(options: argparse.Namespace) -> int:
+    context = open_context(options)
+    wanted = set(resolve_regions(context.inventory, options.region)) if options.region else None
+    entries = []
+    if (context.state_dir / JOURNAL_FILE).exists():
+        with context.journal() as journal:
+            for record in journal.runs():
+                for step in journal.steps(record.id):
+                    if wanted is not None and step.key not in wanted:
+                        continue
+                    entries.append({
+                        "run": record.id, "command": record.command, "by": f"{record.actor.user}@{record.actor.host}",
+                        "step": step.step_id, "region": str(step.key), "action": step.action,
+                        "mode": step.mode, "websocket": "on" if step.websocket_enabled else "off",
+                        "transitions": [
+                            {"at": _iso(at), "state": str(state), "detail": detail}
+                            for at, state, detail in journal.transitions(step.row)
+                        ],
+                    })
+            audit = [record.line() for record in journal.audit_records()] if wanted is None else []
+    else:
+        audit = []
+    if options.json:
+        print(json.dumps({"steps": entries, "audit": audit}, indent=2))
+        return 0
+    for entry in entries:
+        print(f"run {entry['run']} {entry['command']} by {entry['by']}: {entry['step']} "
+              f"({entry['mode']}, websocket {entry['websocket']})")
+        for transition in entry["transitions"]:
+            print(f"  {transition['at']} {transition['state']:<12} {transition['detail']}")
+    if audit:
+        print("audit:")
+        print("\n".join(f"  {line}" for line in audit))
+    return 0
+
+
+def lock_command(options: argparse.Namespace) -> int:
+    context = open_context(options)
+    if not (context.state_dir / JOURNAL_FILE).exists():
+        print("no lock (no journal yet)")
+        return 0
+    with context.journal() as journal:
+        held = journal.lock_status()
+        if options.lock_action == "status":
+            print(_lock_line(held) if held else "no lock")
+            return 0
+        if not options.force:
+            raise InputError(["lock release needs --force: it removes a lock another rollout may still hold"])
+        released = journal.force_release_lock(context.actor, options.reason or "released by hand")
+        print(f"released: {_lock_line(released)}" if released else "no lock to release")
+        return 0
+
+
+def _lock_line(held: Any) -> str:
+    stale = f" (stale: process {held.pid} is gone)" if held.stale else ""
+    return f"held by {held.user}@{held.host} pid {held.pid} since {_iso(held.acquired_at)}: {held.message}{stale}"
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "plan": plan_command,
+    "rollout": rollout_command,
+    "rollback": rollback_command,
+    "status": status_command,
+    "history": history_command,
+    "lock": lock_command,
+}

@@ -1,0 +1,182 @@
+"""The only loop with effects: run each step's operations on the target, gate it, record every phase.
+
+A region's phase is written to the journal before and after each thing that
+changes it, so a crash leaves a step at a known phase and `--resume` runs it
+again from the start (steps are idempotent). A region is recorded as deployed
+only once its files are in place and its processes took them.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import PurePath
+
+from orchestrator.rollout.gates import GateResult, Observation, Verdict, run_gates
+from orchestrator.rollout.journal import Actor, Journal, StepRecord
+from orchestrator.rollout.model import FINAL_STATES, Command, Deployment, Gate, RegionKey, Step, StepState, WriteFile
+from orchestrator.targets.base import Target, TargetError
+
+ProgressEvent = Callable[[RegionKey, str, str], None]
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    step: Step
+    state: StepState | None  # None: not started (the stage stopped at its failure limit)
+    gate: str | None = None  # the gate (or operation) that failed
+    evidence: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.state == StepState.PASSED
+
+
+class _Failed(Exception):
+    def __init__(self, what: str, evidence: str) -> None:
+        super().__init__(f"{what}: {evidence}")
+        self.what = what
+        self.evidence = evidence
+
+
+class Engine:
+    def __init__(
+        self,
+        target: Target,
+        journal: Journal,
+        actor: Actor,
+        progress: ProgressEvent,
+        signing_secret_env: str | None,
+    ) -> None:
+        self.target = target
+        self.journal = journal
+        self.actor = actor
+        self.progress = progress
+        self.signing_secret_env = signing_secret_env
+        # One SQLite connection, many region threads: the journal is written one call at a time.
+        self._journal_lock = threading.Lock()
+
+    def execute(
+        self,
+        run_id: int,
+        steps: Sequence[Step],
+        parallel: int,
+        max_failures: int,
+        recorded: Mapping[str, StepRecord] | None = None,
+    ) -> list[StepOutcome]:
+        """Run `steps` up to `parallel` at a time; start no new one once `max_failures` regions failed."""
+        recorded = recorded or {}
+        outcomes: dict[str, StepOutcome] = {}
+        pending = list(steps)
+        failures = 0
+        with ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix="region") as pool:
+            running: dict[Future[StepOutcome], Step] = {}
+            while pending or running:
+                while pending and len(running) < parallel and failures < max_failures:
+                    step = pending.pop(0)
+                    running[pool.submit(self._step, run_id, step, recorded.get(step.id))] = step
+                if not running:
+                    break
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    step = running.pop(future)
+                    outcome = future.result()
+                    outcomes[step.id] = outcome
+                    if not outcome.passed:
+                        failures += 1
+        for step in pending:
+            outcomes[step.id] = StepOutcome(step, None, None, f"not started: {failures} region(s) failed")
+        return [outcomes[step.id] for step in steps]
+
+    def _step(self, run_id: int, step: Step, record: StepRecord | None) -> StepOutcome:
+        if record is not None and record.state in FINAL_STATES:
+            self.progress(step.key, str(record.state), f"already {record.state} ({record.detail})")
+            return StepOutcome(step, record.state, None, record.detail)
+        if record is None:
+            row = self._journal(
+                self.journal.add_step, run_id, step.id, step.stage, step.key, step.action,
+                step.desired.mode, step.desired.websocket_enabled,
+            )
+        else:
+            row = record.row
+        if record is not None and record.state == StepState.ROLLING_BACK and step.fallback is not None:
+            return self._roll_back(row, step, record.detail, record.detail)
+        try:
+            self._deploy(row, step, step.deployment, StepState.DEPLOYING)
+            self._gate(row, step.key, step.deployment.gates)
+        except _Failed as failure:
+            if step.fallback is None:
+                self._transition(row, StepState.FAILED, str(failure), step.key)
+                return StepOutcome(step, StepState.FAILED, failure.what, failure.evidence)
+            return self._roll_back(row, step, failure.what, failure.evidence)
+        self._transition(row, StepState.PASSED, f"{step.desired.describe()}: every gate passed", step.key)
+        return StepOutcome(step, StepState.PASSED)
+
+    def _roll_back(self, row: int, step: Step, what: str, evidence: str) -> StepOutcome:
+        """The quick rollback: the same mode with the WebSocket switch off, shown healthy before the region counts as safe."""
+        assert step.fallback is not None
+        reason = f"{what}: {evidence}"
+        try:
+            self._deploy(row, step, step.fallback, StepState.ROLLING_BACK, detail=reason)
+            self._gate(row, step.key, step.fallback.gates)
+        except _Failed as failure:
+            detail = f"{reason}; the rollback failed too: {failure}"
+            self._transition(row, StepState.FAILED, detail, step.key)
+            self._journal(self.journal.audit, self.actor, "region failed", f"{step.key}: {detail}")
+            return StepOutcome(step, StepState.FAILED, what, evidence)
+        self._transition(row, StepState.ROLLED_BACK, reason, step.key)
+        self._journal(
+            self.journal.audit, self.actor, "automatic rollback",
+            f"{step.key}: websocket switched off after {reason}",
+        )
+        return StepOutcome(step, StepState.ROLLED_BACK, what, evidence)
+
+    def _deploy(self, row: int, step: Step, deployment: Deployment, phase: StepState, detail: str = "") -> None:
+        key = step.key
+        self._transition(row, phase, detail or deployment.state.describe(), key)
+        writes = [operation for operation in deployment.operations if isinstance(operation, WriteFile)]
+        for operation in deployment.operations:
+            if isinstance(operation, WriteFile):
+                try:
+                    self.target.write(key, operation)
+                except TargetError as error:
+                    raise _Failed(operation.label, str(error)) from None
+                if operation is writes[-1]:
+                    self.progress(key, str(phase), f"wrote {', '.join(PurePath(w.path).name for w in writes)}")
+            else:
+                self.progress(key, str(phase), operation.label)
+                self._run(key, operation)
+        self._journal(self.journal.record_deployed, key, row, deployment.state)
+
+    def _run(self, key: RegionKey, command: Command) -> None:
+        result = self.target.run(key, command)
+        if not result.ok:
+            lines = [line for line in (result.stderr or result.stdout).strip().splitlines() if line.strip()]
+            raise _Failed(command.label, f"exit {result.exit_code}: " + (" | ".join(lines[-6:]) or "no output"))
+
+    def _gate(self, row: int, key: RegionKey, gates: tuple[Gate, ...]) -> None:
+        self._transition(row, StepState.GATING, ", ".join(gate.kind for gate in gates), key)
+
+        def observed(gate: Gate, observation: Observation) -> None:
+            self.progress(key, "gating", f"{gate.kind} {'ok' if observation.ok else 'not yet'}: {observation.evidence}")
+
+        results: tuple[GateResult, ...] = run_gates(
+            gates, self.target, key, on_observation=observed, signing_secret_env=self.signing_secret_env
+        )
+        for result in results:
+            self._journal(self.journal.record_gate, row, result.gate.kind, result.verdict == Verdict.PASS, result.evidence)
+        failed = next((result for result in results if result.verdict != Verdict.PASS), None)
+        if failed is not None:
+            raise _Failed(f"{failed.gate.kind} gate", failed.evidence)
+        if len(results) < len(gates):
+            raise _Failed("gates", "not every gate ran")
+
+    def _transition(self, row: int, state: StepState, detail: str, key: RegionKey) -> None:
+        self._journal(self.journal.transition, row, state, detail)
+        self.progress(key, str(state), detail)
+
+    def _journal(self, method: Callable[..., object], *arguments: object) -> object:
+        with self._journal_lock:
+            return method(*arguments)

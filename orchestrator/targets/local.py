@@ -1,0 +1,135 @@
+"""The local fleet, the embedded default: every region a directory under the state directory.
+
+A region's home holds its deployed files in `config/`; `localctl` (run as a
+command, like `navigator -s reload` on a real host) starts, reloads and stops
+its processes: the hub standing in for Navigator in front, and local stand-ins
+for the managed processes its navigator.yml names (Action Cable on Puma with
+redis-server, or a hub for anycable-go). The target runs its own localctl
+commands in this process: the same code, one interpreter start fewer each.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from orchestrator.atomic import write_file_atomic
+from orchestrator.errors import InputError
+from orchestrator.rollout.model import Command, Operation, RegionKey, RegionState, WriteFile
+from orchestrator.targets import localctl
+from orchestrator.targets.base import CommandResult, TargetError
+from orchestrator.yaml_loader import load_yaml_text
+
+LOCALCTL = (sys.executable, "-m", "orchestrator.targets.localctl")
+# A restart waits for every process of the region to answer; Puma with Rails takes a few seconds.
+START_TIMEOUT_SECONDS = 60.0
+
+
+class LocalTarget:
+    name = "local"
+
+    def __init__(self, state_dir: Path, secret_env_names: tuple[str, ...] = ()) -> None:
+        self.root = state_dir / "fleet"
+        # The processes read these from the environment they inherit; only the names are ever shown.
+        self.secret_env_names = secret_env_names
+
+    def home(self, key: RegionKey) -> Path:
+        return self.root / key.environment / key.region
+
+    def homes(self) -> list[Path]:
+        return sorted(path for path in self.root.glob("*/*") if path.is_dir())
+
+    def operations(self, key: RegionKey, current: RegionState | None, desired: RegionState) -> tuple[Operation, ...]:
+        config = self.home(key) / "config"
+        writes: list[Operation] = [WriteFile(str(config / name), text) for name, text in sorted(desired.files.items())]
+        stale = sorted(set(current.files) - set(desired.files)) if current else []
+        if stale:
+            writes.append(Command(("rm", "-f", *(str(config / name) for name in stale)), "remove files of the old mode"))
+        action = "restart" if needs_restart(current, desired) else "reload"
+        control = Command(
+            (*LOCALCTL, action, "--home", str(self.home(key)), "--timeout", f"{START_TIMEOUT_SECONDS:g}"),
+            f"{action} {key}",
+            env_names=self.secret_env_names,
+            timeout_seconds=START_TIMEOUT_SECONDS + 30,
+        )
+        return (*writes, control)
+
+    def write(self, key: RegionKey, operation: WriteFile) -> None:
+        path = Path(operation.path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_file_atomic(path, operation.text)
+        except OSError as error:
+            raise TargetError(f"{key}: cannot write {path}: {error.strerror}") from None
+
+    def run(self, key: RegionKey, command: Command) -> CommandResult:
+        if command.argv[: len(LOCALCTL)] == LOCALCTL:
+            # The same code as the command line, without an interpreter start per
+            # command: gating a wave of regions runs dozens of these at once.
+            return CommandResult(*localctl.execute(list(command.argv[len(LOCALCTL):])))
+        try:
+            done = subprocess.run(
+                command.argv, capture_output=True, text=True, timeout=command.timeout_seconds, env=os.environ.copy()
+            )
+        except subprocess.TimeoutExpired:
+            return CommandResult(124, "", f"{command.label}: no answer within {command.timeout_seconds:g} s")
+        except OSError as error:
+            return CommandResult(127, "", f"{command.label}: {error.strerror}")
+        return CommandResult(done.returncode, done.stdout, done.stderr)
+
+    def live_files(self, key: RegionKey, names: tuple[str, ...]) -> Mapping[str, str | None]:
+        config = self.home(key) / "config"
+        return {name: _read(config / name) for name in names}
+
+    def http_url(self, key: RegionKey, path: str) -> str:
+        return f"http://127.0.0.1:{self._port(key, 'front')}{path}"
+
+    def cable_url(self, key: RegionKey, path: str) -> str:
+        # There is no Navigator here to proxy the cable path: outside the integrated
+        # mode the cable server is reached on its own port, at the same path.
+        mode = json.loads(_read(self.home(key) / "config" / "render.json") or "{}").get("mode")
+        port = self._port(key, "front" if mode == "integrated" else "cable")
+        return f"ws://127.0.0.1:{port}{path}"
+
+    def publish_command(self, key: RegionKey, stream: str, data_json: str) -> Command:
+        argv = (*LOCALCTL, "publish", "--home", str(self.home(key)), "--stream", stream, "--data", data_json)
+        return Command(argv, f"publish a probe on {key}", timeout_seconds=15)
+
+    def memory_command(self, key: RegionKey) -> Command:
+        return Command((*LOCALCTL, "rss", "--home", str(self.home(key))), f"read memory of {key}", timeout_seconds=15)
+
+    def stop_command(self, home: Path) -> Command:
+        return Command((*LOCALCTL, "stop", "--home", str(home)), f"stop {home.parent.name}/{home.name}")
+
+    def _port(self, key: RegionKey, name: str) -> int:
+        ports = json.loads(_read(self.home(key) / "run" / "ports.json") or "{}")
+        if name not in ports:
+            raise TargetError(f"{key}: no {name} port recorded in {self.home(key) / 'run' / 'ports.json'}: is the region running?")
+        return int(ports[name])
+
+
+def needs_restart(current: RegionState | None, desired: RegionState) -> bool:
+    """Navigator's reload does not restart a side process it removed earlier: a changed set needs a restart."""
+    if current is None:
+        return True
+    return current.mode != desired.mode or side_processes(current) != side_processes(desired)
+
+
+def side_processes(state: RegionState) -> frozenset[str]:
+    try:
+        config = load_yaml_text(state.files["navigator.yml"], "navigator.yml").data
+    except (InputError, KeyError):
+        return frozenset()
+    processes = config.get("managed_processes") if isinstance(config, dict) else None
+    return frozenset(entry.get("name", "") for entry in processes or () if isinstance(entry, dict))
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None

@@ -1,0 +1,276 @@
+"""The rollout end to end on the local fleet: real hubs (and Puma + redis-server) on loopback, the CLI as a process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.orchestrator.rollout.fleet import BROADCAST_KEY, SIGNING_SECRET, Fleet, make_fleet
+from tests.polling import wait_for
+
+
+@pytest.fixture
+def fleet(tmp_path: Path) -> Iterator[Fleet]:
+    made = make_fleet(tmp_path)
+    yield made
+    made.stop_all()
+
+
+def states(fleet: Fleet) -> dict[str, str]:
+    rows = fleet.query("SELECT environment || '/' || region, state FROM steps ORDER BY row")
+    return {str(key): str(state) for key, state in rows}
+
+
+def live_matches_journal(fleet: Fleet, key: str) -> bool:
+    status = json.loads(fleet.orchestrate("status", "--json").out)
+    row = next(row for row in status["regions"] if row["region"] == key)
+    return row["deployed"] is not None and row["drift"] == []
+
+
+def test_a_stage_deploys_gates_and_records_every_phase(fleet: Fleet) -> None:
+    result = fleet.orchestrate("rollout", "--stage", "staging", "--yes")
+    assert result.code == 0, result.text
+    assert "1 passed" in result.out
+    transitions = [state for (state,) in fleet.query(
+        "SELECT t.state FROM transitions t JOIN steps s ON s.row = t.step_row "
+        "WHERE s.environment = 'staging' AND s.region = 'iad' ORDER BY t.id")]
+    assert transitions == ["pending", "deploying", "gating", "passed"]
+    gates = {gate: ok for gate, ok in fleet.query("SELECT gate, ok FROM gates")}
+    assert gates == {"http": 1, "websocket": 1, "memory": 1}
+    assert live_matches_journal(fleet, "staging/iad")
+    status = json.loads(fleet.orchestrate("status", "--json").out)
+    iad = next(row for row in status["regions"] if row["region"] == "staging/iad")
+    assert (iad["deployed"]["mode"], iad["deployed"]["websocket"], iad["health"]["ok"]) == ("integrated", "on", True)
+    assert iad["memory_mb"] > 0
+    assert fleet.orchestrate("lock", "status").out.strip() == "no lock"
+
+
+def test_promotion_waits_for_the_bake_time_unless_forced_with_a_reason(fleet: Fleet) -> None:
+    assert fleet.orchestrate("rollout", "--stage", "staging", "--yes").code == 0
+    assert fleet.orchestrate("rollout", "--stage", "canary", "--yes").code == 0
+
+    refused = fleet.orchestrate("rollout", "--stage", "wave", "--yes")
+    assert refused.code == 3
+    assert "stage canary bakes until" in refused.err
+    assert not fleet.home("production/ams").exists()
+
+    no_reason = fleet.orchestrate("rollout", "--stage", "wave", "--yes", "--force")
+    assert no_reason.code == 2 and "--force needs --reason" in no_reason.err
+
+    forced = fleet.orchestrate("rollout", "--stage", "wave", "--yes", "--force", "--reason", "incident 42: hotfix")
+    assert forced.code == 0, forced.text
+    audit = fleet.query("SELECT action, message, reason FROM audit WHERE action = 'promotion forced'")
+    assert len(audit) == 1
+    assert "stage canary bakes until" in str(audit[0][1]) and audit[0][2] == "incident 42: hotfix"
+
+
+def test_a_region_over_its_memory_budget_is_switched_off_and_nothing_else_is_touched(tmp_path: Path) -> None:
+    fleet = make_fleet(tmp_path, ("  - code: dfw\n", "  - {code: dfw, memory_budgets_mb: {integrated: {navigator: 1}}}\n"), ("bake: 1h", "bake: 0s"))
+    try:
+        for stage in ("staging", "canary"):
+            assert fleet.orchestrate("rollout", "--stage", stage, "--yes").code == 0
+        result = fleet.orchestrate("rollout", "--stage", "wave", "--yes")
+        assert result.code == 1
+        assert "production/dfw: rolled_back; memory gate failed: rss" in result.err
+        assert "> budget 1 MB" in result.err
+        wave = {key: state for key, state in states(fleet).items() if key in ("production/ams", "production/dfw", "production/sjc")}
+        assert wave == {"production/ams": "passed", "production/dfw": "rolled_back", "production/sjc": "passed"}
+        status = json.loads(fleet.orchestrate("status", "--json").out)
+        by_region = {row["region"]: row for row in status["regions"]}
+        assert by_region["production/dfw"]["deployed"]["websocket"] == "off"
+        assert by_region["production/dfw"]["health"]["ok"] is True
+        assert by_region["production/ams"]["deployed"]["websocket"] == "on"
+        audit = fleet.query("SELECT message FROM audit WHERE action = 'automatic rollback'")
+        assert [str(message).split(":")[0] for (message,) in audit] == ["production/dfw"]
+    finally:
+        fleet.stop_all()
+
+
+def test_kill_9_in_the_middle_of_a_wave_then_resume_finishes_it_consistently(tmp_path: Path) -> None:
+    fleet = make_fleet(tmp_path, ("bake: 1h", "bake: 0s"), ("parallel: 3", "parallel: 1"))
+    try:
+        for stage in ("staging", "canary"):
+            assert fleet.orchestrate("rollout", "--stage", stage, "--yes").code == 0
+        process = fleet.start("rollout", "--stage", "wave", "--yes")
+        # Stop it while a region of the wave is being gated: deployed, not yet judged.
+        wait_for(lambda: "gating" in states(fleet).values() and len(states(fleet)) >= 3, timeout=60, what="a region gating")
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+        interrupted = states(fleet)
+        assert any(state not in ("passed", "rolled_back", "failed") for state in interrupted.values())
+
+        locked = fleet.orchestrate("rollout", "--stage", "wave", "--yes")
+        assert locked.code == 3 and "stale" in locked.err
+
+        resumed = fleet.orchestrate("rollout", "--resume")
+        assert resumed.code == 0, resumed.text
+        final = states(fleet)
+        assert {key: final[key] for key in ("production/ams", "production/dfw", "production/sjc")} == {
+            "production/ams": "passed", "production/dfw": "passed", "production/sjc": "passed"}
+        for key in ("production/ams", "production/dfw", "production/sjc"):
+            assert live_matches_journal(fleet, key)
+        assert fleet.query("SELECT count(*) FROM runs WHERE finished_at IS NULL") == [(0,)]
+        assert fleet.orchestrate("lock", "status").out.strip() == "no lock"
+    finally:
+        fleet.stop_all()
+
+
+def test_a_second_rollout_fails_at_once_naming_the_holder_and_a_dead_holder_is_stale(tmp_path: Path) -> None:
+    # The first rollout's health gate cannot pass before its deadline: it holds the lock meanwhile.
+    fleet = make_fleet(tmp_path, ("  health_check:\n", "  health_check:\n    path: /not-the-health-path\n"),
+                       ("failure_limit: 1", "failure_limit: 1000"), ("deadline_seconds: 20", "deadline_seconds: 120"))
+    first = fleet.start("rollout", "--stage", "staging", "--yes")
+    try:
+        wait_for(lambda: (fleet.state / "journal.sqlite3").exists() and fleet.query("SELECT count(*) FROM lock")[0][0] == 1,
+                 timeout=30, what="the first rollout's lock")
+        second = fleet.orchestrate("rollout", "--stage", "staging", "--yes")
+        assert second.code == 3
+        assert f"pid {first.pid}" in second.err and "rollout stage staging" in second.err
+        assert "stale" not in second.err
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait()
+        status = fleet.orchestrate("lock", "status")
+        assert f"pid {first.pid}" in status.out and f"(stale: process {first.pid} is gone)" in status.out
+        released = fleet.orchestrate("lock", "release", "--force", "--reason", "its rollout was killed")
+        assert released.code == 0 and fleet.orchestrate("lock", "status").out.strip() == "no lock"
+        audit = fleet.query("SELECT reason FROM audit WHERE action LIKE 'lock released by force%'")
+        assert audit == [("its rollout was killed",)]
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+        fleet.stop_all()
+
+
+def test_a_gate_that_never_passes_fails_at_its_deadline(tmp_path: Path) -> None:
+    fleet = make_fleet(tmp_path, ("  health_check:\n", "  health_check:\n    path: /not-the-health-path\n"),
+                       ("failure_limit: 1", "failure_limit: 1000"), ("deadline_seconds: 20", "deadline_seconds: 1"))
+    try:
+        result = fleet.orchestrate("rollout", "--stage", "staging", "--yes")
+        assert result.code == 1
+        assert "http gate failed" in result.err and "404" in result.err
+        assert states(fleet)["staging/iad"] == "failed"  # the rollback's own health check cannot pass either
+    finally:
+        fleet.stop_all()
+
+
+def test_a_region_whose_process_will_not_start_fails_clearly(fleet: Fleet) -> None:
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    try:
+        run = fleet.home("staging/iad") / "run"
+        run.mkdir(parents=True)
+        (run / "ports.json").write_text(json.dumps({"front": busy.getsockname()[1]}))
+        result = fleet.orchestrate("rollout", "--stage", "staging", "--yes")
+        assert result.code == 1
+        assert "staging/iad" in result.err and "restart staging/iad" in result.err and "front" in result.err
+        assert states(fleet)["staging/iad"] == "failed"
+        assert fleet.query("SELECT count(*) FROM deployed") == [(0,)]
+    finally:
+        busy.close()
+
+
+def test_a_render_error_halfway_through_a_wave_deploys_nothing_anywhere(tmp_path: Path) -> None:
+    # dfw alone is set to a mode the inventory cannot render (anycable without a pinned image).
+    fleet = make_fleet(tmp_path, ("  - code: dfw\n", "  - {code: dfw, websocket: {mode: anycable}}\n"))
+    try:
+        result = fleet.orchestrate("rollout", "--stage", "wave", "--yes", "--force", "--reason", "test")
+        assert result.code == 2
+        assert "production/dfw" in result.err and "anycable" in result.err
+        assert not (fleet.state / "fleet").exists()
+        if (fleet.state / "journal.sqlite3").exists():
+            assert fleet.query("SELECT count(*) FROM deployed") == [(0,)]
+            assert fleet.query("SELECT count(*) FROM steps") == [(0,)]
+    finally:
+        fleet.stop_all()
+
+
+def test_rollback_to_previous_puts_back_the_files_deployed_before(fleet: Fleet) -> None:
+    assert fleet.orchestrate("rollout", "--stage", "staging", "--yes").code == 0
+    integrated = (fleet.home("staging/iad") / "config" / "navigator.yml").read_text()
+    manual = fleet.orchestrate("rollout", "--region", "staging/iad", "--mode", "action_cable", "--yes")
+    assert manual.code == 0, manual.text
+    assert (fleet.home("staging/iad") / "config" / "navigator.yml").read_text() != integrated
+
+    back = fleet.orchestrate("rollback", "--region", "staging/iad", "--to-previous", "--yes")
+    assert back.code == 0, back.text
+    assert (fleet.home("staging/iad") / "config" / "navigator.yml").read_text() == integrated
+    assert not (fleet.home("staging/iad") / "run" / "redis.pid").exists()
+    assert live_matches_journal(fleet, "staging/iad")
+
+
+def test_rollback_without_regions_switches_off_the_last_rollouts_regions(fleet: Fleet) -> None:
+    assert fleet.orchestrate("rollout", "--stage", "staging", "--yes").code == 0
+    result = fleet.orchestrate("rollback", "--yes")
+    assert result.code == 0, result.text
+    assert "the most recent rollout step changed: staging/iad" in result.out
+    status = json.loads(fleet.orchestrate("status", "--json").out)
+    iad = next(row for row in status["regions"] if row["region"] == "staging/iad")
+    assert iad["deployed"]["websocket"] == "off" and iad["health"]["ok"] is True
+
+
+def test_status_shows_drift_when_a_live_file_is_edited_by_hand(fleet: Fleet) -> None:
+    assert fleet.orchestrate("rollout", "--stage", "staging", "--yes").code == 0
+    assert fleet.orchestrate("status").code == 0
+    live = fleet.home("staging/iad") / "config" / "navigator.yml"
+    live.write_text(live.read_text().replace("enabled: true", "enabled: false", 1))
+    result = fleet.orchestrate("status")
+    assert result.code == 1
+    assert "DRIFT navigator.yml" in result.out
+    assert "-  enabled: true" in result.out and "+  enabled: false" in result.out
+
+
+def test_planted_secrets_never_appear_in_output_html_logs_or_journal(tmp_path: Path) -> None:
+    fleet = make_fleet(tmp_path, ("  signing_secret_env: CABLE_SIGNING_SECRET\n",
+                                  "  signing_secret_env: CABLE_SIGNING_SECRET\n  broadcast_key_env: CABLE_BROADCAST_KEY\n"))
+    try:
+        outputs = [
+            fleet.orchestrate("plan"),
+            fleet.orchestrate("plan", "--json", "--html", str(tmp_path / "plan.html")),
+            fleet.orchestrate("rollout", "--stage", "staging", "--yes", "--dry-run"),
+            fleet.orchestrate("rollout", "--stage", "staging", "--yes"),
+            fleet.orchestrate("status"),
+            fleet.orchestrate("history", "--json"),
+            fleet.orchestrate("rollback", "--all", "--yes"),
+        ]
+        assert outputs[3].code == 0, outputs[3].text
+        searched = [run.text for run in outputs]
+        searched.append((tmp_path / "plan.html").read_text())
+        searched.extend(path.read_text(errors="replace") for path in fleet.state.rglob("*") if path.is_file()
+                        and not path.name.startswith("journal.sqlite3"))
+        journal_bytes = b"".join(path.read_bytes() for path in fleet.state.glob("journal.sqlite3*"))
+        for secret in (SIGNING_SECRET, BROADCAST_KEY):
+            assert not any(secret in text for text in searched), secret
+            assert secret.encode() not in journal_bytes
+        assert "CABLE_SIGNING_SECRET" in outputs[0].text  # the names are shown; the values never
+    finally:
+        fleet.stop_all()
+
+
+def test_dry_run_prints_the_plans_steps_and_runs_none(fleet: Fleet) -> None:
+    result = fleet.orchestrate("rollout", "--stage", "staging", "--dry-run")
+    assert result.code == 0, result.text
+    assert "localctl restart --home" in result.out and "http: GET /up answers 200" in result.out
+    assert not (fleet.state / "fleet").exists()
+    assert not (fleet.state / "journal.sqlite3").exists()
+
+
+def test_the_inventory_is_found_from_the_environment(fleet: Fleet) -> None:
+    command = [sys.executable, "-m", "orchestrator", "plan", "--json", "--state", str(fleet.state)]
+    import subprocess
+
+    done = subprocess.run(command, capture_output=True, text=True, env={**fleet.env, "ORCHESTRATE_INVENTORY": str(fleet.inventory)},
+                          cwd=fleet.directory)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["inventory"] == "fleet.yml"
+    missing = subprocess.run([sys.executable, "-m", "orchestrator", "plan"], capture_output=True, text=True,
+                             env=fleet.env, cwd=fleet.directory)
+    assert missing.returncode == 2 and "ORCHESTRATE_INVENTORY" in missing.stderr
