@@ -65,6 +65,8 @@ def _add_rollout_commands(commands: argparse._SubParsersAction) -> None:
         parser.add_argument("inventory", nargs="?", metavar="INVENTORY")
         parser.add_argument("--inventory", dest="inventory_option", metavar="FILE", help="the inventory, instead of INVENTORY")
         parser.add_argument("--state", metavar="DIR", help="the state directory (journal, lock, local fleet)")
+        parser.add_argument("--target", choices=("local", "ssh"),
+                            help="where the regions run (default: the inventory's rollout.target, else local)")
         return parser
 
     plan = command("plan", "show the stages, a dated schedule, every region's change with its diff, "

@@ -40,6 +40,7 @@ from orchestrator.rollout.plan import (
 )
 from orchestrator.rollout.progress import Progress
 from orchestrator.rollout.report import plan_html, plan_json, plan_text
+from orchestrator.targets.base import Target
 from orchestrator.targets.local import LocalTarget
 
 INVENTORY_ENV = "ORCHESTRATE_INVENTORY"
@@ -56,7 +57,7 @@ class Context:
     inventory: Inventory
     inventory_path: Path
     state_dir: Path
-    target: LocalTarget
+    target: Target
     actor: Actor
 
     def journal(self) -> Journal:
@@ -112,7 +113,13 @@ def open_context(options: argparse.Namespace) -> Context:
         state_dir = path.parent / (inventory.rollout.state_dir or DEFAULT_STATE_DIR)
     websocket = inventory.websocket
     secret_names = tuple(name for name in (websocket.signing_secret_env, websocket.broadcast_key_env) if name)
-    return Context(inventory, path, state_dir, LocalTarget(state_dir, secret_names), Actor.current())
+    if (options.target or inventory.rollout.target) == "ssh":
+        from orchestrator.targets.ssh import SshTarget
+
+        target: Target = SshTarget(inventory, state_dir)
+    else:
+        target = LocalTarget(state_dir, secret_names)
+    return Context(inventory, path, state_dir, target, Actor.current())
 
 
 def region_history(journal: Journal, key: RegionKey) -> RegionHistory:
@@ -134,8 +141,7 @@ def region_history(journal: Journal, key: RegionKey) -> RegionHistory:
 # --- plan ---------------------------------------------------------------------------
 
 
-def plan_command(options: argparse.Namespace) -> int:
-    context = open_context(options)
+def plan_command(context: Context, options: argparse.Namespace) -> int:
     inventory = context.inventory
     keys = [key for stage in inventory.rollout.stages for key in stage_keys(stage)]
     histories = context.histories(keys)
@@ -159,12 +165,11 @@ def plan_command(options: argparse.Namespace) -> int:
 # --- rollout --------------------------------------------------------------------------
 
 
-def rollout_command(options: argparse.Namespace) -> int:
+def rollout_command(context: Context, options: argparse.Namespace) -> int:
     if options.force and not options.reason:
         raise InputError(["--force needs --reason TEXT: the reason is recorded in the audit"])
     if options.resume == bool(options.stage or options.region):
         raise InputError(["rollout needs --stage NAME or --region R (or --resume alone, to finish an interrupted one)"])
-    context = open_context(options)
     inventory = context.inventory
     with context.journal() if (context.state_dir / JOURNAL_FILE).exists() or not options.dry_run else _no_journal() as journal:
         resumed = journal.unfinished_run("rollout") if journal is not None and options.resume else None
@@ -318,8 +323,7 @@ class _no_journal:
 # --- rollback ---------------------------------------------------------------------------
 
 
-def rollback_command(options: argparse.Namespace) -> int:
-    context = open_context(options)
+def rollback_command(context: Context, options: argparse.Namespace) -> int:
     inventory = context.inventory
     with context.journal() as journal:
         if options.all:
@@ -359,8 +363,7 @@ def _last_rollout_regions(journal: Journal) -> tuple[RegionKey, ...]:
 # --- status, history, lock ---------------------------------------------------------------
 
 
-def status_command(options: argparse.Namespace) -> int:
-    context = open_context(options)
+def status_command(context: Context, options: argparse.Namespace) -> int:
     inventory = context.inventory
     rows = []
     drifted = False
@@ -439,8 +442,7 @@ def _print_status(row: dict[str, Any]) -> None:
         print("".join(f"{'':<18}{line}" for line in drift["diff"].splitlines(keepends=True)), end="")
 
 
-def history_command(options: argparse.Namespace) -> int:
-    context = open_context(options)
+def history_command(context: Context, options: argparse.Namespace) -> int:
     wanted = set(resolve_regions(context.inventory, options.region)) if options.region else None
     entries = []
     if (context.state_dir / JOURNAL_FILE).exists():
@@ -475,8 +477,7 @@ def history_command(options: argparse.Namespace) -> int:
     return 0
 
 
-def lock_command(options: argparse.Namespace) -> int:
-    context = open_context(options)
+def lock_command(context: Context, options: argparse.Namespace) -> int:
     if not (context.state_dir / JOURNAL_FILE).exists():
         print("no lock (no journal yet)")
         return 0
@@ -501,11 +502,22 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _in_context(body: Callable[[Context, argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    def handler(options: argparse.Namespace) -> int:
+        context = open_context(options)
+        try:
+            return body(context, options)
+        finally:
+            context.target.close()
+
+    return handler
+
+
 HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "plan": plan_command,
-    "rollout": rollout_command,
-    "rollback": rollback_command,
-    "status": status_command,
-    "history": history_command,
-    "lock": lock_command,
+    "plan": _in_context(plan_command),
+    "rollout": _in_context(rollout_command),
+    "rollback": _in_context(rollback_command),
+    "status": _in_context(status_command),
+    "history": _in_context(history_command),
+    "lock": _in_context(lock_command),
 }

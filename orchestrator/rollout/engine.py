@@ -12,7 +12,6 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from pathlib import PurePath
 
 from orchestrator.rollout.gates import GateResult, Observation, Verdict, run_gates
 from orchestrator.rollout.journal import Actor, Journal, StepRecord
@@ -136,15 +135,12 @@ class Engine:
     def _deploy(self, row: int, step: Step, deployment: Deployment, phase: StepState, detail: str = "") -> None:
         key = step.key
         self._transition(row, phase, detail or deployment.state.describe(), key)
-        writes = [operation for operation in deployment.operations if isinstance(operation, WriteFile)]
         for operation in deployment.operations:
             if isinstance(operation, WriteFile):
                 try:
                     self.target.write(key, operation)
                 except TargetError as error:
                     raise _Failed(operation.label, str(error)) from None
-                if operation is writes[-1]:
-                    self.progress(key, str(phase), f"wrote {', '.join(PurePath(w.path).name for w in writes)}")
             else:
                 self.progress(key, str(phase), operation.label)
                 self._run(key, operation)
@@ -157,7 +153,7 @@ class Engine:
             raise _Failed(command.label, f"exit {result.exit_code}: " + (" | ".join(lines[-6:]) or "no output"))
 
     def _gate(self, row: int, key: RegionKey, gates: tuple[Gate, ...]) -> None:
-        self._transition(row, StepState.GATING, ", ".join(gate.kind for gate in gates), key)
+        self._journal(self.journal.transition, row, StepState.GATING, ", ".join(gate.kind for gate in gates))
 
         def observed(gate: Gate, observation: Observation) -> None:
             self.progress(key, "gating", f"{gate.kind} {'ok' if observation.ok else 'not yet'}: {observation.evidence}")

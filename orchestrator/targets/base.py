@@ -55,3 +55,6 @@ class Target(Protocol):
 
     def memory_command(self, key: RegionKey) -> Command:
         """A command that prints a JSON object {process name: resident bytes} for the front and cable processes."""
+
+    def close(self) -> None:
+        """Release connections and forwards; the target is not used afterwards."""

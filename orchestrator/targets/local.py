@@ -105,6 +105,9 @@ class LocalTarget:
     def stop_command(self, home: Path) -> Command:
         return Command((*LOCALCTL, "stop", "--home", str(home)), f"stop {home.parent.name}/{home.name}")
 
+    def close(self) -> None:
+        """Nothing to release: the region's processes outlive the command on purpose."""
+
     def _port(self, key: RegionKey, name: str) -> int:
         ports = json.loads(_read(self.home(key) / "run" / "ports.json") or "{}")
         if name not in ports:
