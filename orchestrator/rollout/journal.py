@@ -12,6 +12,7 @@ The journal stores only what it is given: never environment variable values.
 
 from __future__ import annotations
 
+import fcntl
 import getpass
 import json
 import os
@@ -343,7 +344,10 @@ class Journal:
         except sqlite3.Error as error:
             raise JournalError(f"{self.path}: {error}") from error
         try:
-            self._prepare(connection)
+            # Openers take turns: switching a new journal to WAL fails at once, without waiting,
+            # while another connection reads it.
+            with _exclusive(Path(state_dir)):
+                self._prepare(connection)
         except BaseException:
             connection.close()
             raise
@@ -380,27 +384,15 @@ class Journal:
 
     def _prepare(self, connection: sqlite3.Connection) -> None:
         try:
-            connection.execute("BEGIN")  # the three values of _identity from one snapshot
-            try:
+            with _transaction_on(connection, "BEGIN"):  # the three values of _identity from one snapshot
                 identity = self._identity(connection)
-            finally:
-                if connection.in_transaction:
-                    connection.execute("COMMIT")
             if identity is None:
-                connection.execute("BEGIN IMMEDIATE")
-                try:
-                    # Another process may have made the schema since we looked.
-                    if self._identity(connection) is None:
-                        for statement in _SCHEMA.split(";"):
-                            if statement.strip():
-                                connection.execute(statement)
-                        connection.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-                        connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-                    connection.execute("COMMIT")
-                except BaseException:
-                    if connection.in_transaction:
-                        connection.execute("ROLLBACK")
-                    raise
+                with _transaction_on(connection, "BEGIN IMMEDIATE"):
+                    for statement in _SCHEMA.split(";"):
+                        if statement.strip():
+                            connection.execute(statement)
+                    connection.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                    connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if mode != "wal":
                 raise JournalError(f"{self.path}: cannot use write-ahead logging (journal mode stays {mode!r})")
@@ -441,14 +433,8 @@ class Journal:
         with self._guard:  # one transaction at a time on this connection, whichever thread asks
             connection = self._conn()
             try:
-                connection.execute(begin)
-                try:
+                with _transaction_on(connection, begin):
                     yield connection
-                except BaseException:
-                    if connection.in_transaction:
-                        connection.execute("ROLLBACK")
-                    raise
-                connection.execute("COMMIT")
             except sqlite3.Error as error:
                 raise JournalError(f"{self.path}: {error}") from error
 
@@ -471,7 +457,7 @@ class Journal:
 
     def _now(self) -> datetime:
         moment = self._clock()
-        if moment.tzinfo is None or moment.utcoffset() is None:
+        if moment.utcoffset() is None:
             raise JournalError(f"{self.path}: the clock gave a time without a time zone ({moment.isoformat()})")
         return moment
 
@@ -758,6 +744,30 @@ class Journal:
             db.execute("DELETE FROM lock WHERE id = 1")
             _insert_audit(db, now, actor, "lock released by force", f"previous holder {previous.describe()}", reason)
             return previous
+
+
+@contextmanager
+def _exclusive(state_dir: Path) -> Iterator[None]:
+    """Hold an exclusive flock on the state directory (released by the kernel if the process dies)."""
+    descriptor = os.open(state_dir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)  # releases the lock
+
+
+@contextmanager
+def _transaction_on(connection: sqlite3.Connection, begin: str) -> Iterator[sqlite3.Connection]:
+    """BEGIN ... COMMIT, or ROLLBACK when the block raises."""
+    connection.execute(begin)
+    try:
+        yield connection
+    except BaseException:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        raise
+    connection.execute("COMMIT")
 
 
 def _make_state_dir(state_dir: Path) -> None:

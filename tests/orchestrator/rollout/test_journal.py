@@ -237,6 +237,7 @@ def test_open_creates_the_private_directory_the_schema_and_the_pragmas(tmp_path:
 def test_a_process_of_another_user_is_alive(state_dir: Path, children: list[Child]) -> None:
     with Journal.open(state_dir) as journal:
         journal.acquire_lock(Actor("root", HOST, os.getpid()), "held by root")
+        assert journal.lock_status().stale is False  # type: ignore[union-attr]
         child = Child(state_dir, "lock-status-as", "65534")
         children.append(child)
         assert child.read() == "False False 65534"
@@ -326,6 +327,13 @@ def test_a_journal_file_that_cannot_be_opened_is_refused(state_dir: Path) -> Non
     assert str(raised.value) == f"{state_dir / JOURNAL_FILE}: unable to open database file"
 
 
+def test_a_journal_whose_write_ahead_log_cannot_be_opened_is_refused(state_dir: Path) -> None:
+    (state_dir / f"{JOURNAL_FILE}-wal").mkdir(parents=True)
+    with pytest.raises(JournalError) as raised:
+        Journal.open(state_dir)
+    assert str(raised.value) == f"{state_dir / JOURNAL_FILE}: disk I/O error"
+
+
 def test_a_file_that_is_not_sqlite_is_refused(state_dir: Path) -> None:
     state_dir.mkdir()
     path = state_dir / JOURNAL_FILE
@@ -344,7 +352,9 @@ def test_an_empty_file_becomes_a_journal(state_dir: Path) -> None:
         assert db.execute("PRAGMA user_version").fetchone()[0] == 1
 
 
-def test_many_openers_of_a_new_journal_at_once_all_succeed(state_dir: Path) -> None:
+@pytest.mark.parametrize("attempt", range(8))
+def test_many_openers_of_a_new_journal_at_once_all_succeed(state_dir: Path, attempt: int) -> None:
+    """The first openers race to make the schema and switch to WAL; none may fail ("database is locked")."""
     openers = 6
     barrier = threading.Barrier(openers)
     errors: list[BaseException] = []
@@ -365,6 +375,8 @@ def test_many_openers_of_a_new_journal_at_once_all_succeed(state_dir: Path) -> N
     assert errors == []
     with Journal.open(state_dir) as journal:
         assert sorted(record.message for record in journal.audit_records()) == [str(n) for n in range(openers)]
+    with raw(state_dir / JOURNAL_FILE) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 def test_a_closed_journal_says_so(state_dir: Path) -> None:
