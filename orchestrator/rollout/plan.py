@@ -153,7 +153,7 @@ def gates_for(inventory: Inventory, key: RegionKey, state: RegionState, memory: 
 
 
 def deployment(
-    inventory: Inventory, target: Target, key: RegionKey, current: RegionState | None, desired: RegionState, memory: bool = True
+    inventory: Inventory, target: Target, key: RegionKey, current: RegionState | None, desired: RegionState, memory: bool
 ) -> Deployment:
     return Deployment(desired, target.operations(key, current, desired), gates_for(inventory, key, desired, memory))
 
@@ -227,16 +227,17 @@ def promotion_problem(
     finished: list[datetime] = []
     for key in stage_keys(previous):
         history = histories.get(key, RegionHistory())
+        if history.last_action is None:
+            return f"stage {previous.name} has not passed: {key} was never rolled out"
         if history.last_stage != previous.name or history.last_action != "deploy" or history.last_state != StepState.PASSED:
-            state = history.last_state or "never rolled out"
-            latest = f"{history.last_action} {state}" if history.last_action and history.last_stage != previous.name else state
-            return f"stage {previous.name} has not passed: {key} is {latest}"
+            return (f"stage {previous.name} has not passed: {key}'s last step is "
+                    f"{history.last_action} {history.last_stage or 'outside the stages'}, {history.last_state}")
         assert history.last_finished is not None
         finished.append(history.last_finished)
     bake_ends = max(finished) + timedelta(seconds=bake_seconds(previous.bake))
     if now < bake_ends:
         left = bake_ends - now
-        return f"stage {previous.name} bakes until {bake_ends:%Y-%m-%d %H:%M:%S} UTC ({_human(left)} left)"
+        return f"stage {previous.name} bakes until {bake_ends:%Y-%m-%d %H:%M:%S} UTC ({human_duration(left)} left)"
     return None
 
 
@@ -301,7 +302,7 @@ def make_plan(
     )
 
 
-def _human(delta: timedelta) -> str:
+def human_duration(delta: timedelta) -> str:
     seconds = max(0, int(delta.total_seconds()))
     days, rest = divmod(seconds, 86400)
     hours, rest = divmod(rest, 3600)

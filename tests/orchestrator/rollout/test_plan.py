@@ -10,11 +10,13 @@ import pytest
 from orchestrator.errors import InputError
 from orchestrator.inventory import load_inventory
 from orchestrator.model import Inventory
-from orchestrator.rollout.model import RegionKey, StepState
+from orchestrator.rollout.model import GateTiming, RegionKey, StepState
 from orchestrator.rollout.plan import (
     RegionHistory,
     Selection,
     bake_seconds,
+    human_duration,
+    make_plan,
     promotion_problem,
     region_state,
     resolve_regions,
@@ -122,9 +124,14 @@ def test_rollback_to_previous_needs_an_earlier_deployment(inventory: Inventory, 
 
 def test_promotion_needs_the_previous_stage_passed_and_baked(inventory: Inventory) -> None:
     assert promotion_problem(inventory, "staging", {}, NOON) is None
-    assert promotion_problem(inventory, "canary", {}, NOON) == "stage staging has not passed: staging/iad is never rolled out"
+    assert promotion_problem(inventory, "canary", {}, NOON) == "stage staging has not passed: staging/iad was never rolled out"
     failed = RegionHistory(last_stage="staging", last_action="deploy", last_state=StepState.ROLLED_BACK)
-    assert promotion_problem(inventory, "canary", {IAD: failed}, NOON) == "stage staging has not passed: staging/iad is rolled_back"
+    assert promotion_problem(inventory, "canary", {IAD: failed}, NOON) == (
+        "stage staging has not passed: staging/iad's last step is deploy staging, rolled_back")
+    # A manual deployment that passed (outside the stages) does not make the stage green.
+    manual = RegionHistory(last_stage=None, last_action="deploy", last_state=StepState.PASSED, last_finished=NOON)
+    assert promotion_problem(inventory, "canary", {IAD: manual}, NOON) == (
+        "stage staging has not passed: staging/iad's last step is deploy outside the stages, passed")
     assert promotion_problem(inventory, "canary", {IAD: passed("staging", NOON)}, NOON) is None  # bake: 0s
     # canary bakes 1h after ord passed.
     ord_passed = {ORD: passed("canary", NOON)}
@@ -134,7 +141,11 @@ def test_promotion_needs_the_previous_stage_passed_and_baked(inventory: Inventor
     # A rollback after the stage passed: the stage is no longer green.
     rolled_back = RegionHistory(last_stage=None, last_action="rollback", last_state=StepState.PASSED)
     assert promotion_problem(inventory, "wave", {ORD: rolled_back}, NOON + timedelta(hours=2)) == (
-        "stage canary has not passed: production/ord is rollback passed")
+        "stage canary has not passed: production/ord's last step is rollback outside the stages, passed")
+    # The bake counts from the last region of the stage to pass.
+    two_days = {ORD: passed("canary", NOON)}
+    assert promotion_problem(inventory, "wave", two_days, NOON + timedelta(seconds=1)) == (
+        "stage canary bakes until 2026-12-01 13:00:00 UTC (59m 59s left)")
 
 
 def test_the_schedule_places_each_stage_after_the_previous_bake(inventory: Inventory) -> None:
@@ -160,3 +171,97 @@ def test_regions_are_named_with_their_environment_when_ambiguous(tmp_path: Path)
 
 def test_bake_durations() -> None:
     assert [bake_seconds(text) for text in ("0s", "45s", "30m", "24h", "7d")] == [0, 45, 1800, 86400, 604800]
+
+
+def test_gates_carry_the_inventory_timing_and_paths(inventory: Inventory, target: LocalTarget) -> None:
+    (step,) = rollout_steps(inventory, target, Selection((ORD,)), {})
+    assert (step.stage, step.key, step.id) == ("canary", ORD, "canary:production/ord")
+    timing = GateTiming(interval_seconds=0.2, timeout_seconds=5, deadline_seconds=20, count=1, failure_limit=1)
+    assert [(gate.kind, gate.path, gate.timing) for gate in step.deployment.gates] == [
+        ("http", "/up", timing), ("websocket", "/demo/regions/ord/cable", timing), ("memory", None, timing)]
+    assert step.fallback is not None
+    assert [(gate.path, gate.timing) for gate in step.fallback.gates] == [("/up", timing), ("/demo/regions/ord/cable", timing)]
+
+
+def test_the_fallback_keeps_an_overridden_mode(inventory: Inventory, target: LocalTarget) -> None:
+    (step,) = rollout_steps(inventory, target, Selection((ORD,), None, "action_cable"), {})
+    assert step.fallback is not None
+    assert (step.fallback.state.mode, step.fallback.state.websocket_enabled) == ("action_cable", False)
+    assert "action-cable" not in step.fallback.state.files["navigator.yml"]
+    assert "redis" in step.fallback.state.files["navigator.yml"]
+
+
+def test_a_region_budget_sets_its_memory_gate_and_projection(tmp_path: Path, target: LocalTarget) -> None:
+    fleet = make_fleet(tmp_path, ("  - code: ord\n", "  - {code: ord, memory_budgets_mb: {integrated: {navigator: 12.34}}}\n"))
+    inventory = load_inventory(fleet.inventory)
+    steps = rollout_steps(inventory, target, Selection((ORD, RegionKey("production", "ams"))), {})
+    assert [step.deployment.gates[2].budget_mb for step in steps] == [12.3, 35.0]
+    plan = make_plan(inventory, target, steps, {}, NOON, NOON)
+    assert [(row.key, row.before_mode, row.after_mode, row.before_total, row.after_total) for row in plan.memory] == [
+        (ORD, None, "integrated", 168.9, 12.34), (RegionKey("production", "ams"), None, "integrated", 168.9, 35.0)]
+    switched_off = RegionHistory(deployed=region_state(inventory, ORD, "action_cable", False))
+    (from_off,) = rollout_steps(inventory, target, Selection((ORD,)), {ORD: switched_off})
+    (row,) = make_plan(inventory, target, (from_off,), {}, NOON, NOON).memory
+    assert (row.before_mode, dict(row.before)) == ("action_cable", {"navigator": 17.6, "cable_server": 0.0, "redis": 13.5})
+
+
+def test_a_mode_the_inventory_cannot_render_is_an_input_error(inventory: Inventory) -> None:
+    with pytest.raises(InputError) as refused:
+        region_state(inventory, ORD, "anycable")
+    assert refused.value.problems[0].startswith("production/ord: ")
+    assert "anycable" in refused.value.problems[0]
+
+
+def test_rollback_covers_every_region_asked_for(inventory: Inventory, target: LocalTarget) -> None:
+    ams = RegionKey("production", "ams")
+    steps = rollback_steps(inventory, target, [ORD, ams], {}, to_previous=False)
+    assert [(step.key, step.desired.mode, step.desired.websocket_enabled) for step in steps] == [
+        (ORD, "integrated", False), (ams, "integrated", False)]
+    earlier = region_state(inventory, ORD, "action_cable", True)
+    history = RegionHistory(deployed=region_state(inventory, ORD), previous=earlier)
+    restored = rollback_steps(inventory, target, [ORD, ams], {ORD: history, ams: history}, to_previous=True)
+    assert [step.key for step in restored] == [ORD, ams]
+    with pytest.raises(InputError) as refused:
+        rollback_steps(inventory, target, [ORD, ams], {}, to_previous=True)
+    assert len(refused.value.problems) == 2
+
+
+def test_a_stage_with_a_region_rolled_back_is_failed_on_the_schedule(inventory: Inventory) -> None:
+    rolled_back = RegionHistory(last_stage="canary", last_action="deploy", last_state=StepState.ROLLED_BACK,
+                                last_started=NOON - timedelta(hours=2), last_finished=NOON - timedelta(hours=1))
+    planned = schedule(inventory, {ORD: rolled_back}, NOON, NOON)
+    assert [(stage.name, stage.environment, stage.status) for stage in planned] == [
+        ("staging", "staging", "next"), ("canary", "production", "failed"), ("wave", "production", "later")]
+    assert planned[1].starts == NOON - timedelta(hours=2)
+    # A stage whose bake ends exactly now is done.
+    exactly = schedule(inventory, {ORD: passed("canary", NOON - timedelta(hours=1))}, NOON, NOON)
+    assert exactly[1].status == "done" and exactly[1].starts == NOON - timedelta(hours=1, minutes=1)
+
+
+def test_durations_are_shown_in_their_two_largest_units() -> None:
+    shown = [human_duration(timedelta(seconds=seconds)) for seconds in (0, 1, 59, 60, 61, 3599, 3600, 3661, 86400, 90061, -5)]
+    assert shown == ["0s", "1s", "59s", "1m", "1m 1s", "59m 59s", "1h", "1h 1m", "1d", "1d 1h", "0s"]
+
+
+def test_a_plan_names_its_inventory_target_and_time_and_schedules_from_a_later_start(
+    inventory: Inventory, target: LocalTarget
+) -> None:
+    later = NOON + timedelta(days=3)
+    plan = make_plan(inventory, target, (), {}, later, NOON)
+    assert (plan.inventory, plan.target, plan.created, plan.steps) == ("fleet.yml", "local", NOON, ())
+    assert [(stage.regions, stage.starts) for stage in plan.schedule] == [
+        (("iad",), later), (("ord",), later), (("ams", "dfw", "sjc"), later + timedelta(hours=1))]
+
+
+def test_a_region_in_no_stage_is_deployed_outside_the_stages(tmp_path: Path, target: LocalTarget) -> None:
+    fleet = make_fleet(tmp_path, ("    regions: [ams, dfw, ord, sjc]", "    regions: [ams, dfw, nrt, ord, sjc]"),
+                       ("  - code: ord\n", "  - code: nrt\n  - code: ord\n"))
+    inventory = load_inventory(fleet.inventory)
+    nrt = RegionKey("production", "nrt")
+    (step,) = rollout_steps(inventory, target, Selection((nrt,)), {})
+    assert (step.stage, step.id) == (None, "deploy:production/nrt")
+    with pytest.raises(InputError) as refused:
+        resolve_regions(inventory, ["xyz"])
+    assert refused.value.problems == [
+        "--region xyz: not a region of fleet.yml (known: production/ams, production/dfw, production/nrt, "
+        "production/ord, production/sjc, staging/iad)"]
