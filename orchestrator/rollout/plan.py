@@ -128,7 +128,7 @@ def expected_memory(inventory: Inventory, key: RegionKey, mode: Mode, websocket_
     }
 
 
-def gates_for(inventory: Inventory, key: RegionKey, state: RegionState, memory: bool = True) -> tuple[Gate, ...]:
+def gates_for(inventory: Inventory, key: RegionKey, state: RegionState, memory: bool) -> tuple[Gate, ...]:
     """HTTP, the WebSocket round trip (or its refusal with the switch off), and unless told otherwise memory.
 
     A switch-off rollback is judged healthy by the first two alone: leaving a
@@ -260,7 +260,7 @@ def schedule(
             bake_ends = max(record.last_finished or now for record in mine) + bake
             status = "done" if now >= bake_ends else "baking"
         else:
-            starts = max(cursor, start, now)
+            starts = max(cursor, now)
             bake_ends = starts + bake
             status = "later" if upcoming_seen else "next"
             upcoming_seen = True

@@ -249,8 +249,8 @@ def test_a_plan_names_its_inventory_target_and_time_and_schedules_from_a_later_s
     later = NOON + timedelta(days=3)
     plan = make_plan(inventory, target, (), {}, later, NOON)
     assert (plan.inventory, plan.target, plan.created, plan.steps) == ("fleet.yml", "local", NOON, ())
-    assert [(stage.regions, stage.starts) for stage in plan.schedule] == [
-        (("iad",), later), (("ord",), later), (("ams", "dfw", "sjc"), later + timedelta(hours=1))]
+    assert [(stage.regions, stage.bake, stage.bake_seconds, stage.starts) for stage in plan.schedule] == [
+        (("iad",), "0s", 0, later), (("ord",), "1h", 3600, later), (("ams", "dfw", "sjc"), "0s", 0, later + timedelta(hours=1))]
 
 
 def test_a_region_in_no_stage_is_deployed_outside_the_stages(tmp_path: Path, target: LocalTarget) -> None:
