@@ -33,6 +33,7 @@ from orchestrator.model import (
     Rollout,
     RuntimeConfig,
     ShippedFile,
+    SshSettings,
     Stage,
     Tenant,
     Tenants,
@@ -194,6 +195,10 @@ def _cross_reference_problems(data: dict[str, Any], tenants: list[Tenant], repor
         primary = environment.get("primary_region")
         if isinstance(primary, str) and primary not in environment["regions"]:
             report(("environments", env_name, "primary_region"), f"region {primary!r} is not one of this environment's regions")
+        for key in ("hosts", "front_ports"):
+            for code in _mapping(_mapping(environment.get("ssh")).get(key)):
+                if code not in environment["regions"]:
+                    report(("environments", env_name, "ssh", key, code), f"region {code!r} is not one of this environment's regions")
     tenant_spec = _mapping(data.get("tenants"))
     _check_tenant_regions(tenant_spec, tenants, environments, report)
     _check_tenant_env(tenant_spec, report)
@@ -490,6 +495,7 @@ def _environment(name: Any, env: dict[str, Any], app: App) -> Environment:
         ),
         build_args=_frozen(env.get("build_args")),
         env=_frozen(env.get("env")),
+        ssh=None if "ssh" not in env else SshSettings(**{**env["ssh"], "hosts": _frozen(env["ssh"]["hosts"]), "front_ports": _frozen(env["ssh"].get("front_ports"))}),
     )
 
 

@@ -87,6 +87,27 @@ class HttpService:
 
 
 @dataclass(frozen=True)
+class SshSettings:
+    """How the ssh target reaches an environment's hosts, and what it runs there."""
+
+    hosts: Mapping[str, str]
+    user: str | None = None
+    port: int = 22
+    key_file: str | None = None
+    known_hosts: str = "~/.ssh/known_hosts"
+    config_path: str = "/etc/navigator/navigator.yml"
+    state_dir: str = "/var/lib/cable-orchestrator"
+    reload_command: str = "navigator -s reload"
+    restart_command: str = "systemctl restart navigator"
+    pid_file: str = "/tmp/navigator.pid"
+    connect_timeout_seconds: float = 10.0
+    command_timeout_seconds: float = 60.0
+    max_connections: int = 4
+    front_port: int | None = None  # the front's port on the host's loopback; None: app.listen
+    front_ports: Mapping[str, int] | None = None  # per region, before front_port
+
+
+@dataclass(frozen=True)
 class Environment:
     name: EnvironmentName
     fly_app: str
@@ -98,6 +119,7 @@ class Environment:
     http_service: HttpService
     build_args: Mapping[str, str]
     env: Mapping[str, str]
+    ssh: SshSettings | None = None
 
 
 @dataclass(frozen=True)
