@@ -24,7 +24,7 @@ from orchestrator.model import Inventory
 from orchestrator.rollout.engine import Engine, StepOutcome
 from orchestrator.rollout.gates import probe_http
 from orchestrator.rollout.journal import JOURNAL_FILE, Actor, Journal, JournalError, LockHeld
-from orchestrator.rollout.model import RegionKey, StepState
+from orchestrator.rollout.model import RegionKey, RegionState, StepState
 from orchestrator.rollout.plan import (
     DEPLOYED_FILES,
     RegionHistory,
@@ -40,7 +40,7 @@ from orchestrator.rollout.plan import (
 )
 from orchestrator.rollout.progress import Progress
 from orchestrator.rollout.report import plan_html, plan_json, plan_text
-from orchestrator.targets.base import Target
+from orchestrator.targets.base import Target, TargetError
 from orchestrator.targets.local import LocalTarget
 
 INVENTORY_ENV = "ORCHESTRATE_INVENTORY"
@@ -393,22 +393,27 @@ def _region_status(context: Context, key: RegionKey) -> dict[str, Any]:
         return row
     state = deployed.state
     row["deployed"] = {"mode": state.mode, "websocket": state.switch, "at": _iso(deployed.at), "files": deployed.hashes}
+    health = context.inventory.rollout.health_check
+    try:
+        row["drift"] = _drift(context, key, state)
+        row["memory_mb"] = _measured_mb(context, key)
+        observation = probe_http(context.target.http_url(key, health.path), health.timeout_seconds)
+        row["health"] = {"ok": observation.ok, "evidence": observation.evidence}
+    except TargetError as error:  # an unreachable host or a stopped region is a status, not a crash
+        row["health"] = {"ok": False, "evidence": str(error)}
+    return row
+
+
+def _drift(context: Context, key: RegionKey, state: RegionState) -> list[dict[str, str]]:
+    """Each live file that differs from what the journal says was deployed, with its diff."""
     names = tuple(sorted(set(DEPLOYED_FILES) | set(state.files)))
     live = context.target.live_files(key, names)
-    row["drift"] = [
+    return [
         {"file": name, "diff": "".join(difflib.unified_diff(
             (state.files.get(name) or "").splitlines(keepends=True), (live[name] or "").splitlines(keepends=True),
             f"journal/{key}/{name}", f"live/{key}/{name}", n=1))}
         for name in names if live[name] != state.files.get(name)
     ]
-    row["memory_mb"] = _measured_mb(context, key)
-    health = context.inventory.rollout.health_check
-    try:
-        observation = probe_http(context.target.http_url(key, health.path), health.timeout_seconds)
-        row["health"] = {"ok": observation.ok, "evidence": observation.evidence}
-    except Exception as error:  # noqa: BLE001 - a region that is not running is a status, not a crash
-        row["health"] = {"ok": False, "evidence": str(error)}
-    return row
 
 
 def _measured_mb(context: Context, key: RegionKey) -> float | None:
