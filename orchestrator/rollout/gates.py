@@ -232,7 +232,7 @@ def _describe_closed(error: ConnectionClosed) -> str:
 
 def _type_of(message: Mapping[str, Any]) -> str:
     kind = message.get("type")
-    return repr(kind) if isinstance(kind, str) else "none"
+    return _excerpt(repr(kind)) if isinstance(kind, str) else "none"
 
 
 def _navigator_round_trip(probe: _Probe, stream: str, data: Any, data_json: str, publish: Publish) -> None:

@@ -662,9 +662,46 @@ NAV_WAIT = "while waiting for subscription confirmation for the probe stream"
 @pytest.mark.parametrize(
     "script, evidence",
     [
+        ([("recv",), ("send", ping)], "subscription confirmation for the probe stream not received within 0.3 s"),
+        ([("recv",), ("send", nav_subscribed), ("publish",), ("send", ping)], "probe not received within 0.3 s"),
+    ],
+    ids=["subscribing", "probing"],
+)
+def test_navigator_a_ping_is_not_an_answer(peer, script, evidence):
+    p = peer(script)
+    assert probe_websocket(p.url(), ws_gate("navigator"), p.publish, 0.3, None) == Observation(False, evidence)
+
+
+@pytest.mark.parametrize(
+    "script, evidence",
+    [
+        ([("send", ping)], "welcome not received within 0.3 s"),
+        ([("send", welcome), ("recv",), ("send", ping)], "subscription confirmation for the probe stream not received within 0.3 s"),
+        ([("send", welcome), ("recv",), ("send", confirm), ("publish",), ("send", ping), ("send", confirm)], "probe not received within 0.3 s"),
+    ],
+    ids=["welcoming", "subscribing", "probing"],
+)
+def test_actioncable_a_ping_is_not_an_answer(peer, secret, script, evidence):
+    p = peer(script, subprotocols=["actioncable-v1-json"])
+    assert probe_websocket(p.url(), ws_gate("actioncable"), p.publish, 0.3, secret.encode()) == Observation(False, evidence)
+
+
+def test_unreachable_address():
+    url = "ws://255.255.255.255:80/cable"  # refused locally by the kernel (no route / broadcast), never refused by a peer
+    observation = probe_websocket(url, ws_gate("navigator"), lambda s, d: Observation(True, "x"), 5, None)
+    assert observation.ok is False and observation.evidence.startswith(f"cannot connect to {url}: ")
+    assert not observation.evidence.endswith(f"{url}: ") and "None" not in observation.evidence
+    refused = probe_websocket(url, ws_gate(expect_open=False), lambda s, d: Observation(True, "x"), 5, None)
+    assert refused.ok is False and refused.evidence == observation.evidence
+
+
+@pytest.mark.parametrize(
+    "script, evidence",
+    [
         ([("recv",), ("send", const({"type": "subscribed", "stream": "other"}))], f"unexpected message of type 'subscribed' {NAV_WAIT}"),
         ([("recv",), ("send", const({"stream": "x"}))], f"unexpected message of type none {NAV_WAIT}"),
         ([("recv",), ("send", const({"type": 7}))], f"unexpected message of type none {NAV_WAIT}"),
+        ([("recv",), ("send", const({"type": "y" * 200}))], f"unexpected message of type '{'y' * 76}... {NAV_WAIT}"),
         ([("recv",), ("send", const(b"\x00\x01"))], f"unexpected binary message {NAV_WAIT}"),
         ([("recv",), ("send", const("[1, 2]"))], f"unexpected message that is not a JSON object {NAV_WAIT}"),
         ([("recv",), ("send", const("{oops"))], f"unexpected message that is not a JSON object {NAV_WAIT}"),
@@ -680,7 +717,7 @@ NAV_WAIT = "while waiting for subscription confirmation for the probe stream"
         ([("recv",), ("send", nav_subscribed), ("close", 4000, "bye now")], "connection closed by the server (code 4000 bye now)"),
         ([("recv",), ("drop",)], "connection closed by the server without a close frame"),
     ],
-    ids=["other stream", "no type", "type not a string", "binary", "array", "not JSON", "message for another stream",
+    ids=["other stream", "no type", "type not a string", "long type", "binary", "array", "not JSON", "message for another stream",
          "subscribed again", "no data", "data as a string", "too large", "close without reason", "close with reason", "dropped"],
 )  # fmt: skip
 def test_navigator_peer_misbehaving(peer, script, evidence):
@@ -923,6 +960,18 @@ def test_run_gate_sleeps_only_what_is_left_of_the_interval(public_hub):
     assert result.verdict is P
     # observation began at 0.5, interval 2 -> next at 2.5; the clock read 1.0 when the sleep was computed
     assert clock.sleeps == [1.5]
+
+
+def test_run_gate_http_timeout_is_the_gates(public_hub, raw_peer):
+    class SilentHttpTarget(HubTarget):
+        def http_url(self, key: RegionKey, path: str) -> str:
+            assert key == KEY
+            return f"http://127.0.0.1:{silent.port}{path}"
+
+    silent = raw_peer(None)
+    clock = FakeClock()
+    result = run_gate(http_gate("/up", timeout=0.2, failure_limit=0), SilentHttpTarget(public_hub), KEY, monotonic=clock.monotonic, sleep=clock.sleep)
+    assert result.observations == (Observation(False, f"GET http://127.0.0.1:{silent.port}/up: no answer within 0.2 s"),)
 
 
 def test_run_gate_no_sleep_when_the_interval_is_used_up(public_hub):
