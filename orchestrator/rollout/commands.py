@@ -449,7 +449,7 @@ def _print_status(row: dict[str, Any]) -> None:
 
 def history_command(context: Context, options: argparse.Namespace) -> int:
     wanted = set(resolve_regions(context.inventory, options.region)) if options.region else None
-    entries = []
+    entries: list[dict[str, Any]] = []
     if (context.state_dir / JOURNAL_FILE).exists():
         with context.journal() as journal:
             for record in journal.runs():

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from typing import TypeVar
 
 from orchestrator.rollout.gates import GateResult, Observation, Verdict, run_gates
 from orchestrator.rollout.journal import Actor, Journal, StepRecord
@@ -19,6 +20,7 @@ from orchestrator.rollout.model import FINAL_STATES, Command, Deployment, Gate, 
 from orchestrator.targets.base import Target, TargetError
 
 ProgressEvent = Callable[[RegionKey, str, str], None]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -173,6 +175,6 @@ class Engine:
         self._journal(self.journal.transition, row, state, detail)
         self.progress(key, str(state), detail)
 
-    def _journal(self, method: Callable[..., object], *arguments: object) -> object:
+    def _journal(self, method: Callable[..., T], *arguments: object) -> T:
         with self._journal_lock:
             return method(*arguments)

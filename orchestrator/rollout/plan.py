@@ -23,6 +23,7 @@ from orchestrator.rollout.model import (
     Gate,
     GateTiming,
     Plan,
+    Protocol,
     RegionKey,
     RegionMemory,
     RegionState,
@@ -143,7 +144,7 @@ def gates_for(inventory: Inventory, key: RegionKey, state: RegionState, memory: 
         failure_limit=health.failure_limit,
     )
     cable_path = inventory.websocket.cable_path_for(key.region)
-    protocol = "navigator" if state.mode == "integrated" else "actioncable"
+    protocol: Protocol = "navigator" if state.mode == "integrated" else "actioncable"
     budget = sum(expected_memory(inventory, key, state.mode, state.websocket_enabled).values())
     gates = (
         Gate("http", health.path, timing),
