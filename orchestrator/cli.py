@@ -65,7 +65,7 @@ def _add_rollout_commands(commands: argparse._SubParsersAction) -> None:
         parser.add_argument("inventory", nargs="?", metavar="INVENTORY")
         parser.add_argument("--inventory", dest="inventory_option", metavar="FILE", help="the inventory, instead of INVENTORY")
         parser.add_argument("--state", metavar="DIR", help="the state directory (journal, lock, local fleet)")
-        parser.add_argument("--target", choices=("local", "ssh"),
+        parser.add_argument("--target", choices=("local", "ssh", "fly"),
                             help="where the regions run (default: the inventory's rollout.target, else local)")
         return parser
 
@@ -83,6 +83,7 @@ def _add_rollout_commands(commands: argparse._SubParsersAction) -> None:
     rollout.add_argument("--mode", choices=MODES, help="deploy this mode instead of the inventory's (outside the stages)")
     rollout.add_argument("--websocket", choices=("on", "off"), help="force the switch (outside the stages)")
     rollout.add_argument("--dry-run", action="store_true", help="print the steps and run none")
+    rollout.add_argument("--image", metavar="REF", help="fly target: deploy this image instead of building one")
     rollout.add_argument("--yes", action="store_true", help="do not ask before starting")
     rollout.add_argument("--resume", action="store_true", help="finish the rollout that was interrupted")
     rollout.add_argument("--force", action="store_true", help="start although the previous stage has not baked or passed")
@@ -96,6 +97,8 @@ def _add_rollout_commands(commands: argparse._SubParsersAction) -> None:
     rollback_which.add_argument("--region", action="append", metavar="R", help="a region; repeatable")
     rollback_which.add_argument("--all", action="store_true", help="every region with a deployment")
     rollback.add_argument("--to-previous", action="store_true", help="the previous deployment's files from the journal")
+    rollback.add_argument("--image", metavar="REF",
+                          help="fly target: with --to-previous, deploy this image (default: the previous one in fly releases)")
     rollback.add_argument("--yes", action="store_true", help="do not ask before starting")
     rollback.add_argument("--reason", metavar="TEXT", help="why (recorded in the audit)")
     rollback.add_argument("--lock-wait", type=float, default=0.0, metavar="SECONDS")

@@ -9,6 +9,14 @@ image was built, and written to the active configuration only when it changed
 Navigator is never left without a configuration, and a working one is never
 replaced by a broken one: when the synced list cannot be used, a first refresh
 installs the configuration baked into the image; later ones keep what runs.
+
+The WebSocket switch on the volume: a machine's root file system is reset to
+the image on every restart, only the volume (`image.data_dir`) persists. When
+`<data_dir>/cable-orchestrator/websocket` exists, it holds "on" or "off" and
+overrides the switch recorded in the region's render.json; anything else is an
+error (the running configuration is kept). The quick rollback is then: write
+"off" there, run bin/refresh, then `navigator -s reload` (a restart where the
+side processes change); every later refresh, at boot too, keeps it off.
 """
 
 from __future__ import annotations
@@ -25,6 +33,9 @@ from orchestrator.render.image import IMAGE_MANIFEST, REGION_SETTINGS
 
 EXIT_REFRESHED = 0
 EXIT_KEPT = 1
+# Relative to the inventory's image.data_dir (the machine's volume).
+SWITCH_FILE = "cable-orchestrator/websocket"
+_SWITCH_VALUES = {"on": True, "off": False}
 
 
 def refresh(config_dir: Path, region: str) -> int:
@@ -60,10 +71,28 @@ def _render(config_dir: Path, region: str) -> str:
     settings = recorded_settings(
         settings_path.read_text(encoding="utf-8"), str(settings_path), inventory, manifest["environment"]
     )
+    switch = volume_switch(Path(inventory.image.data_dir))
+    if switch is not None:
+        settings = inventory.settings(manifest["environment"], region, settings.mode, switch)
+        print(f"refresh: {region}: websocket {'on' if switch else 'off'} from "
+              f"{Path(inventory.image.data_dir) / SWITCH_FILE}")
     text = navigator_yml(inventory, settings)
     if tenants is not None:
         print(f"refresh: {region}: {len(inventory.tenants_in(region))} tenants from {tenants}")
     return text
+
+
+def volume_switch(data_dir: Path) -> bool | None:
+    """The switch on the volume: True ("on"), False ("off"), None when the file does not exist; InputError otherwise."""
+    path = data_dir / SWITCH_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    value = text.strip()
+    if value not in _SWITCH_VALUES:
+        raise InputError([f"{path}: holds {value[:40]!r}, not on or off"])
+    return _SWITCH_VALUES[value]
 
 
 def _tenant_list(config_dir: Path, manifest: dict[str, str | None]) -> Path | None:

@@ -117,6 +117,16 @@ def open_context(options: argparse.Namespace) -> Context:
         from orchestrator.targets.ssh import SshTarget
 
         target: Target = SshTarget(inventory, state_dir)
+    elif (options.target or inventory.rollout.target) == "fly":
+        from orchestrator.targets.fly import FlyTarget
+
+        fly = FlyTarget(inventory, getattr(options, "image", None))
+        if getattr(options, "to_previous", False) and fly.image is None:
+            # The image of the release before the current one (releases are per app: one environment at a time).
+            environments = sorted({key.environment for key in all_keys(inventory)})
+            if len(environments) == 1:
+                fly.image = fly.previous_image(environments[0])
+        target = fly
     else:
         target = LocalTarget(state_dir, secret_names)
     return Context(inventory, path, state_dir, target, Actor.current())
