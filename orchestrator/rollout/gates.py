@@ -150,11 +150,11 @@ def _last_line(text: str) -> str:
     return _excerpt(lines[-1]) if lines else "no output on stderr"
 
 
-def probe_http(url: str, timeout: float) -> Observation:
+def probe_http(url: str, timeout: float, headers: Mapping[str, str] | None = None) -> Observation:
     """GET `url`; ok on 200. The body is never read. Proxies from the environment are not used."""
     started = time.monotonic()
     try:
-        with httpx.Client(timeout=timeout, trust_env=False, follow_redirects=False) as client:
+        with httpx.Client(timeout=timeout, trust_env=False, follow_redirects=False, headers=headers) as client:
             with client.stream("GET", url) as response:
                 status = response.status_code
     except httpx.TimeoutException:
@@ -177,8 +177,9 @@ class _ProbeFailed(Exception):
 class _Probe:
     """One WebSocket probe's connection, deadline and messages."""
 
-    def __init__(self, url: str, timeout: float) -> None:
+    def __init__(self, url: str, timeout: float, headers: Mapping[str, str] | None = None) -> None:
         self.url = url
+        self.headers = headers
         self.timeout = timeout
         self.started = time.monotonic()
         self.deadline = self.started + timeout
@@ -195,6 +196,7 @@ class _Probe:
             subprotocols=[Subprotocol(subprotocol)] if subprotocol else None,
             compression=None,
             proxy=None,
+            additional_headers=self.headers,
             open_timeout=remaining,
             ping_interval=None,
             close_timeout=min(MAX_CLOSE_SECONDS, self.timeout),
@@ -319,18 +321,25 @@ def _publish(publish: Publish, stream: str, data_json: str) -> None:
         raise _ProbeFailed(f"publish failed: {published.evidence}")
 
 
-def probe_websocket(url: str, gate: Gate, publish: Publish, timeout: float, secret: bytes | None) -> Observation:
+def probe_websocket(
+    url: str,
+    gate: Gate,
+    publish: Publish,
+    timeout: float,
+    secret: bytes | None,
+    headers: Mapping[str, str] | None = None,
+) -> Observation:
     """With `gate.expect_open`: a probe published through `publish` arrives at `url` over
     `gate.protocol`. Without: `url` refuses the WebSocket upgrade. Within `timeout` overall
     (the publish itself is bounded by whoever runs it)."""
     if not gate.expect_open:
-        return _probe_refused(url, gate, timeout)
+        return _probe_refused(url, gate, timeout, headers)
     if gate.protocol == "actioncable" and secret is None:
         return Observation(False, "no signing secret for the actioncable probe")
     stream = f"{PROBE_STREAM_PREFIX}{token_hex(8)}"
     data = {"probe": token_hex(8)}
     data_json = json.dumps(data)
-    probe = _Probe(url, timeout)
+    probe = _Probe(url, timeout, headers)
     try:
         if gate.protocol == "navigator":
             _navigator_round_trip(probe, stream, data, data_json, publish)
@@ -354,8 +363,8 @@ def probe_websocket(url: str, gate: Gate, publish: Publish, timeout: float, secr
     return Observation(True, f"probe received over {url} ({gate.protocol} protocol) in {_ms(probe.started)} ms")
 
 
-def _probe_refused(url: str, gate: Gate, timeout: float) -> Observation:
-    probe = _Probe(url, timeout)
+def _probe_refused(url: str, gate: Gate, timeout: float, headers: Mapping[str, str] | None) -> Observation:
+    probe = _Probe(url, timeout, headers)
     subprotocol = ACTION_CABLE_SUBPROTOCOL if gate.protocol == "actioncable" else None
     try:
         with probe.open(subprotocol):
@@ -468,10 +477,12 @@ def run_gate(
     def observe_once() -> Observation:
         if gate.kind == "http":
             assert gate.path is not None
-            return probe_http(target.http_url(key, gate.path), timing.timeout_seconds)
+            return probe_http(target.http_url(key, gate.path), timing.timeout_seconds, target.request_headers(key))
         if gate.kind == "websocket":
             assert gate.path is not None
-            return probe_websocket(target.cable_url(key, gate.path), gate, publish, timing.timeout_seconds, secret)
+            return probe_websocket(
+                target.cable_url(key, gate.path), gate, publish, timing.timeout_seconds, secret, target.request_headers(key)
+            )
         assert gate.budget_mb is not None
         output = _run_command(target, key, target.memory_command(key))
         return output if isinstance(output, Observation) else probe_memory(output, gate.budget_mb)

@@ -50,6 +50,9 @@ class Target(Protocol):
     def cable_url(self, key: RegionKey, path: str) -> str:
         """Where the orchestrator opens the region's cable path (ws:// or wss://)."""
 
+    def request_headers(self, key: RegionKey) -> Mapping[str, str]:
+        """Headers the gates send with their requests to the region (Fly: which region to route to)."""
+
     def publish_command(self, key: RegionKey, stream: str, data_json: str) -> Command:
         """A command that posts a broadcast from the region's own host (Navigator trusts only loopback)."""
 

@@ -32,11 +32,10 @@ deployment writes no file: the Fly target's operations are commands only.
   `fly ssh console -C "python3 -c ..."`, the ssh target's scripts. Secrets are
   never sent: the machine's environment (Fly secrets) provides the variables
   the probes name.
-- Gates: `http_url`/`cable_url` are the public app, https://<hostname>. Fly's
-  proxy routes a request to the *nearest* region, not necessarily the step's:
-  pinning it needs a `fly-prefer-region: R` header, and the gates do not send
-  headers yet. So on Fly the http and websocket gates judge whichever region
-  answers the orchestrator; the memory gate and the probes do run on the region.
+- Gates: `http_url`/`cable_url` are the public app, https://<hostname>, and
+  the gates send `fly-prefer-region: R` with every request (`request_headers`)
+  so that Fly's proxy routes them to the step's region rather than the nearest
+  one. The memory gate and the probes run on the region's machine.
 - `--to-previous`: `previous_image(environment)` reads `fly releases --json`
   (`ImageRef` of the newest completed release older than the current one);
   releases are per app, not per region.
@@ -311,12 +310,15 @@ class FlyTarget:
                            PROBE_TIMEOUT_SECONDS + 30)
 
     def http_url(self, key: RegionKey, path: str) -> str:
-        """The public app. Fly routes to the nearest region, not necessarily `key`'s: pinning it needs a
-        `fly-prefer-region` header, which the gates do not send yet."""
+        """The public app; the gates send `request_headers` with it so that Fly's proxy routes to `key`'s region."""
         return f"https://{self.where(key).hostname}{path}"
 
+    def request_headers(self, key: RegionKey) -> Mapping[str, str]:
+        # Fly's proxy sends a request to the nearest region unless told which one.
+        return {"fly-prefer-region": key.region}
+
     def cable_url(self, key: RegionKey, path: str) -> str:
-        """The public app's cable path (same caveat as http_url: the nearest region answers)."""
+        """The public app's cable path, reached in `key`'s region like http_url."""
         return f"wss://{self.where(key).hostname}{path}"
 
     # --- effects ---

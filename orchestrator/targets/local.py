@@ -95,6 +95,9 @@ class LocalTarget:
         port = self._port(key, "front" if mode == "integrated" else "cable")
         return f"ws://127.0.0.1:{port}{path}"
 
+    def request_headers(self, key: RegionKey) -> Mapping[str, str]:
+        return {}
+
     def publish_command(self, key: RegionKey, stream: str, data_json: str) -> Command:
         argv = (*LOCALCTL, "publish", "--home", str(self.home(key)), "--stream", stream, "--data", data_json)
         return Command(argv, f"publish a probe on {key}", timeout_seconds=15)

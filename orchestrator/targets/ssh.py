@@ -769,6 +769,9 @@ class SshTarget:
         where = self.where(key)
         return f"http://127.0.0.1:{self._forward(where, where.front_port)}{path}"
 
+    def request_headers(self, key: RegionKey) -> Mapping[str, str]:
+        return {}
+
     def cable_url(self, key: RegionKey, path: str) -> str:
         where = self.where(key)
         return f"ws://127.0.0.1:{self._forward(where, where.front_port)}{path}"

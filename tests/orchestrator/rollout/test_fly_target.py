@@ -110,6 +110,8 @@ def test_probes_and_live_files_run_on_the_region_s_machine(inventory, monkeypatc
                           "probe-1", '{"n": 1}']
     assert publish.env_names == ()  # the machine's Fly secrets provide them; nothing is sent
     assert target.http_url(ORD, "/up") == "https://smooth.fly.dev/up"
+    # Fly's proxy would answer from the nearest region; the gates pin the step's.
+    assert target.request_headers(ORD) == {"fly-prefer-region": "ord"}
     assert target.cable_url(ORD, "/cable") == "wss://smooth.fly.dev/cable"
 
 

@@ -159,6 +159,12 @@ class HubTarget:
         assert key == KEY, key  # the region asked about, passed through unchanged
         return self.hub.ws_url(path)
 
+    def request_headers(self, key: RegionKey) -> Mapping[str, str]:
+        return {}
+
+    def close(self) -> None:
+        pass
+
     def publish_command(self, key: RegionKey, stream: str, data_json: str) -> Command:
         assert key == KEY, key  # the region asked about, passed through unchanged
         argv = self.publish_argv or (sys.executable, "-c", PUBLISH_SCRIPT, f"{self.hub.base}/_broadcast", stream, data_json)
@@ -295,6 +301,7 @@ class RawPeer:
         self.sock.listen(8)
         self.port = self.sock.getsockname()[1]
         self.connections: list[socket.socket] = []
+        self.heads: list[bytes] = []  # each connection's request head, as received
         if answer is not None:
             self.thread = threading.Thread(target=self._serve, daemon=True)
             self.thread.start()
@@ -313,6 +320,7 @@ class RawPeer:
                 if not chunk:
                     break
                 head += chunk
+            self.heads.append(head)
             conn.sendall(self.answer())
 
     def stop(self) -> None:
@@ -491,6 +499,18 @@ def test_probe_http_does_not_follow_redirects(public_hub, raw_peer):
     observation = probe_http(url, 5)
     assert observation.ok is False
     assert re.match(ms_pattern(f"GET {url}: 302 in "), observation.evidence)
+
+
+def test_probes_send_the_targets_headers(raw_peer):
+    """The Fly target pins the region with a header; both probes must send it."""
+    peer = raw_peer(lambda: b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+    headers = {"fly-prefer-region": "ord"}
+    assert probe_http(f"http://127.0.0.1:{peer.port}/up", 5, headers).ok is False
+    off = Gate("websocket", "/cable", timing(), protocol="navigator", expect_open=False)
+    refused = probe_websocket(f"ws://127.0.0.1:{peer.port}/cable", off, lambda stream, data: Observation(True, ""), 5, None, headers)
+    assert refused.ok is True
+    assert len(peer.heads) == 2
+    assert all(b"\r\nfly-prefer-region: ord\r\n" in head.lower() for head in peer.heads)
 
 
 def test_probe_http_unsupported_url():
