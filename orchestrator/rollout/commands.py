@@ -191,12 +191,17 @@ def rollout_command(context: Context, options: argparse.Namespace) -> int:
         histories = {key: region_history(journal, key) for key in all_keys(inventory)} if journal else {}
         steps = rollout_steps(inventory, context.target, selection, histories)
         problems = [] if resumed else _promotion_problems(inventory, selection, histories, chosen)
-        if problems and not chosen["force"]:
-            raise Refused("; ".join(problems) + " (use --force --reason TEXT to go ahead anyway)")
+        refusal = "; ".join(problems) + " (use --force --reason TEXT to go ahead anyway)"
         now = datetime.now(UTC)
         if options.dry_run:
+            # The steps are shown either way; the exit status says whether a real run would start.
             print(plan_text(make_plan(inventory, context.target, steps, histories, now, now)), end="")
+            if problems and not chosen["force"]:
+                print(f"a real run would not start: {refusal}", file=sys.stderr)
+                return EXIT_REFUSED
             return 0
+        if problems and not chosen["force"]:
+            raise Refused(refusal)
         assert journal is not None
         what = _describe(selection)
         if not _confirm(f"roll out {what} ({len(steps)} regions)?", options.yes or bool(resumed)):

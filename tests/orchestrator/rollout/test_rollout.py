@@ -261,6 +261,11 @@ def test_dry_run_prints_the_plans_steps_and_runs_none(fleet: Fleet) -> None:
     assert "localctl restart --home" in result.out and "http: GET /up answers 200" in result.out
     assert not (fleet.state / "fleet").exists()
     assert not (fleet.state / "journal.sqlite3").exists()
+    # A stage that may not start yet: the steps are still shown, and the status says a real run would not start.
+    early = fleet.orchestrate("rollout", "--stage", "canary", "--dry-run")
+    assert early.code == 3
+    assert "localctl restart --home" in early.out
+    assert "a real run would not start: stage staging has not passed" in early.err
 
 
 def test_the_inventory_is_found_from_the_environment(fleet: Fleet) -> None:
