@@ -6,7 +6,6 @@ import base64
 import codecs
 import hashlib
 from collections.abc import Iterable, Iterator
-from typing import Any
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 ACTION_CABLE = "actioncable-v1-json"
@@ -19,6 +18,12 @@ CLOSE_GOING_AWAY = 1001
 CLOSE_PROTOCOL_ERROR = 1002
 CLOSE_INVALID_DATA = 1007
 CLOSE_TOO_BIG = 1009
+
+# Frames in one message, the first included. One more closes with 1009 (message too big) rather
+# than 1008 (policy violation): like payload bytes, every fragment costs the hub work, so this is
+# the message's size counted in frames. Browsers never fragment what they send; only a hostile
+# client (a flood of empty continuation frames) comes near it.
+MAX_FRAGMENTS = 1024
 
 
 class HandshakeError(Exception):
@@ -144,25 +149,49 @@ def unmask(payload: bytes | bytearray, mask: bytes | bytearray) -> bytes:
 
 
 class FrameParser:
-    """Turns bytes from a client into events; raises ProtocolError on the first violation."""
+    """Turns bytes from a client into events; raises ProtocolError on the first violation.
 
-    __slots__ = ("max_size", "_buf", "_fragments", "_frag_opcode", "_frag_size", "_decoder", "closed")
+    A control frame, or a whole unfragmented data frame that has arrived, is decoded in one go.
+    Any other data frame is consumed as its payload arrives, so that invalid UTF-8 fails as soon
+    as the bytes that make it invalid are here, and a partial frame is held once, unmasked.
+    """
 
-    def __init__(self, max_size: int) -> None:
+    __slots__ = (
+        "max_size",
+        "max_fragments",
+        "_buf",
+        "_message",
+        "_opcode",
+        "_count",
+        "_decoder",
+        "_left",
+        "_fin",
+        "_mask",
+        "closed",
+    )
+
+    def __init__(self, max_size: int, max_fragments: int = MAX_FRAGMENTS) -> None:
         self.max_size = max_size
-        # Unparsed bytes; a bytearray only while a frame is incomplete, so idle connections hold none.
+        self.max_fragments = max_fragments
+        # Unparsed bytes; a bytearray only while a header is incomplete, so idle connections hold none.
         self._buf: bytes | bytearray = b""
-        self._fragments: list[Any] | None = None  # str pieces for text, bytes for binary
-        self._frag_opcode = 0
-        self._frag_size = 0
+        # The message being assembled: its unmasked payload so far, its opcode (0: none), its frames.
+        self._message: bytearray | None = None
+        self._opcode = 0
+        self._count = 0
         self._decoder: codecs.IncrementalDecoder | None = None
+        # The data frame whose payload is arriving: bytes still to come (-1: between frames),
+        # its FIN bit, and its mask rotated to line up with the next payload byte.
+        self._left = -1
+        self._fin = False
+        self._mask: bytes | bytearray = b""
         self.closed = False
 
     def feed(self, data: bytes) -> Iterator[Event]:
         if self.closed:
             return
         if self._buf:
-            # Appending in place keeps a frame that trickles in byte by byte linear, not quadratic.
+            # Appending in place keeps a header that trickles in byte by byte linear, not quadratic.
             self._buf += data
             buf = self._buf
         else:
@@ -170,7 +199,19 @@ class FrameParser:
         pos = 0
         end = len(buf)
         try:
-            while end - pos >= 2:
+            while True:
+                if self._left >= 0:
+                    n = min(self._left, end - pos)
+                    if n == 0 and self._left:
+                        break
+                    chunk = buf[pos : pos + n]
+                    pos += n
+                    event = self._payload(chunk)
+                    if event is not None:
+                        yield event
+                    continue
+                if end - pos < 2:
+                    break
                 b0 = buf[pos]
                 b1 = buf[pos + 1]
                 length = b1 & 0x7F
@@ -184,19 +225,26 @@ class FrameParser:
                     if end - pos < 10:
                         break
                     length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
+                    if length >> 63:
+                        raise ProtocolError(CLOSE_PROTOCOL_ERROR, "64-bit payload length with its top bit set")
                     header = 10
                 self._check_header(b0, b1, length)
-                if end - pos < header + 4 + length:
-                    break
-                mask = buf[pos + header : pos + header + 4]
                 start = pos + header + 4
-                payload = unmask(buf[start : start + length], mask)
-                pos = start + length
-                event = self._frame(b0 & 0x80, b0 & 0x0F, payload)
-                if event is not None:
-                    yield event
+                if end < start:
+                    break
+                mask = buf[pos + header : start]  # a copy, even of a bytearray
+                opcode = b0 & 0x0F
+                if (opcode >= OP_CLOSE or (b0 & 0x80 and opcode)) and end - start >= length:
+                    payload = unmask(buf[start : start + length], mask)
+                    pos = start + length
+                    yield _message(opcode, payload) if opcode < OP_CLOSE else self._control(opcode, payload)
                     if self.closed:
                         return
+                    continue
+                if opcode >= OP_CLOSE:
+                    break  # at most 125 bytes: wait for all of it
+                pos = start
+                self._begin(bool(b0 & 0x80), opcode, length, mask)
         finally:
             if pos >= end:
                 self._buf = b""
@@ -221,55 +269,81 @@ class FrameParser:
             return
         if opcode not in (OP_CONT, OP_TEXT, OP_BINARY):
             raise ProtocolError(CLOSE_PROTOCOL_ERROR, f"unknown opcode {opcode}")
+        # Headers are checked only between frames, when _opcode is set only inside a fragmented message.
         if opcode == OP_CONT:
-            if self._fragments is None:
+            if not self._opcode:
                 raise ProtocolError(CLOSE_PROTOCOL_ERROR, "continuation without a message")
-            length += self._frag_size
-        elif self._fragments is not None:
+            if self._count >= self.max_fragments:
+                raise ProtocolError(CLOSE_TOO_BIG, f"message in over {self.max_fragments} fragments")
+            assert self._message is not None
+            length += len(self._message)
+        elif self._opcode:
             raise ProtocolError(CLOSE_PROTOCOL_ERROR, "new message inside a fragmented one")
         if length > self.max_size:
             raise ProtocolError(CLOSE_TOO_BIG, f"message over {self.max_size} bytes")
 
-    def _frame(self, fin: int, opcode: int, payload: bytes) -> Event | None:
+    def _control(self, opcode: int, payload: bytes) -> Event:
         if opcode == OP_PING:
             return Ping(payload)
         if opcode == OP_PONG:
             return Pong(payload)
-        if opcode == OP_CLOSE:
-            self.closed = True
-            return _close_event(payload)
+        self.closed = True
+        return _close_event(payload)
+
+    def _begin(self, fin: bool, opcode: int, length: int, mask: bytes | bytearray) -> None:
         if opcode != OP_CONT:
-            if fin:
-                return _message(opcode, payload)
-            self._fragments = []
-            self._frag_opcode = opcode
-            self._frag_size = 0
-            if opcode == OP_TEXT:
-                self._decoder = codecs.getincrementaldecoder("utf-8")()
-        fragments = self._fragments
-        assert fragments is not None
-        self._frag_size += len(payload)
-        if self._decoder is None:
-            fragments.append(payload)
-        else:
-            try:
-                # Validates as it goes, so bad UTF-8 fails before the message ends.
-                fragments.append(self._decoder.decode(payload, final=bool(fin)))
-            except UnicodeDecodeError:
-                raise ProtocolError(CLOSE_INVALID_DATA, "invalid UTF-8 in text message") from None
-        if not fin:
+            self._opcode = opcode
+            self._message = bytearray()
+            self._count = 0
+            self._decoder = codecs.getincrementaldecoder("utf-8")() if opcode == OP_TEXT else None
+        self._count += 1
+        self._left = length
+        self._fin = fin
+        self._mask = mask
+
+    def _payload(self, chunk: bytes | bytearray) -> Event | None:
+        """Take the next bytes of the current data frame; return the message it completes, if any."""
+        message = self._message
+        assert message is not None
+        n = len(chunk)
+        if n:
+            data = unmask(chunk, self._mask)
+            if n & 3:
+                self._mask = self._mask[n & 3 :] + self._mask[: n & 3]
+            message += data
+            self._left -= n
+            if self._decoder is not None:
+                _validate(self._decoder, data)
+        if self._left:
             return None
-        self._fragments = None
-        self._frag_size = 0
-        if self._decoder is not None:
-            self._decoder = None
-            return Text("".join(fragments))
-        return Binary(b"".join(fragments))
+        self._left = -1
+        if not self._fin:
+            return None
+        opcode = self._opcode
+        self._message = None
+        self._opcode = 0
+        self._decoder = None
+        if opcode == OP_BINARY:
+            return Binary(bytes(message))
+        # Decoding the whole message again, rather than trusting the incremental decoder to have
+        # been finalised, is what rejects a message that ends in half a character.
+        return _message(OP_TEXT, message)
 
 
-def _message(opcode: int, payload: bytes) -> Event:
+def _validate(decoder: codecs.IncrementalDecoder, data: bytes) -> None:
+    try:
+        decoder.decode(data)
+    except UnicodeDecodeError:
+        raise ProtocolError(CLOSE_INVALID_DATA, "invalid UTF-8 in text message") from None
+    # CPython's decoder waits for the third byte of a would-be surrogate (ED A0..BF) to refuse it.
+    pending = decoder.getstate()[0]
+    if len(pending) >= 2 and pending[0] == 0xED and pending[1] > 0x9F:
+        raise ProtocolError(CLOSE_INVALID_DATA, "invalid UTF-8 in text message")
+
+
+def _message(opcode: int, payload: bytes | bytearray) -> Event:
     if opcode == OP_BINARY:
-        return Binary(payload)
+        return Binary(bytes(payload))
     try:
         return Text(payload.decode("utf-8"))
     except UnicodeDecodeError:
@@ -311,4 +385,8 @@ def text_frame(text: str) -> bytes:
 def close_frame(code: int | None = CLOSE_NORMAL, reason: str = "") -> bytes:
     if code is None:
         return encode_frame(OP_CLOSE, b"")
-    return encode_frame(OP_CLOSE, code.to_bytes(2, "big") + reason.encode("utf-8")[:123])
+    encoded = reason.encode("utf-8")
+    if len(encoded) > 123:
+        # Cut at a character boundary: half a character would make the client fail the close itself.
+        encoded = encoded[:123].decode("utf-8", "ignore").encode("utf-8")
+    return encode_frame(OP_CLOSE, code.to_bytes(2, "big") + encoded)
