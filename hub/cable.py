@@ -14,10 +14,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import signing
-from .streams import NAVIGATOR, StreamRegistry, Subscriber, dumps
+from .streams import NAVIGATOR, StreamRegistry, Subscriber, SubscriptionLimitReached, dumps
 
 PUBSUB = "$pubsub"
 TURBO = "Turbo::StreamsChannel"
+# Longest stream name and Action Cable identifier accepted from a client, in UTF-8 bytes.
+MAX_STREAM_NAME_BYTES = 1024
+MAX_IDENTIFIER_BYTES = 4096
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 Log = Callable[..., None]
@@ -32,18 +35,41 @@ class Channel:
 class Policy:
     """Which subscriptions are allowed; rebuilt from configuration on reload."""
 
-    __slots__ = ("public_streams", "secret", "channels", "_signed", "_unsigned")
+    __slots__ = (
+        "public_streams",
+        "secret",
+        "channels",
+        "max_stream_name_bytes",
+        "max_identifier_bytes",
+        "_signed",
+        "_unsigned",
+    )
 
-    def __init__(self, public_streams: bool, secret: bytes | None, channels: Mapping[str, Channel]) -> None:
+    def __init__(
+        self,
+        public_streams: bool,
+        secret: bytes | None,
+        channels: Mapping[str, Channel],
+        max_stream_name_bytes: int = MAX_STREAM_NAME_BYTES,
+        max_identifier_bytes: int = MAX_IDENTIFIER_BYTES,
+    ) -> None:
         self.public_streams = public_streams
         self.secret = secret
         self.channels = dict(channels)
-        self._signed = _templates_pattern([c.stream for c in self.channels.values() if c.signed])
-        self._unsigned = _templates_pattern([c.stream for c in self.channels.values() if not c.signed])
+        self.max_stream_name_bytes = max_stream_name_bytes
+        self.max_identifier_bytes = max_identifier_bytes
+        self._signed = Templates([c.stream for c in self.channels.values() if c.signed])
+        self._unsigned = Templates([c.stream for c in self.channels.values() if not c.signed])
 
     def _signed_only(self, stream: str) -> bool:
         """Streams of signed channels are only ever reachable with a signature."""
-        return self._signed is not None and self._signed.fullmatch(stream) is not None
+        return self._signed.match(stream)
+
+    def stream_too_long(self, stream: str) -> bool:
+        return _longer_than(stream, self.max_stream_name_bytes)
+
+    def identifier_too_long(self, identifier: str) -> bool:
+        return _longer_than(identifier, self.max_identifier_bytes)
 
     def navigator_allowed(self, stream: str) -> str:
         """Why a raw Navigator-protocol subscribe to `stream` is refused, or "" when it is allowed.
@@ -52,9 +78,11 @@ class Policy:
         subscription could reach: streams of unsigned channels, or any other unsigned
         stream when public streams are on.
         """
+        if self.stream_too_long(stream):
+            return "stream name too long"
         if self._signed_only(stream):
             return "stream of a signed channel"
-        if self.public_streams or (self._unsigned is not None and self._unsigned.fullmatch(stream)):
+        if self.public_streams or self._unsigned.match(stream):
             return ""
         return "public streams are off"
 
@@ -69,6 +97,8 @@ class Policy:
                 name = params["stream_name"]
                 if not isinstance(name, str) or not name:
                     return None, "stream_name is not a string"
+                if self.stream_too_long(name):
+                    return None, "stream name too long"
                 if self._signed_only(name):
                     return None, "stream of a signed channel"
                 if not self.public_streams:
@@ -81,12 +111,18 @@ class Policy:
         stream, missing = fill(config.stream, params, query)
         if stream is None:
             return None, f"missing {missing}"
+        if self.stream_too_long(stream):
+            return None, "stream name too long"
         if config.signed:
             verified, why = self._verified(signed_name)
             if verified is None:
                 return None, why
             if verified != stream:
                 return None, "signed stream does not match"
+        elif self._signed_only(stream):
+            # An unsigned template can produce a signed channel's stream: room_{id} with id admin_7
+            # gives room_admin_7 of room_admin_{n}.
+            return None, "stream of a signed channel"
         return stream, ""
 
     def _verified(self, signed_name: Any) -> tuple[str | None, str]:
@@ -97,16 +133,56 @@ class Policy:
         stream = signing.verify(signed_name, self.secret)
         if stream is None:
             return None, "bad signature"
+        if self.stream_too_long(stream):
+            return None, "stream name too long"
         return stream, ""
 
 
-def _templates_pattern(templates: list[str]) -> re.Pattern[str] | None:
-    """A regex matching every stream the templates can produce."""
-    if not templates:
-        return None
-    # split() alternates literal text and placeholder names.
-    alternatives = ("".join(re.escape(p) if i % 2 == 0 else ".+" for i, p in enumerate(_PLACEHOLDER.split(t))) for t in templates)
-    return re.compile("|".join(f"(?:{a})" for a in alternatives))
+def _longer_than(text: str, limit: int) -> bool:
+    """Whether `text` is more than `limit` bytes in UTF-8, without encoding it when its length decides."""
+    if len(text) > limit:
+        return True
+    if len(text) * 4 <= limit:
+        return False
+    return len(text.encode("utf-8", "surrogatepass")) > limit
+
+
+class Templates:
+    """Matches stream names against {placeholder} templates in time linear in the name.
+
+    A placeholder stands for one or more characters of any kind, newlines included. Names come
+    from the network, so there is no regex here: `.+` per placeholder backtracks polynomially.
+    """
+
+    __slots__ = ("_exact", "_pieces")
+
+    def __init__(self, templates: list[str]) -> None:
+        # split() alternates literal text and placeholder names; keep the literals.
+        split = [_PLACEHOLDER.split(t)[::2] for t in templates]
+        self._exact = frozenset(p[0] for p in split if len(p) == 1)
+        self._pieces = tuple(tuple(p) for p in split if len(p) > 1)
+
+    def match(self, name: str) -> bool:
+        return name in self._exact or any(_fits(pieces, name) for pieces in self._pieces)
+
+
+def _fits(pieces: tuple[str, ...], name: str) -> bool:
+    """Whether `name` is pieces[0] X pieces[1] X ... X pieces[-1], each X non-empty.
+
+    Taking each middle literal at its leftmost place (after at least one character) is enough:
+    it ends no later than in any other match, which leaves the most room for what follows.
+    """
+    first, last = pieces[0], pieces[-1]
+    position = len(first)
+    end = len(name) - len(last)
+    if end <= position or not name.startswith(first) or not name.endswith(last):
+        return False
+    for literal in pieces[1:-1]:
+        found = name.find(literal, position + 1, end)
+        if found < 0:
+            return False
+        position = found + len(literal)
+    return position < end
 
 
 def _param_text(value: Any) -> str | None:
@@ -184,8 +260,8 @@ class ActionCableSession:
         self.ctx = ctx
         self.subscriber = subscriber
         self.query = query
-        # (identifier, stream) pairs: a tuple is far smaller than a dict for the usual one or two.
-        self.subs: tuple[tuple[str, str], ...] = ()
+        # identifier -> stream: O(1) subscribe and unsubscribe (issue: a tuple scan grew with every subscription).
+        self.subs: dict[str, str] = {}
 
     @staticmethod
     def welcome(sid: str) -> str:
@@ -201,6 +277,13 @@ class ActionCableSession:
         if not isinstance(identifier, str):
             self.ctx.log("ignored", why="identifier is not a string", command=str(command)[:64])
             return []
+        if self.ctx.policy.identifier_too_long(identifier):
+            if command == "subscribe":
+                # Rejected rather than ignored: Action Cable clients resend an unanswered subscribe.
+                self.ctx.log("subscription_rejected", identifier=identifier[:200], why="identifier too long", size=len(identifier))
+                return [_reply(identifier, "reject_subscription")]
+            self.ctx.log("ignored", why="identifier too long", command=str(command)[:64], size=len(identifier))
+            return []
         if command == "subscribe":
             return self._subscribe(identifier)
         if command == "unsubscribe":
@@ -212,7 +295,7 @@ class ActionCableSession:
         return []
 
     def _subscribe(self, identifier: str) -> list[str]:
-        if any(i == identifier for i, _ in self.subs):
+        if identifier in self.subs:
             return [_reply(identifier, "confirm_subscription")]
         params = _parse_object(identifier)
         if params is None:
@@ -225,23 +308,25 @@ class ActionCableSession:
         # Interned, so thousands of clients on the same channel share one identifier and stream object.
         identifier = sys.intern(identifier)
         stream = sys.intern(stream)
-        self.ctx.registry.add(stream, identifier, self.subscriber)
-        self.subs += ((identifier, stream),)
+        try:
+            self.ctx.registry.add(stream, identifier, self.subscriber)
+        except SubscriptionLimitReached as limit:
+            self.ctx.log("subscription_rejected", identifier=identifier[:200], why=str(limit))
+            return [_reply(identifier, "reject_subscription")]
+        self.subs[identifier] = stream
         self.ctx.log("subscribed", stream=stream)
         return [_reply(identifier, "confirm_subscription")]
 
     def _unsubscribe(self, identifier: str) -> None:
-        kept = tuple(pair for pair in self.subs if pair[0] != identifier)
-        for i, stream in self.subs:
-            if i == identifier:
-                self.ctx.registry.remove(stream, i, self.subscriber)
-                self.ctx.log("unsubscribed", stream=stream)
-        self.subs = kept
+        stream = self.subs.pop(identifier, None)
+        if stream is not None:
+            self.ctx.registry.remove(stream, identifier, self.subscriber)
+            self.ctx.log("unsubscribed", stream=stream)
 
     def close(self) -> None:
-        for identifier, stream in self.subs:
+        for identifier, stream in self.subs.items():
             self.ctx.registry.remove(stream, identifier, self.subscriber)
-        self.subs = ()
+        self.subs = {}
 
 
 def _reply(identifier: str, kind: str) -> str:
@@ -256,7 +341,7 @@ class NavigatorSession:
     def __init__(self, ctx: Context, subscriber: Subscriber) -> None:
         self.ctx = ctx
         self.subscriber = subscriber
-        self.subs: tuple[str, ...] = ()
+        self.subs: set[str] = set()
 
     def receive(self, text: str) -> list[str]:
         message = _parse_object(text)
@@ -273,21 +358,25 @@ class NavigatorSession:
         if kind == "unsubscribe":
             if stream in self.subs:
                 self.ctx.registry.remove(stream, NAVIGATOR, self.subscriber)
-                self.subs = tuple(s for s in self.subs if s != stream)
+                self.subs.discard(stream)
                 self.ctx.log("unsubscribed", stream=stream)
             return []
         refusal = self.ctx.policy.navigator_allowed(stream)
         if refusal:
-            self.ctx.log("subscription_rejected", stream=stream, why=refusal)
+            self.ctx.log("subscription_rejected", stream=stream[:200], why=refusal)
             return []
         if stream not in self.subs:
             stream = sys.intern(stream)
-            self.ctx.registry.add(stream, NAVIGATOR, self.subscriber)
-            self.subs += (stream,)
+            try:
+                self.ctx.registry.add(stream, NAVIGATOR, self.subscriber)
+            except SubscriptionLimitReached as limit:
+                self.ctx.log("subscription_rejected", stream=stream[:200], why=str(limit))
+                return []
+            self.subs.add(stream)
             self.ctx.log("subscribed", stream=stream)
         return ['{"type":"subscribed","stream":' + dumps(stream) + "}"]
 
     def close(self) -> None:
         for stream in self.subs:
             self.ctx.registry.remove(stream, NAVIGATOR, self.subscriber)
-        self.subs = ()
+        self.subs = set()

@@ -38,6 +38,7 @@ class Limits:
     handshake_timeout_seconds: float = 10.0
     output_buffer_bytes: int = 262144
     shutdown_timeout_seconds: float = 30.0
+    max_subscriptions_per_connection: int = 1000
 
 
 @dataclass(frozen=True, slots=True)
