@@ -11,6 +11,8 @@ import asyncio
 import json
 import os
 import signal
+import socket
+import struct
 import time
 from collections.abc import Iterable
 from dataclasses import replace
@@ -29,6 +31,18 @@ NAVIGATOR_PING_SECONDS = 30.0
 NAVIGATOR_SILENCE_SECONDS = 60.0
 NAVIGATOR_PING = frames.text_frame('{"type":"ping"}')
 TEXT_HEADERS = [(b"content-type", b"text/plain; charset=utf-8")]
+# A plain HTTP connection stops being read while this much of our output waits for its peer
+# (asyncio's pause_writing/resume_writing), so pipelined requests cannot queue responses without end.
+HTTP_OUTPUT_HIGH_WATER = 65536
+HTTP_OUTPUT_LOW_WATER = 16384
+# Closing connections are aborted after limits.handshake_timeout_seconds: the peer had that long to
+# read what was left for it (the same bound a client has to finish its handshake or answer a close).
+_LINGER_RESET = struct.pack("ii", 1, 0)
+# Every accepted socket counts: WebSocket upgrades stop at limits.max_connections, and this many more
+# are kept for plain HTTP (health checks, broadcasts, metrics); sockets beyond are dropped at once.
+SOCKET_RESERVE = 64
+# Refused sockets and failed accepts are logged at most once per this many seconds, with a count.
+REFUSAL_LOG_SECONDS = 10.0
 
 
 def _is_loopback(peer: Any) -> bool:
@@ -39,7 +53,7 @@ def _is_loopback(peer: Any) -> bool:
 class HttpState:
     """Only exists until a connection upgrades (or for plain HTTP requests)."""
 
-    __slots__ = ("conn", "request", "body", "body_size", "timer")
+    __slots__ = ("conn", "request", "body", "body_size", "timer", "must_close")
 
     def __init__(self, timer: asyncio.TimerHandle) -> None:
         self.conn = h11.Connection(h11.SERVER)
@@ -47,12 +61,14 @@ class HttpState:
         self.body: list[bytes] | None = None
         self.body_size = 0
         self.timer = timer
+        # Content-Length and Transfer-Encoding together: answer, then close (RFC 9112 6.3).
+        self.must_close = False
 
 
 class Connection(asyncio.Protocol):
     """One TCP connection: HTTP until it upgrades, then WebSocket frames."""
 
-    __slots__ = ("hub", "transport", "number", "http", "parser", "session", "seen")
+    __slots__ = ("hub", "transport", "number", "http", "parser", "session", "seen", "closer", "write_paused", "read_paused")
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
@@ -63,6 +79,9 @@ class Connection(asyncio.Protocol):
         # None once the WebSocket is closing: nothing more is delivered to it.
         self.session: ActionCableSession | NavigatorSession | None = None
         self.seen = 0.0
+        self.closer: asyncio.TimerHandle | None = None  # aborts the transport if closing takes too long
+        self.write_paused = False
+        self.read_paused = False
 
     # --- asyncio callbacks ------------------------------------------------------------
 
@@ -70,9 +89,14 @@ class Connection(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         hub = self.hub
+        if len(hub.sockets) >= hub.config.limits.max_connections + SOCKET_RESERVE:
+            hub.refuse_socket()
+            transport.abort()
+            return
         hub.opened += 1
         self.number = hub.opened
         hub.sockets.add(self)
+        transport.set_write_buffer_limits(HTTP_OUTPUT_HIGH_WATER, HTTP_OUTPUT_LOW_WATER)
         self.http = HttpState(hub.loop.call_later(hub.config.limits.handshake_timeout_seconds, self._handshake_expired))
 
     def data_received(self, data: bytes) -> None:
@@ -84,11 +108,35 @@ class Connection(asyncio.Protocol):
     def eof_received(self) -> bool | None:
         if self.session is not None:
             self._end_session()
+        self._close()
         return None  # the transport closes our side too
+
+    def pause_writing(self) -> None:
+        """Our peer does not read: a plain HTTP connection is not read either until it does."""
+        self.write_paused = True
+        if self.http is not None and self.transport is not None and not self.read_paused:
+            self.read_paused = True
+            self.hub.http_read_pauses += 1
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        transport = self.transport
+        if self.read_paused and transport is not None:
+            self.read_paused = False
+            if not transport.is_closing():
+                transport.resume_reading()
+            if self.http is not None:
+                self._http_process()  # requests already received and not yet answered
 
     def connection_lost(self, exc: Exception | None) -> None:
         hub = self.hub
+        if self not in hub.sockets:
+            return  # refused in connection_made
         hub.sockets.discard(self)
+        if self.closer is not None:
+            self.closer.cancel()
+            self.closer = None
         if self.http is not None:
             self.http.timer.cancel()
             self.http = None
@@ -98,6 +146,34 @@ class Connection(asyncio.Protocol):
             hub.log("disconnected", conn=self.number)
             self.parser = None
         hub.connection_gone()
+
+    # --- closing ------------------------------------------------------------------------
+
+    def _close(self) -> None:
+        """Close once what is queued is sent, but give a peer that does not read only a bounded time."""
+        transport = self.transport
+        if transport is None:
+            return
+        transport.close()
+        self._abort_later()
+
+    def _abort_later(self) -> None:
+        if self.closer is None:
+            self.closer = self.hub.loop.call_later(self.hub.config.limits.handshake_timeout_seconds, self._abort)
+
+    def _abort(self) -> None:
+        """Drop the connection and what is queued for it; a reset frees the kernel's copy too."""
+        self.closer = None
+        transport = self.transport
+        if transport is None:
+            return
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+            except OSError:
+                pass
+        transport.abort()
 
     # --- HTTP ---------------------------------------------------------------------------
 
@@ -111,12 +187,26 @@ class Connection(asyncio.Protocol):
         assert http is not None
         try:
             http.conn.receive_data(data)
+        except h11.RemoteProtocolError as error:
+            self._bad_request(http, error)
+            return
+        self._http_process()
+
+    def _http_process(self) -> None:
+        """Handle the requests h11 holds, until it needs more data or our peer stops reading."""
+        http = self.http
+        assert http is not None
+        try:
             while self.http is not None:
+                if self.write_paused:
+                    return  # resume_writing continues from here
                 event = http.conn.next_event()
                 if event is h11.NEED_DATA or event is h11.PAUSED:
                     return
                 if isinstance(event, h11.Request):
                     http.request = event
+                    names = {name for name, _ in event.headers}
+                    http.must_close = b"content-length" in names and b"transfer-encoding" in names
                     is_broadcast = event.target.split(b"?", 1)[0] == self.hub.broadcast_path
                     http.body = [] if is_broadcast else None
                     http.body_size = 0
@@ -134,14 +224,17 @@ class Connection(asyncio.Protocol):
                 elif isinstance(event, h11.EndOfMessage):
                     self._request_complete()
                 elif isinstance(event, h11.ConnectionClosed):
-                    self.transport.close()  # type: ignore[union-attr]
+                    self._close()
                     return
         except h11.RemoteProtocolError as error:
-            self.hub.log("bad_request", level="warn", conn=self.number, error=str(error))
-            if http.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-                self._respond(error.error_status_hint, b"bad request\n", close=True)
-            else:
-                self.transport.abort()  # type: ignore[union-attr]
+            self._bad_request(http, error)
+
+    def _bad_request(self, http: HttpState, error: h11.RemoteProtocolError) -> None:
+        self.hub.log("bad_request", level="warn", conn=self.number, error=str(error))
+        if http.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+            self._respond(error.error_status_hint, b"bad request\n", close=True)
+        else:
+            self.transport.abort()  # type: ignore[union-attr]
 
     def _broadcast_started(self, request: h11.Request) -> None:
         """Refuse from the head alone what must not be read (the body may be large or unwanted)."""
@@ -193,6 +286,7 @@ class Connection(asyncio.Protocol):
         if not any(name == b"content-type" for name, _ in all_headers):
             all_headers += TEXT_HEADERS
         all_headers.append((b"content-length", str(len(body)).encode()))
+        close = close or http.must_close
         if close:
             all_headers.append((b"connection", b"close"))
         conn = http.conn
@@ -203,7 +297,7 @@ class Connection(asyncio.Protocol):
         data += conn.send(h11.EndOfMessage())
         transport.write(data)
         if conn.our_state is h11.MUST_CLOSE or close or conn.their_state is not h11.DONE:
-            transport.close()
+            self._close()
             self.http = None
             http.timer.cancel()
             return
@@ -258,7 +352,9 @@ class Connection(asyncio.Protocol):
                         for reply in session.receive(event.data):
                             self.send_frame(frames.text_frame(reply))
                 elif isinstance(event, Ping):
-                    self._write(frames.encode_frame(frames.OP_PONG, event.data))
+                    # Under the slow-client policy like any frame: a ping flood from a client
+                    # that never reads must not queue pongs without end.
+                    self.send_frame(frames.encode_frame(frames.OP_PONG, event.data))
                 elif isinstance(event, Close):
                     self._close_received(event)
                 elif isinstance(event, Binary):
@@ -267,15 +363,17 @@ class Connection(asyncio.Protocol):
             self.hub.log("protocol_error", level="warn", conn=self.number, code=error.code, error=error.reason)
             self.close_websocket(error.code, error.reason)
             # Failing the connection (RFC 6455 7.1.7) does not wait for the client's close frame.
-            self.transport.close()  # type: ignore[union-attr]
+            self._close()
 
     def _close_received(self, event: Close) -> None:
         if self.session is not None:
             self._end_session()
             self._write(frames.close_frame(event.code))
-        self.transport.close()  # type: ignore[union-attr]
+        self._close()
 
     def _write(self, frame: bytes) -> None:
+        """Frames that end a session (a disconnect message, a close frame): at most once per connection,
+        so they need no check of the backlog; everything else goes through send_frame."""
         transport = self.transport
         if transport is not None and not transport.is_closing():
             self.hub.bytes_sent += len(frame)
@@ -318,9 +416,7 @@ class Connection(asyncio.Protocol):
             self._write(frames.text_frame(disconnect_message(disconnect, reconnect)))
         self._end_session()
         self._write(frames.close_frame(code, reason))
-        transport = self.transport
-        assert transport is not None
-        self.hub.loop.call_later(self.hub.config.limits.handshake_timeout_seconds, transport.abort)
+        self._abort_later()
 
 
 class Hub:
@@ -331,7 +427,7 @@ class Hub:
         self.overrides = overrides
         self.log = log
         self.loop = loop
-        self.registry = StreamRegistry()
+        self.registry = StreamRegistry(config.limits.max_subscriptions_per_connection)
         self.context = Context(self._policy(config), self.registry, log)
         self.sockets: set[Connection] = set()
         self.cable: set[Connection] = set()
@@ -342,6 +438,11 @@ class Hub:
         self.deliveries = 0
         self.failed_broadcasts = 0
         self.slow_disconnects = 0
+        self.http_read_pauses = 0
+        self.refused_sockets = 0
+        self.accept_failures = 0
+        self._refusals_logged = (0, 0)  # (refused, failed accepts) at the last log line
+        self._refusal_log_at = -REFUSAL_LOG_SECONDS
         self.bytes_sent = 0
         self.server: asyncio.Server | None = None
         self.stopping = False
@@ -357,13 +458,37 @@ class Hub:
 
     def _apply_config(self, config: HubConfig) -> None:
         self.output_buffer_bytes = config.limits.output_buffer_bytes
+        self.registry.max_subscriptions_per_connection = config.limits.max_subscriptions_per_connection
         self.cable_path = config.cable_path.encode()
         self.broadcast_path = config.broadcast_path.encode()
         self.health_path = config.health_path.encode()
 
     # --- lifecycle -----------------------------------------------------------------------
 
+    def refuse_socket(self) -> None:
+        self.refused_sockets += 1
+        self._log_refusals()
+
+    def _log_refusals(self) -> None:
+        """One line per interval however many sockets are refused or accepts fail (not one per socket)."""
+        now = self.loop.time()
+        if now - self._refusal_log_at < REFUSAL_LOG_SECONDS:
+            return
+        self._refusal_log_at = now
+        refused, failed = self.refused_sockets - self._refusals_logged[0], self.accept_failures - self._refusals_logged[1]
+        self._refusals_logged = (self.refused_sockets, self.accept_failures)
+        self.log("sockets_refused", level="warn", refused=refused, accept_failures=failed, open=len(self.sockets))
+
+    def _exception_handler(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """asyncio logs a traceback for every failed accept (EMFILE, ENFILE, ...): count them instead."""
+        if isinstance(context.get("exception"), OSError) and "accept" in str(context.get("message", "")):
+            self.accept_failures += 1
+            self._log_refusals()
+            return
+        loop.default_exception_handler(context)
+
     async def start(self) -> tuple[str, int]:
+        self.loop.set_exception_handler(self._exception_handler)
         self.server = await self.loop.create_server(
             lambda: Connection(self), self.config.host, self.config.port, reuse_address=True, backlog=1024
         )
@@ -428,7 +553,7 @@ class Hub:
         self._disconnect_all(frames.CLOSE_GOING_AWAY, "server restart", "server_restart", reconnect=True)
         for conn in tuple(self.sockets):
             if conn.http is not None and conn.transport is not None:
-                conn.transport.close()
+                conn._close()
         self.loop.call_later(self.config.limits.shutdown_timeout_seconds, self._force_stop)
         self.connection_gone()
 
@@ -494,6 +619,10 @@ class Hub:
             ("hub_failed_broadcasts_total", "counter", "Broadcast requests refused.", self.failed_broadcasts),
             ("hub_slow_client_disconnects_total", "counter", "Clients disconnected as too slow.", self.slow_disconnects),
             ("hub_bytes_sent_total", "counter", "WebSocket bytes written to clients.", self.bytes_sent),
+            ("hub_refused_sockets_total", "counter", "Sockets dropped at accept: max_connections plus the reserve were open.", self.refused_sockets),
+            ("hub_accept_failures_total", "counter", "Failed accepts (such as running out of descriptors).", self.accept_failures),
+            ("hub_sockets", "gauge", "Accepted TCP connections, plain HTTP and closing ones included.", len(self.sockets)),
+            ("hub_http_read_pauses_total", "counter", "Times a plain HTTP connection stopped being read because its peer did not read.", self.http_read_pauses),
         ]
         return "".join(f"# HELP {n} {h}\n# TYPE {n} {t}\n{n} {v}\n" for n, t, h, v in rows)
 
