@@ -79,3 +79,26 @@ def test_verify_never_raises(value: str) -> None:
 def test_same_secret_compares_bytes() -> None:
     assert signing.same_secret(b"abc", b"abc")
     assert not signing.same_secret(b"abc", b"abd")
+
+
+def test_signatures_and_broadcast_keys_are_compared_in_constant_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plain == would leak, through timing, how much of a forged signature or key is right.
+
+    No timing test can show that reliably, so this records what the comparisons go through:
+    replacing hmac.compare_digest with ==/!= in signing.py fails here.
+    """
+    compared: list[tuple[bytes, bytes]] = []
+    real = hmac.compare_digest
+
+    def recording(a: bytes, b: bytes) -> bool:
+        compared.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(signing.hmac, "compare_digest", recording)
+    signed = FROM_RAILS["chat:1"]
+    assert signing.verify(signed, b"s3cr3t") == "chat:1"
+    assert signing.verify(signed[:-1] + "0", b"s3cr3t") is None
+    assert signing.same_secret(b"key", b"key") is True
+    assert signing.same_secret(b"kez", b"key") is False
+    assert len(compared) == 4
+    assert compared[2] == (b"key", b"key") and compared[3] == (b"kez", b"key")
