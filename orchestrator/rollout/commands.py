@@ -82,10 +82,7 @@ def run(options: argparse.Namespace) -> int:
     except RenderError as error:
         print(f"render failed, nothing deployed: {error}", file=sys.stderr)
         return EXIT_RENDER_FAILED
-    except LockHeld as error:
-        print(f"{options.command} not started: {error}", file=sys.stderr)
-        return EXIT_REFUSED
-    except Refused as error:
+    except (LockHeld, Refused) as error:  # LockHeld before JournalError, its base
         print(f"{options.command} not started: {error}", file=sys.stderr)
         return EXIT_REFUSED
     except JournalError as error:
