@@ -298,26 +298,18 @@ def test_a_database_with_another_application_id_is_refused(state_dir: Path) -> N
     assert str(raised.value) == f"{path} is not a rollout journal (it is another SQLite database)"
 
 
-def test_a_database_of_a_newer_version_is_refused(state_dir: Path) -> None:
+@pytest.mark.parametrize(("version", "problem"), [
+    (2, "was written by a newer version of this program (journal schema 2; this one reads schema 1)"),
+    (0, "has an unknown journal schema version 0"),
+])
+def test_a_journal_of_another_schema_version_is_refused(state_dir: Path, version: int, problem: str) -> None:
     Journal.open(state_dir).close()
     path = state_dir / JOURNAL_FILE
     with raw(path) as db:
-        db.execute("PRAGMA user_version = 2")
+        db.execute(f"PRAGMA user_version = {version}")
     with pytest.raises(JournalError) as raised:
         Journal.open(state_dir)
-    assert str(raised.value) == (
-        f"{path} was written by a newer version of this program (journal schema 2; this one reads schema 1)"
-    )
-
-
-def test_a_journal_without_a_schema_version_is_refused(state_dir: Path) -> None:
-    Journal.open(state_dir).close()
-    path = state_dir / JOURNAL_FILE
-    with raw(path) as db:
-        db.execute("PRAGMA user_version = 0")
-    with pytest.raises(JournalError) as raised:
-        Journal.open(state_dir)
-    assert str(raised.value) == f"{path} has an unknown journal schema version 0"
+    assert str(raised.value) == f"{path} {problem}"
 
 
 def test_a_journal_file_that_cannot_be_opened_is_refused(state_dir: Path) -> None:
