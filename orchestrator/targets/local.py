@@ -40,9 +40,6 @@ class LocalTarget:
     def home(self, key: RegionKey) -> Path:
         return self.root / key.environment / key.region
 
-    def homes(self) -> list[Path]:
-        return sorted(path for path in self.root.glob("*/*") if path.is_dir())
-
     def operations(self, key: RegionKey, current: RegionState | None, desired: RegionState) -> tuple[Operation, ...]:
         config = self.home(key) / "config"
         writes: list[Operation] = [WriteFile(str(config / name), text) for name, text in sorted(desired.files.items())]
@@ -104,9 +101,6 @@ class LocalTarget:
 
     def memory_command(self, key: RegionKey) -> Command:
         return Command((*LOCALCTL, "rss", "--home", str(self.home(key))), f"read memory of {key}", timeout_seconds=15)
-
-    def stop_command(self, home: Path) -> Command:
-        return Command((*LOCALCTL, "stop", "--home", str(home)), f"stop {home.parent.name}/{home.name}")
 
     def close(self) -> None:
         """Nothing to release: the region's processes outlive the command on purpose."""
