@@ -79,9 +79,10 @@ class Command:
     label: str
     env_names: tuple[str, ...] = ()
     timeout_seconds: float = 60.0
+    host: str = ""  # where it runs, when that is not this machine (shown, not used to connect)
 
     def display(self) -> str:
-        shown = shlex.join(self.argv)
+        shown = _on_host(self.host, shlex.join(self.argv))
         return f"{shown}  (reads {', '.join(self.env_names)} from the environment)" if self.env_names else shown
 
 
@@ -91,13 +92,18 @@ class WriteFile:
 
     path: str
     text: str = field(repr=False)
+    host: str = ""
 
     @property
     def label(self) -> str:
         return f"write {self.path}"
 
     def display(self) -> str:
-        return f"write {self.path} (sha256 {content_hash(self.text)[:12]}, {len(self.text.encode())} bytes)"
+        return _on_host(self.host, f"write {self.path} (sha256 {content_hash(self.text)[:12]}, {len(self.text.encode())} bytes)")
+
+
+def _on_host(host: str, shown: str) -> str:
+    return f"{host}: {shown}" if host else shown
 
 
 Operation = WriteFile | Command

@@ -297,20 +297,22 @@ def build_operations(
 ) -> tuple[Operation, ...]:
     """The writes, the removal of files the new state no longer has, then reload (or restart)."""
     key = where.key
+    shown_host = str(where.endpoint)
     operations: list[Operation] = [
-        WriteFile(where.path_of(name), text) for name, text in sorted(desired.files.items())
+        WriteFile(where.path_of(name), text, host=shown_host) for name, text in sorted(desired.files.items())
     ]
     stale = sorted(set(current.files) - set(desired.files)) if current else []
     if stale:
         operations.append(Command(
             ("rm", "-f", "--", *(where.path_of(name) for name in stale)),
             f"remove {', '.join(stale)} of the old mode on {where.host}",
-            timeout_seconds=where.command_timeout,
+            timeout_seconds=where.command_timeout, host=shown_host,
         ))
     action = "restart" if needs_restart(current, desired) else "reload"
     command = where.restart_command if action == "restart" else where.reload_command
     operations.append(Command(
         ("sh", "-c", command), f"{action} {key} on {where.host}", env_names=env_names, timeout_seconds=where.command_timeout,
+        host=shown_host,
     ))
     return tuple(operations)
 
@@ -644,11 +646,12 @@ class SshTarget:
         where = self.where(key)
         argv, env_names = publish_argv(self.inventory, where, self._mode(key), stream, data_json)
         return Command(argv, f"publish a probe on {key} from {where.host}", env_names=env_names,
-                       timeout_seconds=PROBE_TIMEOUT_SECONDS)
+                       timeout_seconds=PROBE_TIMEOUT_SECONDS, host=str(where.endpoint))
 
     def memory_command(self, key: RegionKey) -> Command:
         where = self.where(key)
-        return Command(memory_argv(where), f"read memory of {key} on {where.host}", timeout_seconds=PROBE_TIMEOUT_SECONDS)
+        return Command(memory_argv(where), f"read memory of {key} on {where.host}", timeout_seconds=PROBE_TIMEOUT_SECONDS,
+                       host=str(where.endpoint))
 
     # --- connections ---
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.cli import main as orchestrate_main
 from orchestrator.errors import InputError
 from orchestrator.inventory import load_inventory
 from orchestrator.rollout.model import Command, RegionKey, WriteFile
@@ -474,6 +475,20 @@ def test_probes_run_on_the_host_against_its_loopback(target: SshTarget) -> None:
     memory = target.memory_command(ams)
     assert memory.argv == ("python3", "-c", MEMORY_SCRIPT, "/tmp/navigator.pid")
     assert memory.label == "read memory of production/ams on ams.example.net"
+
+
+def test_rollout_dry_run_of_showcase_prints_each_operation_with_its_host(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = orchestrate_main(["rollout", str(REPO / "inventories" / "showcase.yml"), "--region", "ord", "--target", "ssh",
+                             "--dry-run", "--state", str(tmp_path), "--force", "--reason", "test"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "target     ssh" in out
+    host = "deploy@ord.showcase.example port 22"
+    for name in ("hub.yml", "navigator.yml", "render.json"):
+        assert f"      {host}: write /etc/navigator/{name} (sha256 " in out
+    assert f"      {host}: sh -c 'sudo systemctl restart navigator'  (reads CABLE_SIGNING_SECRET from the environment)\n" in out
+    assert f"        {host}: sh -c 'navigator -s reload'" in out  # the quick rollback reloads: same side processes
+    assert not list(tmp_path.iterdir()), "a dry run writes nothing, not even the journal"
 
 
 def test_the_front_port_is_per_region_then_per_environment_then_app_listen(target: SshTarget, tmp_path: Path) -> None:
