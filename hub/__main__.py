@@ -44,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     # Imported only now, after the modules above are marked absent.
     import asyncio
 
-    from .config import ConfigError, Overrides, load, parse_channel_flag
+    from .config import Overrides, load, parse_channel_flag
+    from .errors import InputError
     from .log import Logger
     from .server import serve
 
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
             channels=channels,
         )
         config = load(args.config, overrides)
-    except ConfigError as error:
+    except InputError as error:
         for problem in error.problems:
             print(f"cable-hub: {problem}", file=sys.stderr)
         return 2

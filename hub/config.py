@@ -12,22 +12,23 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-
-from orchestrator.errors import InputError
-from orchestrator.resources import data_dir
-from orchestrator.yaml_loader import load_yaml_file
-
 from .cable import Channel, template_problem
+from .errors import InputError
+from .yaml_loader import load_yaml_file
+
+
+def _schema_path() -> str:
+    """hub.schema.json: beside the hub where it ships alone (the image), else in schema/ of a checkout or wheel."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    top = os.path.dirname(here)
+    candidates = [os.path.join(here, "hub.schema.json"), os.path.join(top, "schema", "hub.schema.json"),
+                  os.path.join(top, "orchestrator", "schema", "hub.schema.json")]
+    return next((path for path in candidates if os.path.exists(path)), candidates[1])
+
 
 # os.path rather than pathlib: pathlib and what it imports cost ~0.9 MB of resident memory.
-SCHEMA_PATH = os.path.join(data_dir("schema"), "hub.schema.json")
+SCHEMA_PATH = _schema_path()
 CHANNEL_NAME = re.compile(r"^[A-Z][A-Za-z0-9_]*(::[A-Z][A-Za-z0-9_]*)*$")
-
-
-class ConfigError(Exception):
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(sorted(problems)))
-        self.problems = sorted(problems)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,10 +135,7 @@ def schema_errors(value: Any, schema: Mapping[str, Any], path: str = "") -> list
 
 def _read_yaml(path: str) -> Any:
     """The project's one strict loader: duplicate keys and YAML 1.1 surprises are errors, as for the orchestrator."""
-    try:
-        return load_yaml_file(path).data
-    except InputError as error:
-        raise ConfigError(error.problems) from None
+    return load_yaml_file(path).data
 
 
 def _section(doc: Mapping[str, Any], key: str, file: str, problems: list[str]) -> Mapping[str, Any]:
@@ -176,7 +174,7 @@ def read_navigator(path: str) -> dict[str, Any]:
     if doc is None:
         doc = {}
     if not isinstance(doc, dict):
-        raise ConfigError([f"{path}: expected a mapping at the top level"])
+        raise InputError([f"{path}: expected a mapping at the top level"])
     problems: list[str] = []
     server = _section(doc, "server", path, problems)
     cable = _section(doc, "cable", path, problems)
@@ -200,7 +198,7 @@ def read_navigator(path: str) -> dict[str, Any]:
         "broadcast_path": _path_value(cable, "broadcast_path", "/_broadcast", f"{path}: cable.broadcast_path", problems),
     }
     if problems:
-        raise ConfigError(problems)
+        raise InputError(problems)
     return values
 
 
@@ -212,10 +210,10 @@ def read_hub_options(path: str, environ: Mapping[str, str]) -> dict[str, Any]:
         with open(SCHEMA_PATH, encoding="utf-8") as f:
             schema = json.load(f)
     except OSError as error:
-        raise ConfigError([f"{SCHEMA_PATH}: cannot read the hub.yml schema: {error.strerror}"]) from None
+        raise InputError([f"{SCHEMA_PATH}: cannot read the hub.yml schema: {error.strerror}"]) from None
     problems = [f"{path}: {error}" for error in schema_errors(doc, schema)]
     if problems:
-        raise ConfigError(problems)
+        raise InputError(problems)
     values: dict[str, Any] = {}
     if "public_streams" in doc:
         values["public_streams"] = doc["public_streams"]
@@ -228,7 +226,7 @@ def read_hub_options(path: str, environ: Mapping[str, str]) -> dict[str, Any]:
         if (why := template_problem(spec["stream"]))
     ]
     if problems:
-        raise ConfigError(problems)
+        raise InputError(problems)
     values["channels"] = {
         name: Channel(spec["stream"], bool(spec.get("signed", False))) for name, spec in channels.items()
     }
@@ -243,16 +241,16 @@ def read_hub_options(path: str, environ: Mapping[str, str]) -> dict[str, Any]:
                 problems.append(f"{path}: {key}: environment variable {doc[key]} is not set")
             values[target] = secret.encode("utf-8")
     if problems:
-        raise ConfigError(problems)
+        raise InputError(problems)
     return values
 
 
 def parse_channel_flag(text: str, signed: bool) -> tuple[str, Channel]:
     name, sep, template = text.partition("=")
     if not sep or not CHANNEL_NAME.match(name) or not template:
-        raise ConfigError([f"--channel {text}: expected NAME=STREAM_TEMPLATE with a channel class name"])
+        raise InputError([f"--channel {text}: expected NAME=STREAM_TEMPLATE with a channel class name"])
     if why := template_problem(template):
-        raise ConfigError([f"--channel {text}: {why}"])
+        raise InputError([f"--channel {text}: {why}"])
     return name, Channel(template, signed)
 
 
@@ -270,10 +268,10 @@ def load(navigator_path: str, overrides: Overrides, environ: Mapping[str, str] |
     for read in readers:  # both files are checked, so every problem is reported in one go
         try:
             values.update(read())
-        except ConfigError as error:
+        except InputError as error:
             problems.extend(error.problems)
     if problems:
-        raise ConfigError(problems)
+        raise InputError(problems)
     if overrides.port is not None:
         values["port"] = overrides.port
     if overrides.public_streams is not None:

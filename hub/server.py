@@ -22,7 +22,8 @@ import h11
 
 from . import frames, signing
 from .cable import ActionCableSession, Context, NavigatorSession, Policy, disconnect_message
-from .config import ConfigError, HubConfig, Overrides, load
+from .config import HubConfig, Overrides, load
+from .errors import InputError
 from .frames import Binary, Close, FrameParser, HandshakeError, Ping, ProtocolError, Text
 from .log import Logger
 from .streams import StreamRegistry
@@ -520,7 +521,7 @@ class Hub:
     def reload(self) -> None:
         try:
             config = load(self.config.navigator_path, self.overrides)
-        except (ConfigError, ValueError) as error:
+        except (InputError, ValueError) as error:
             self.log("reload_failed", level="error", error=str(error))
             return
         old = self.config

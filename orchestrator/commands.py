@@ -12,7 +12,7 @@ from orchestrator.inventory import load_inventory, mode_problems
 from orchestrator.model import Inventory, RegionSettings
 from orchestrator.render.files import recorded_settings, regions_by_mode, render_environment, select_settings
 from orchestrator.render.image import REGION_SETTINGS
-from orchestrator.yaml_loader import read_text_file
+from hub.yaml_loader import read_text_file
 
 
 def run(options: argparse.Namespace) -> int:

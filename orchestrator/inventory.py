@@ -44,7 +44,7 @@ from orchestrator.model import (
 from orchestrator.schema_check import format_path, schema_problems
 from orchestrator.tenant_env import TENANT_FIELDS
 from orchestrator.tenants import inline_tenants, load_showcases
-from orchestrator.yaml_loader import LoadedYaml, Path_, parse_yaml_file
+from hub.yaml_loader import LoadedYaml, Path_, parse_yaml_file
 
 INVENTORY_SCHEMA = "inventory.schema.json"
 NAVIGATOR_SCHEMA = "navigator.schema.json"

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:  # the CLI reads MODES from here before it knows whether any YAML will be loaded
-    from orchestrator.yaml_loader import LoadedYaml
+    from hub.yaml_loader import LoadedYaml
 
 Mode = Literal["action_cable", "anycable", "integrated"]
 MODES: tuple[Mode, ...] = ("action_cable", "anycable", "integrated")

@@ -2,7 +2,6 @@
 
 A checkout (and an editable install) keeps them at the top of the repository;
 a wheel carries them inside the orchestrator package (see pyproject.toml).
-Only os.path is used: the hub imports this too and counts every megabyte.
 """
 
 from __future__ import annotations

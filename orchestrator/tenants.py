@@ -12,7 +12,7 @@ from typing import Any
 
 from orchestrator.errors import InputError
 from orchestrator.model import ShippedFile, Tenant
-from orchestrator.yaml_loader import LoadedYaml, load_yaml_text, read_text_file
+from hub.yaml_loader import LoadedYaml, load_yaml_text, read_text_file
 
 _SLUG_CHARACTERS = set("abcdefghijklmnopqrstuvwxyz0123456789-")
 

@@ -17,7 +17,7 @@ from orchestrator.render.navigator_config import CGI_SCRIPT_VARIABLE, NAVIGATOR_
 from orchestrator.yaml_out import dump_sections
 from orchestrator.schema_check import format_path, schema_problems
 from orchestrator.templates import render_template
-from orchestrator.yaml_loader import load_yaml_text
+from hub.yaml_loader import load_yaml_text
 
 # Output file -> template, for files rendered from a template with the image context.
 IMAGE_TEMPLATES = {

@@ -22,7 +22,7 @@ from orchestrator.errors import InputError
 from orchestrator.rollout.model import Command, Operation, RegionKey, RegionState, WriteFile
 from orchestrator.targets import localctl
 from orchestrator.targets.base import CommandResult, TargetError
-from orchestrator.yaml_loader import load_yaml_text
+from hub.yaml_loader import load_yaml_text
 
 LOCALCTL = (sys.executable, "-m", "orchestrator.targets.localctl")
 # A restart waits for every process of the region to answer; Puma with Rails takes a few seconds.

@@ -92,7 +92,7 @@ def _read_json(path: str) -> Any:
 def _read_yaml(path: str) -> Any:
     # Imported here: `rss` and `stop` need no YAML, and each command line start counts in a rollout's gates.
     from orchestrator.errors import InputError
-    from orchestrator.yaml_loader import load_yaml_file
+    from hub.yaml_loader import load_yaml_file
 
     if not os.path.exists(path):
         raise BadInput(f"{path}: missing")

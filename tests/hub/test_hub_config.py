@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hub.cable import Channel
-from hub.config import SCHEMA_PATH, ConfigError, Overrides, load, parse_channel_flag, parse_listen, schema_errors
+from hub.errors import InputError
+from hub.config import SCHEMA_PATH, Overrides, load, parse_channel_flag, parse_listen, schema_errors
 from hub.log import Logger
 from hub.server import Hub, _is_loopback
 
@@ -27,7 +28,7 @@ def write(tmp_path, navigator: str, hub: str | None = None):
 
 
 def problems(path: str, overrides: Overrides = Overrides(), environ: dict | None = None) -> list[str]:
-    with pytest.raises(ConfigError) as info:
+    with pytest.raises(InputError) as info:
         load(path, overrides, environ or {})
     return info.value.problems
 
@@ -138,7 +139,7 @@ def test_flags_override_files(tmp_path) -> None:
 
 @pytest.mark.parametrize("text", ["noequals", "lower=x", "A=", "=x"])
 def test_bad_channel_flags(text) -> None:
-    with pytest.raises(ConfigError):
+    with pytest.raises(InputError):
         parse_channel_flag(text, False)
 
 
@@ -257,6 +258,6 @@ def test_malformed_stream_templates_are_refused(tmp_path) -> None:
     assert problems(path) == [
         f"{tmp_path}/hub.yml: channels.HeatChannel.stream: 'heat-{{data base}}': placeholders are {{name}} with letters, digits and _"
     ]
-    with pytest.raises(ConfigError) as info:
+    with pytest.raises(InputError) as info:
         parse_channel_flag("HeatChannel=heat-{db", signed=False)
     assert info.value.problems == ["--channel HeatChannel=heat-{db: 'heat-{db': placeholders are {name} with letters, digits and _"]

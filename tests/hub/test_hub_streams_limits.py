@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from hub.config import SCHEMA_PATH, ConfigError, Limits, Overrides, load
+from hub.errors import InputError
+from hub.config import SCHEMA_PATH, Limits, Overrides, load
 from hub.streams import NAVIGATOR, StreamRegistry, SubscriptionLimitReached
 from hub_testkit import FakeSubscriber
 
@@ -120,7 +121,7 @@ def test_hub_yml_sets_the_limit_and_refuses_a_limit_below_one(tmp_path) -> None:
     assert limits.max_subscriptions_per_connection == 5
     assert StreamRegistry(limits.max_subscriptions_per_connection).max_subscriptions_per_connection == 5
     (tmp_path / "hub.yml").write_text("limits: {max_subscriptions_per_connection: 0}\n")
-    with pytest.raises(ConfigError) as refused:
+    with pytest.raises(InputError) as refused:
         load(str(tmp_path / "navigator.yml"), Overrides(), {})
     assert "limits.max_subscriptions_per_connection: must be >= 1, got 0" in str(refused.value)
 

@@ -10,7 +10,7 @@ import pytest
 from orchestrator.cli import main
 from orchestrator.inventory import load_inventory
 from orchestrator.render.files import render_environment, select_settings
-from orchestrator.yaml_loader import load_yaml_text
+from hub.yaml_loader import load_yaml_text
 
 REPO = Path(__file__).resolve().parents[2]
 SHOWCASE_INVENTORY = REPO / "inventories" / "showcase.yml"

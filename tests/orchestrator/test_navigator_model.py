@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.yaml_loader import load_yaml_file
+from hub.yaml_loader import load_yaml_file
 from tests.orchestrator.navigator_model import MAX_FLY_REPLAY_SIZE, NavigatorModel, Outcome, go_regex
 
 FIXTURE = Path(__file__).parent / "fixtures" / "showcase" / "navigator.ord.yml"

@@ -15,7 +15,7 @@ import yaml
 from orchestrator.errors import RenderError
 from orchestrator.render import files as files_module
 from orchestrator.schema_check import in_schema_order
-from orchestrator.yaml_loader import load_yaml_text
+from hub.yaml_loader import load_yaml_text
 from tests.orchestrator.conftest import (
     SHOWCASE_INVENTORY,
     TEST_ANYCABLE_IMAGE,

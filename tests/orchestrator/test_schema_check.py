@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from orchestrator.schema_check import load_schema, schema_problems
-from orchestrator.yaml_loader import load_yaml_text
+from hub.yaml_loader import load_yaml_text
 from tests.orchestrator.conftest import SHOWCASE_INVENTORY, region_config, rendered
 
 json_values = st.recursive(

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from orchestrator.yaml_loader import load_yaml_text
+from hub.yaml_loader import load_yaml_text
 from tests.orchestrator.conftest import region_config, rendered
 
 FIXTURE = Path(__file__).parent / "fixtures" / "showcase" / "navigator.ord.yml"

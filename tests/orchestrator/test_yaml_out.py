@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from orchestrator.yaml_out import dump, scalar
-from orchestrator.yaml_loader import load_yaml_text
+from hub.yaml_loader import load_yaml_text
 
 TRICKY = ["", " x", "x ", "yes", "No", "on", "OFF", "~", "null", "012", "0x1F", "1:30", "1.5", "2025-06-20", "-",
           "- x", "a: b", "a #b", "*.css", "&x", "!x", "%x", "@x", "`x", "'x'", '"x"', "x:", "?", "[a]", "{a}", "a\nb",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.errors import InputError
-from orchestrator.yaml_loader import load_yaml_file, load_yaml_text, parse_yaml_text
+from hub.errors import InputError
+from hub.yaml_loader import load_yaml_file, load_yaml_text, parse_yaml_text
 
 
 def test_a_duplicate_key_anywhere_is_an_error_naming_both_lines():

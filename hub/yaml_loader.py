@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 from yaml.cyaml import CParser  # type: ignore[attr-defined]  # absent from the type stubs
 
-from orchestrator.errors import InputError
+from hub.errors import InputError
 
 Path_ = tuple[str | int, ...]
 
