@@ -19,20 +19,49 @@ def _skip_unneeded_modules() -> None:
         sys.modules.setdefault(name, None)  # type: ignore[arg-type]
 
 
+DESCRIPTION = """\
+A lean Action Cable / Navigator-cable compatible WebSocket hub.
+
+Two ways to run it:
+  cable-hub --config navigator.yml   the hub serves navigator.yml's server.listen, health check and
+                                     cable.{enabled,path,broadcast_path}; options come from hub.yml
+                                     beside it (or --hub-config)
+  cable-hub --hub-config hub.yml     behind Navigator: hub.yml's server section gives the port and paths
+                                     and the cable is always on; navigator.yml is not read, and a hub.yml
+                                     with a server section together with --config is refused (they would
+                                     disagree: Navigator's own cable is off in that deployment)
+SIGHUP re-reads the same files; SIGTERM closes connections (clients are told to reconnect) and exits.
+"""
+
+NAVIGATOR_PROTOCOL_HELP = """\
+rules for clients of Navigator's own protocol (a WebSocket without subprotocol), overriding hub.yml's
+navigator_protocol. policy (default): they may subscribe only to streams of unsigned channels, or with
+public streams on to any stream that is not a signed channel's; broadcasts may be arrays and answer 201.
+open: answer like Navigator's built-in cable, for a rehearsal where the hub plays Navigator: any stream
+may be subscribed, a broadcast is one object (an array is 400) answered 200 with an empty body, and with
+cable.enabled false both cable paths answer 404. Action Cable clients keep the channel rules either way
+"""
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    from .config import NAVIGATOR_PROTOCOLS  # only once main() has marked the unneeded modules absent
+
     parser = argparse.ArgumentParser(
-        prog="cable-hub",
-        description="A lean Action Cable / Navigator-cable compatible WebSocket hub configured from navigator.yml.",
+        prog="cable-hub", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--config", required=True, metavar="NAVIGATOR_YML", help="navigator.yml (server.listen, health check, cable.*)")
-    parser.add_argument("--hub-config", metavar="HUB_YML", help="hub options (default: hub.yml beside navigator.yml, if present)")
+    parser.add_argument("--config", metavar="NAVIGATOR_YML", help="navigator.yml (server.listen, health check, cable.*)")
+    parser.add_argument("--hub-config", metavar="HUB_YML", help="hub options (default: hub.yml beside navigator.yml, if present); alone when it has a server section")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; use 0.0.0.0 to serve other hosts)")
     parser.add_argument("--port", type=int, help="port to bind, overriding server.listen (0 picks a free port)")
-    parser.add_argument("--public-streams", action=argparse.BooleanOptionalAction, default=None, help="allow unsigned streams: $pubsub stream_name, and any stream over Navigator's protocol")
+    parser.add_argument("--public-streams", action=argparse.BooleanOptionalAction, default=None, help="allow unsigned streams: $pubsub stream_name, and (navigator protocol policy) any stream over Navigator's protocol that is not a signed channel's")
+    parser.add_argument("--navigator-protocol", choices=NAVIGATOR_PROTOCOLS, help=NAVIGATOR_PROTOCOL_HELP)
     parser.add_argument("--channel", action="append", default=[], metavar="NAME=STREAM", help="map an Action Cable channel to a stream template, e.g. ScoresChannel=live-scores-{database}")
     parser.add_argument("--signed-channel", action="append", default=[], metavar="NAME=STREAM", help="like --channel, but the subscription must carry a matching signed_stream_name")
     parser.add_argument("--log-format", choices=("text", "json"), default="text")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.config is None and args.hub_config is None:
+        parser.error("give --config NAVIGATOR_YML, or --hub-config HUB_YML with a server section")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             host=args.host,
             port=args.port,
             public_streams=args.public_streams,
+            navigator_protocol=args.navigator_protocol,
             channels=channels,
         )
         config = load(args.config, overrides)

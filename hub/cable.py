@@ -37,6 +37,7 @@ class Policy:
 
     __slots__ = (
         "public_streams",
+        "navigator_open",
         "secret",
         "channels",
         "max_stream_name_bytes",
@@ -52,8 +53,12 @@ class Policy:
         channels: Mapping[str, Channel],
         max_stream_name_bytes: int = MAX_STREAM_NAME_BYTES,
         max_identifier_bytes: int = MAX_IDENTIFIER_BYTES,
+        navigator_open: bool = False,
     ) -> None:
         self.public_streams = public_streams
+        # navigator_protocol: open, where the hub stands in for Navigator's cable, which
+        # subscribes anyone to any stream; Action Cable subscriptions keep every rule.
+        self.navigator_open = navigator_open
         self.secret = secret
         self.channels = dict(channels)
         self.max_stream_name_bytes = max_stream_name_bytes
@@ -76,10 +81,12 @@ class Policy:
 
         That protocol cannot carry a signature, so it gets what an unsigned Action Cable
         subscription could reach: streams of unsigned channels, or any other unsigned
-        stream when public streams are on.
+        stream when public streams are on. When open, only the length bound applies.
         """
         if self.stream_too_long(stream):
             return "stream name too long"
+        if self.navigator_open:
+            return ""
         if self._signed_only(stream):
             return "stream of a signed channel"
         if self.public_streams or self._unsigned.match(stream):
@@ -277,33 +284,37 @@ class ActionCableSession:
         if not isinstance(identifier, str):
             self.ctx.log("ignored", why="identifier is not a string", command=str(command)[:64])
             return []
+        # Identifiers are never logged: one may carry a signed_stream_name, a bearer credential.
         if self.ctx.policy.identifier_too_long(identifier):
             if command == "subscribe":
                 # Rejected rather than ignored: Action Cable clients resend an unanswered subscribe.
-                self.ctx.log("subscription_rejected", identifier=identifier[:200], why="identifier too long", size=len(identifier))
+                self.ctx.log("subscription_rejected", why="identifier too long")
                 return [_reply(identifier, "reject_subscription")]
-            self.ctx.log("ignored", why="identifier too long", command=str(command)[:64], size=len(identifier))
+            self.ctx.log("ignored", why="identifier too long", command=str(command)[:64])
             return []
         if command == "subscribe":
             return self._subscribe(identifier)
         if command == "unsubscribe":
             self._unsubscribe(identifier)
         elif command == "message":
-            self.ctx.log("ignored", why="channel actions are not served", identifier=identifier[:200])
+            self.ctx.log("ignored", why="channel actions are not served", channel=_channel_of(_parse_object(identifier)))
         elif command != "pong":  # pong only arrives from actioncable-v1-ext-json clients
             self.ctx.log("ignored", why="unknown command", command=str(command)[:64])
         return []
 
+    def _resolve(self, identifier: str) -> tuple[str | None, str, str]:
+        """The stream the current policy maps `identifier` to (None and why not), and its channel for the log."""
+        params = _parse_object(identifier)
+        if params is None:
+            return None, "identifier is not a JSON object", ""
+        return *self.ctx.policy.resolve(params, self.query), _channel_of(params)
+
     def _subscribe(self, identifier: str) -> list[str]:
         if identifier in self.subs:
             return [_reply(identifier, "confirm_subscription")]
-        params = _parse_object(identifier)
-        if params is None:
-            stream, why = None, "identifier is not a JSON object"
-        else:
-            stream, why = self.ctx.policy.resolve(params, self.query)
+        stream, why, channel = self._resolve(identifier)
         if stream is None:
-            self.ctx.log("subscription_rejected", identifier=identifier[:200], why=why)
+            self.ctx.log("subscription_rejected", channel=channel, why=why)
             return [_reply(identifier, "reject_subscription")]
         # Interned, so thousands of clients on the same channel share one identifier and stream object.
         identifier = sys.intern(identifier)
@@ -311,7 +322,7 @@ class ActionCableSession:
         try:
             self.ctx.registry.add(stream, identifier, self.subscriber)
         except SubscriptionLimitReached as limit:
-            self.ctx.log("subscription_rejected", identifier=identifier[:200], why=str(limit))
+            self.ctx.log("subscription_rejected", channel=channel, why=str(limit))
             return [_reply(identifier, "reject_subscription")]
         self.subs[identifier] = stream
         self.ctx.log("subscribed", stream=stream)
@@ -323,10 +334,19 @@ class ActionCableSession:
             self.ctx.registry.remove(stream, identifier, self.subscriber)
             self.ctx.log("unsubscribed", stream=stream)
 
+    def has_forbidden_subscriptions(self) -> bool:
+        """Whether the current policy (after a reload) would refuse a subscription held, or map it elsewhere."""
+        return any(self._resolve(identifier)[0] != stream for identifier, stream in self.subs.items())
+
     def close(self) -> None:
         for identifier, stream in self.subs.items():
             self.ctx.registry.remove(stream, identifier, self.subscriber)
         self.subs = {}
+
+
+def _channel_of(params: dict[str, Any] | None) -> str:
+    channel = params.get("channel") if params is not None else None
+    return channel[:64] if isinstance(channel, str) else ""
 
 
 def _reply(identifier: str, kind: str) -> str:
@@ -363,18 +383,30 @@ class NavigatorSession:
             return []
         refusal = self.ctx.policy.navigator_allowed(stream)
         if refusal:
-            self.ctx.log("subscription_rejected", stream=stream[:200], why=refusal)
+            # Not the stream: a client may send a signed stream name here.
+            self.ctx.log("subscription_rejected", why=refusal)
             return []
         if stream not in self.subs:
             stream = sys.intern(stream)
             try:
                 self.ctx.registry.add(stream, NAVIGATOR, self.subscriber)
             except SubscriptionLimitReached as limit:
-                self.ctx.log("subscription_rejected", stream=stream[:200], why=str(limit))
+                self.ctx.log("subscription_rejected", why=str(limit))
                 return []
             self.subs.add(stream)
             self.ctx.log("subscribed", stream=stream)
         return ['{"type":"subscribed","stream":' + dumps(stream) + "}"]
+
+    def drop_forbidden(self) -> int:
+        """Unregister the streams the current policy (after a reload) refuses; how many there were.
+
+        Navigator's protocol has no message telling a client so: it simply receives nothing more for them.
+        """
+        forbidden = [stream for stream in self.subs if self.ctx.policy.navigator_allowed(stream)]
+        for stream in forbidden:
+            self.ctx.registry.remove(stream, NAVIGATOR, self.subscriber)
+            self.subs.discard(stream)
+        return len(forbidden)
 
     def close(self) -> None:
         for stream in self.subs:

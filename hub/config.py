@@ -1,6 +1,8 @@
 """Hub configuration: navigator.yml (the keys Navigator honours) plus hub.yml, plus flags.
 
-Errors name the file and the key path; all of a file's errors are reported at once.
+A hub.yml with a `server` section is the whole configuration (the hub behind Navigator);
+otherwise navigator.yml gives the port and paths. Errors name the file and the key path;
+all of a file's errors are reported at once.
 """
 
 from __future__ import annotations
@@ -8,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -29,6 +31,7 @@ def _schema_path() -> str:
 # os.path rather than pathlib: pathlib and what it imports cost ~0.9 MB of resident memory.
 SCHEMA_PATH = _schema_path()
 CHANNEL_NAME = re.compile(r"^[A-Z][A-Za-z0-9_]*(::[A-Z][A-Za-z0-9_]*)*$")
+NAVIGATOR_PROTOCOLS = ("open", "policy")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,12 +53,13 @@ class Overrides:
     host: str = "127.0.0.1"
     port: int | None = None
     public_streams: bool | None = None
+    navigator_protocol: str | None = None
     channels: tuple[tuple[str, Channel], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class HubConfig:
-    navigator_path: str
+    navigator_path: str | None  # None: hub.yml's server section gives the port and paths
     hub_path: str | None
     host: str
     port: int
@@ -64,6 +68,7 @@ class HubConfig:
     cable_path: str = "/cable"
     broadcast_path: str = "/_broadcast"
     public_streams: bool = False
+    navigator_protocol: str = "policy"
     channels: Mapping[str, Channel] = field(default_factory=dict)
     signing_secret: bytes | None = field(default=None, repr=False)
     broadcast_key: bytes | None = field(default=None, repr=False)
@@ -92,17 +97,25 @@ def _type_ok(value: Any, kind: str) -> bool:
     return isinstance(value, _TYPES[kind])
 
 
+def _in_enum(value: Any, choices: list[Any]) -> bool:
+    """JSON equality: true is not 1, unlike in Python."""
+    return any(value == choice and isinstance(value, bool) == isinstance(choice, bool) for choice in choices)
+
+
 def schema_errors(value: Any, schema: Mapping[str, Any], path: str = "") -> list[str]:
     here = path or "(top level)"
     unknown = set(schema) - _ANNOTATIONS - {
         "type", "properties", "additionalProperties", "required", "propertyNames",
-        "pattern", "minLength", "minimum", "exclusiveMinimum",
+        "pattern", "minLength", "minimum", "maximum", "exclusiveMinimum", "enum",
     }  # fmt: skip
     if unknown:
         raise ValueError(f"hub schema uses unsupported keywords {sorted(unknown)}")
     kind = schema.get("type")
     if kind is not None and not _type_ok(value, kind):
         return [f"{here}: expected {kind}, got {json.dumps(value, default=str)}"]
+    if "enum" in schema and not _in_enum(value, schema["enum"]):
+        allowed = ", ".join(json.dumps(choice) for choice in schema["enum"])
+        return [f"{here}: expected one of {allowed}, got {json.dumps(value, default=str)}"]
     errors: list[str] = []
     if isinstance(value, dict):
         properties = schema.get("properties", {})
@@ -128,6 +141,8 @@ def schema_errors(value: Any, schema: Mapping[str, Any], path: str = "") -> list
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if "minimum" in schema and value < schema["minimum"]:
             errors.append(f"{here}: must be >= {schema['minimum']}, got {value}")
+        if "maximum" in schema and value > schema["maximum"]:
+            errors.append(f"{here}: must be <= {schema['maximum']}, got {value}")
         if "exclusiveMinimum" in schema and value <= schema["exclusiveMinimum"]:
             errors.append(f"{here}: must be > {schema['exclusiveMinimum']}, got {value}")
     return errors
@@ -202,7 +217,19 @@ def read_navigator(path: str) -> dict[str, Any]:
     return values
 
 
-def read_hub_options(path: str, environ: Mapping[str, str]) -> dict[str, Any]:
+def _server_values(server: Mapping[str, Any]) -> dict[str, Any]:
+    """hub.yml's server section (already checked against the schema): the hub serves the cable itself."""
+    return {
+        "port": int(server["listen"]),  # the schema lets 9999.0 through as an integer
+        "cable_enabled": True,
+        "cable_path": server.get("cable_path", "/cable"),
+        "broadcast_path": server.get("broadcast_path", "/_broadcast"),
+        "health_path": server.get("health_path", "/up"),
+    }
+
+
+def read_hub_options(path: str, environ: Mapping[str, str]) -> tuple[dict[str, Any], bool]:
+    """hub.yml's values, and whether it has a server section (then it is the whole configuration)."""
     doc = _read_yaml(path)
     if doc is None:
         doc = {}
@@ -214,9 +241,10 @@ def read_hub_options(path: str, environ: Mapping[str, str]) -> dict[str, Any]:
     problems = [f"{path}: {error}" for error in schema_errors(doc, schema)]
     if problems:
         raise InputError(problems)
-    values: dict[str, Any] = {}
-    if "public_streams" in doc:
-        values["public_streams"] = doc["public_streams"]
+    values: dict[str, Any] = _server_values(doc["server"]) if "server" in doc else {}
+    for key in ("public_streams", "navigator_protocol"):
+        if key in doc:
+            values[key] = doc[key]
     if "ping_interval_seconds" in doc:
         values["ping_interval_seconds"] = float(doc["ping_interval_seconds"])
     channels = doc.get("channels") or {}
@@ -242,7 +270,7 @@ def read_hub_options(path: str, environ: Mapping[str, str]) -> dict[str, Any]:
             values[target] = secret.encode("utf-8")
     if problems:
         raise InputError(problems)
-    return values
+    return values, "server" in doc
 
 
 def parse_channel_flag(text: str, signed: bool) -> tuple[str, Channel]:
@@ -254,28 +282,52 @@ def parse_channel_flag(text: str, signed: bool) -> tuple[str, Channel]:
     return name, Channel(template, signed)
 
 
-def load(navigator_path: str, overrides: Overrides, environ: Mapping[str, str] | None = None) -> HubConfig:
+def load(navigator_path: str | None, overrides: Overrides, environ: Mapping[str, str] | None = None) -> HubConfig:
     environ = os.environ if environ is None else environ
-    hub_path = overrides.hub_config
+    hub_path = overrides.hub_config or _hub_yml_beside(navigator_path)
     if hub_path is None:
-        beside = os.path.join(os.path.dirname(os.path.abspath(navigator_path)), "hub.yml")
-        hub_path = beside if os.path.exists(beside) else None
-    values: dict[str, Any] = {}
-    problems: list[str] = []
-    readers: list[Callable[[], dict[str, Any]]] = [lambda: read_navigator(navigator_path)]
-    if hub_path is not None:
-        readers.append(lambda: read_hub_options(hub_path, environ))
-    for read in readers:  # both files are checked, so every problem is reported in one go
-        try:
-            values.update(read())
-        except InputError as error:
-            problems.extend(error.problems)
-    if problems:
-        raise InputError(problems)
+        if navigator_path is None:
+            raise InputError(["no configuration: give --config NAVIGATOR_YML, --hub-config HUB_YML, or both"])
+        values = read_navigator(navigator_path)
+    else:
+        values = _read_both(navigator_path, hub_path, environ)
     if overrides.port is not None:
         values["port"] = overrides.port
-    if overrides.public_streams is not None:
-        values["public_streams"] = overrides.public_streams
+    for key in ("public_streams", "navigator_protocol"):
+        if getattr(overrides, key) is not None:
+            values[key] = getattr(overrides, key)
     if overrides.channels:
         values["channels"] = {**values.get("channels", {}), **dict(overrides.channels)}
     return HubConfig(navigator_path=navigator_path, hub_path=hub_path, host=overrides.host, **values)
+
+
+def _hub_yml_beside(navigator_path: str | None) -> str | None:
+    if navigator_path is None:
+        return None
+    beside = os.path.join(os.path.dirname(os.path.abspath(navigator_path)), "hub.yml")
+    return beside if os.path.exists(beside) else None
+
+
+def _read_both(navigator_path: str | None, hub_path: str, environ: Mapping[str, str]) -> dict[str, Any]:
+    """hub.yml, and navigator.yml unless hub.yml has a server section; every problem of both in one go."""
+    problems: list[str] = []
+    values: dict[str, Any] = {}
+    served = False
+    try:
+        values, served = read_hub_options(hub_path, environ)
+    except InputError as error:
+        problems.extend(error.problems)
+    if served and navigator_path is not None:
+        # Refused rather than picking one: navigator.yml beside a served hub.yml says cable.enabled: false.
+        problems.append(f"{hub_path}: server: with a server section hub.yml is the whole configuration;"
+                        f" start the hub with --hub-config {hub_path} and without --config")
+    elif navigator_path is not None:
+        try:
+            values.update(read_navigator(navigator_path))
+        except InputError as error:
+            problems.extend(error.problems)
+    elif not served and not problems:
+        problems.append(f"{hub_path}: server: missing, and no navigator.yml was given (--config) to take the port and paths from")
+    if problems:
+        raise InputError(problems)
+    return values

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
+import resource
 import signal
 import socket
 import struct
@@ -42,6 +44,10 @@ _LINGER_RESET = struct.pack("ii", 1, 0)
 # Every accepted socket counts: WebSocket upgrades stop at limits.max_connections, and this many more
 # are kept for plain HTTP (health checks, broadcasts, metrics); sockets beyond are dropped at once.
 SOCKET_RESERVE = 64
+# Descriptors beyond the sockets: stdio, the listening socket, the event loop's own, files read on reload.
+DESCRIPTOR_MARGIN = 32
+# Headers a proxy adds: a broadcast carrying one did not come from a local process, whatever its peer address.
+PROXY_HEADERS = frozenset((b"forwarded", b"x-forwarded-for", b"x-forwarded-host", b"x-forwarded-proto", b"x-real-ip", b"via"))
 # Refused sockets and failed accepts are logged at most once per this many seconds, with a count.
 REFUSAL_LOG_SECONDS = 10.0
 
@@ -49,6 +55,24 @@ REFUSAL_LOG_SECONDS = 10.0
 def _is_loopback(peer: Any) -> bool:
     host = peer[0] if isinstance(peer, tuple) and peer else ""
     return host == "::1" or host.startswith("127.") or host.startswith("::ffff:127.")
+
+
+def _h11_reason(error: h11.RemoteProtocolError) -> str:
+    """h11's message without the bytes it quotes: a malformed header line may hold a credential."""
+    return re.split(r"\s*(?:bytearray\()?b['\"]", str(error), maxsplit=1)[0].rstrip(": ")
+
+
+def raise_descriptor_limit(wanted: int) -> int:
+    """Raise the soft RLIMIT_NOFILE towards `wanted`, never past the hard limit; the soft limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return soft
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError):
+        return soft
+    return target
 
 
 class HttpState:
@@ -231,7 +255,7 @@ class Connection(asyncio.Protocol):
             self._bad_request(http, error)
 
     def _bad_request(self, http: HttpState, error: h11.RemoteProtocolError) -> None:
-        self.hub.log("bad_request", level="warn", conn=self.number, error=str(error))
+        self.hub.log("bad_request", level="warn", conn=self.number, error=_h11_reason(error))
         if http.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
             self._respond(error.error_status_hint, b"bad request\n", close=True)
         else:
@@ -455,14 +479,33 @@ class Hub:
 
     @staticmethod
     def _policy(config: HubConfig) -> Policy:
-        return Policy(config.public_streams, config.signing_secret, config.channels)
+        return Policy(
+            config.public_streams, config.signing_secret, config.channels, navigator_open=config.navigator_protocol == "open"
+        )
 
     def _apply_config(self, config: HubConfig) -> None:
         self.output_buffer_bytes = config.limits.output_buffer_bytes
         self.registry.max_subscriptions_per_connection = config.limits.max_subscriptions_per_connection
-        self.cable_path = config.cable_path.encode()
-        self.broadcast_path = config.broadcast_path.encode()
+        self.navigator_open = config.navigator_protocol == "open"
+        # Navigator with its cable off does not know either path: requests to them fall through to its
+        # routes. The policy hub keeps both, to answer 503 on the cable path and to take broadcasts.
+        known = config.cable_enabled or not self.navigator_open
+        self.cable_path: bytes | None = config.cable_path.encode() if known else None
+        self.broadcast_path: bytes | None = config.broadcast_path.encode() if known else None
         self.health_path = config.health_path.encode()
+
+    def _check_descriptors(self) -> None:
+        """Make room for max_connections, or say once per start or reload why there is none."""
+        needed = self.config.limits.max_connections + SOCKET_RESERVE + DESCRIPTOR_MARGIN
+        limit = raise_descriptor_limit(needed)
+        unlimited = limit == resource.RLIM_INFINITY
+        self.descriptor_limit: int | str = "unlimited" if unlimited else limit
+        if not unlimited and limit < needed:
+            self.log(
+                "descriptors_low", level="warn", limit=limit, needed=needed,
+                advice="raise the hard open-files limit (ulimit -Hn, systemd LimitNOFILE=, docker --ulimit nofile=)"
+                " or lower limits.max_connections; until then accepts may fail with EMFILE",
+            )  # fmt: skip
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -490,11 +533,16 @@ class Hub:
 
     async def start(self) -> tuple[str, int]:
         self.loop.set_exception_handler(self._exception_handler)
+        self._check_descriptors()
         self.server = await self.loop.create_server(
             lambda: Connection(self), self.config.host, self.config.port, reuse_address=True, backlog=1024
         )
         host, port = self.server.sockets[0].getsockname()[:2]
-        self.log("listening", host=host, port=port, cable_path=self.config.cable_path, cable_enabled=self.config.cable_enabled)
+        config = self.config
+        self.log(
+            "listening", host=host, port=port, cable_path=config.cable_path, cable_enabled=config.cable_enabled,
+            navigator_protocol=config.navigator_protocol, descriptor_limit=self.descriptor_limit,
+        )  # fmt: skip
         self._schedule_ping()
         return host, port
 
@@ -531,12 +579,36 @@ class Hub:
         self.config = config
         self.context.policy = self._policy(config)
         self._apply_config(config)
+        if config.limits.max_connections != old.limits.max_connections:
+            self._check_descriptors()
         if config.ping_interval_seconds != old.ping_interval_seconds and self._ping_timer is not None:
             self._ping_timer.cancel()
             self._schedule_ping()
-        self.log("reloaded", cable_enabled=config.cable_enabled, cable_path=config.cable_path)
+        self.log("reloaded", cable_enabled=config.cable_enabled, cable_path=config.cable_path, navigator_protocol=config.navigator_protocol)
         if old.cable_enabled and not config.cable_enabled:
             self._disconnect_all(frames.CLOSE_GOING_AWAY, "cable disabled", "remote", reconnect=False)
+        else:
+            self._revoke_forbidden_subscriptions()
+
+    def _revoke_forbidden_subscriptions(self) -> None:
+        """After a reload, what the new policy refuses stops receiving.
+
+        Navigator's protocol cannot tell a client: its refused streams are just unregistered and its
+        other streams keep flowing. Action Cable cannot unsubscribe a client either, so a connection
+        holding a refused subscription is disconnected with reconnect: true; the client then
+        resubscribes and gets reject_subscription for what the new policy refuses.
+        """
+        dropped = 0
+        revoked = 0
+        for conn in tuple(self.navigator):
+            if isinstance(conn.session, NavigatorSession):
+                dropped += conn.session.drop_forbidden()
+        for conn in tuple(self.cable):
+            if isinstance(conn.session, ActionCableSession) and conn.session.has_forbidden_subscriptions():
+                conn.close_websocket(frames.CLOSE_GOING_AWAY, "policy changed", "policy_changed", reconnect=True)
+                revoked += 1
+        if dropped or revoked:
+            self.log("subscriptions_revoked", navigator_streams=dropped, cable_connections=revoked)
 
     def _disconnect_all(self, code: int, reason: str, disconnect: str, reconnect: bool) -> None:
         for conn in tuple(self.cable | self.navigator):
@@ -585,7 +657,9 @@ class Hub:
         """0 when the broadcast may proceed, else the HTTP status refusing it."""
         key = self.config.broadcast_key
         if key is None:
-            return 0 if _is_loopback(peer) else 403
+            # Behind a proxy the peer is the proxy; loopback then says nothing about the sender.
+            proxied = any(name in PROXY_HEADERS for name, _ in headers)
+            return 0 if _is_loopback(peer) and not proxied else 403
         for name, value in headers:
             if name == b"authorization":
                 scheme, _, token = value.partition(b" ")
@@ -599,6 +673,9 @@ class Hub:
         except (ValueError, RecursionError):
             self.failed_broadcasts += 1
             return 400, b"invalid JSON\n"
+        if isinstance(doc, list) and self.navigator_open:
+            self.failed_broadcasts += 1
+            return 400, b"invalid JSON\n"  # Navigator decodes one object; an array does not fit it
         items = doc if isinstance(doc, list) else [doc]
         if not all(isinstance(i, dict) and isinstance(i.get("stream"), str) and i["stream"] for i in items):
             self.failed_broadcasts += 1
@@ -608,7 +685,7 @@ class Hub:
             self.broadcasts += 1
             self.deliveries += delivered
             self.log("broadcast", stream=item["stream"], delivered=delivered)
-        return 201, b""
+        return (200, b"") if self.navigator_open else (201, b"")
 
     def metrics(self) -> str:
         rows = [

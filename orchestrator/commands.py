@@ -8,7 +8,7 @@ from pathlib import Path
 
 from orchestrator.atomic import check_output_dir, publish_directories
 from orchestrator.errors import EXIT_INVALID_INPUT, EXIT_RENDER_FAILED, InputError, RenderError
-from orchestrator.inventory import load_inventory, mode_problems
+from orchestrator.inventory import load_inventory, mode_problems, mode_warnings
 from orchestrator.model import Inventory, RegionSettings
 from orchestrator.render.files import recorded_settings, regions_by_mode, render_environment, select_settings
 from orchestrator.render.image import REGION_SETTINGS
@@ -73,9 +73,13 @@ def _recorded(inventory: Inventory, out: Path) -> dict[tuple[str, str], RegionSe
 
 
 def _check_modes(inventory: Inventory, settings: list[RegionSettings]) -> None:
-    problems = mode_problems(inventory, regions_by_mode(settings))
+    """Refuse what the modes cannot do; print what they would do that the operator should know (stderr)."""
+    by_mode = regions_by_mode(settings)
+    problems = mode_problems(inventory, by_mode)
     if problems:
         raise InputError(problems)
+    for warning in mode_warnings(inventory, by_mode):
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 def _summary(inventory: Inventory) -> str:

@@ -25,6 +25,7 @@ from orchestrator.model import (
     Hook,
     HttpService,
     Image,
+    HubMode,
     IntegratedMode,
     Inventory,
     MemoryBudget,
@@ -42,6 +43,7 @@ from orchestrator.model import (
     WebSocket,
 )
 from orchestrator.schema_check import format_path, schema_problems
+from orchestrator.stream_templates import per_user_placeholders, templates_overlap
 from orchestrator.tenant_env import TENANT_FIELDS
 from orchestrator.tenants import inline_tenants, load_showcases
 from hub.yaml_loader import LoadedYaml, Path_, parse_yaml_file
@@ -51,11 +53,14 @@ NAVIGATOR_SCHEMA = "navigator.schema.json"
 
 # Resident memory per component, in MB, from the migration plan's measurements:
 # Action Cable on Puma 137.8 + Redis 13.5 beside a 17.6 MB Navigator; anycable-go
-# 20-30 MB with no Redis; the integrated front process 25-35 MB. Upper bounds.
+# 20-30 MB with no Redis; the integrated front process 25-35 MB. The hub's own,
+# measured (bench/results/hub.md): 20.9 MB idle plus about 2.2 KB per connection,
+# so 25 MB holds some 1,800 connections. Upper bounds.
 DEFAULT_MEMORY_BUDGETS_MB: dict[Mode, dict[str, float]] = {
     "action_cable": {"navigator": 17.6, "cable_server": 137.8, "redis": 13.5},
     "anycable": {"navigator": 17.6, "cable_server": 30.0, "redis": 0.0},
     "integrated": {"navigator": 35.0, "cable_server": 0.0, "redis": 0.0},
+    "hub": {"navigator": 17.6, "cable_server": 25.0, "redis": 0.0},
 }
 
 # navigator.yml keys the generator writes, and what it writes them from.
@@ -120,6 +125,59 @@ def mode_problems(inventory: Inventory, regions_by_mode: Mapping[Mode, list[str]
             found.append(f"{format_path(path)}: anycable mode needs the official anycable-go image pinned by "
                          f"digest (anycable/anycable-go:1.5.1@sha256:<digest>), since its releases publish no "
                          f"checksums ({in_regions}) ({where(path[:-1])})")
+    return found
+
+
+def mode_warnings(inventory: Inventory, regions_by_mode: Mapping[Mode, list[str]]) -> list[str]:
+    """What the given modes would do that the operator should know, though it works: exposed per-user
+    streams, templates that can produce each other's names, broadcasts trusted for coming from loopback."""
+    found = []
+    where = inventory.located.where
+    websocket = inventory.websocket
+    unsigned_channels = [channel for channel in websocket.channels if not channel.signed]
+    for mode, regions in sorted(regions_by_mode.items()):
+        if not regions:
+            continue
+        in_regions = f"regions in {mode} mode: {', '.join(sorted(set(regions)))}"
+        if mode == "integrated" or (mode == "hub" and websocket.public_streams):
+            why = ("Navigator's built-in cable authorizes no stream" if mode == "integrated"
+                   else "websocket.public_streams lets any client subscribe to any unsigned stream")
+            remedy = "the hub mode with a signed channel" if mode == "integrated" else "a signed channel with public_streams off"
+            for index, stream in enumerate(websocket.streams):
+                if users := per_user_placeholders(stream):
+                    path: Path_ = ("websocket", "streams", index)
+                    found.append(f"{format_path(path)}: {stream!r} is one user's stream ({', '.join(users)}), yet {why}: "
+                                 f"anyone who can guess the name can read it; use {remedy} ({in_regions}) ({where(path)})")
+        if mode in ("hub", "anycable"):
+            for channel in unsigned_channels:
+                if users := per_user_placeholders(channel.stream):
+                    path = ("websocket", "channels", channel.name)
+                    found.append(f"{format_path(path)}: {channel.stream!r} is one user's stream "
+                                 f"({', '.join(users)}) on an unsigned channel: any client can subscribe with another "
+                                 f"user's id; make the channel signed ({in_regions}) ({where(path)})")
+        if mode == "hub" and not websocket.broadcast_key_env:
+            path = ("websocket", "broadcast_key_env")
+            found.append(f"{format_path(path)}: not set, so the hub takes broadcasts from loopback without a key. That "
+                         f"holds in this layout: the hub listens on 127.0.0.1:{inventory.hub.port} only, Navigator "
+                         f"proxies just the cable path to it, and a broadcast that arrives through a proxy (with "
+                         f"forwarding headers) is refused; still, any process on the machine can broadcast. Set it "
+                         f"to require a key ({in_regions}) ({where(path[:-1])})")
+    if any(regions for mode, regions in regions_by_mode.items() if mode in ("hub", "anycable")):
+        found.extend(_overlapping_channels(inventory))
+    return found
+
+
+def _overlapping_channels(inventory: Inventory) -> list[str]:
+    """An unsigned channel whose stream can also be a signed channel's: the hub refuses such subscriptions."""
+    found = []
+    channels = inventory.websocket.channels
+    for unsigned in (channel for channel in channels if not channel.signed):
+        for signed in (channel for channel in channels if channel.signed):
+            if templates_overlap(unsigned.stream, signed.stream):
+                path = ("websocket", "channels", unsigned.name, "stream")
+                found.append(f"{format_path(path)}: {unsigned.stream!r} can produce names of the signed channel "
+                             f"{signed.name} ({signed.stream!r}); the hub refuses those subscriptions, so give the two "
+                             f"channels distinct prefixes ({inventory.located.where(path)})")
     return found
 
 
@@ -204,6 +262,9 @@ def _cross_reference_problems(data: dict[str, Any], tenants: list[Tenant], repor
     _check_tenant_env(tenant_spec, report)
     websocket = _mapping(data.get("websocket"))
     _check_channels(_mapping(websocket.get("channels")), report)
+    for index, stream in enumerate(_list(websocket.get("streams"))):
+        if isinstance(stream, str) and (why := template_problem(stream)):
+            report(("websocket", "streams", index), why)
     _check_region_paths(app, websocket, tenant_spec, report)
     _check_ports(app, _mapping(data.get("modes")), report)
     _check_refresh_cgi(_mapping(data.get("runtime_config")), _mapping(data.get("navigator")), report)
@@ -294,11 +355,13 @@ def _check_ports(app: dict[str, Any], modes: dict[str, Any], report: Reporter) -
     listen = app.get("listen")
     action_cable = _mapping(modes.get("action_cable"))
     anycable = _mapping(modes.get("anycable"))
-    # The Action Cable and AnyCable servers never run together, so they may share a port.
+    hub = _mapping(modes.get("hub"))
+    # The Action Cable server, anycable-go and the hub never run together, so they may share a port.
     ports: list[tuple[Path_, Any]] = [
         (("modes", "action_cable", "port"), action_cable.get("port", 28080)),
         (("modes", "anycable", "port"), anycable.get("port", 28080)),
         (("modes", "anycable", "broadcast_port"), anycable.get("broadcast_port", 28081)),
+        (("modes", "hub", "port"), hub.get("port", 28080)),
     ]
     for path, port in ports:
         if port == listen:
@@ -395,11 +458,13 @@ def _build(path: Path, loaded: LoadedYaml, events: list[Tenant], tenant_list: Sh
             ChannelMapping(name, mapping["stream"], mapping.get("signed", False))
             for name, mapping in sorted(ws.get("channels", {}).items())
         ),
+        streams=tuple(ws.get("streams", ())),
     )
     modes = data.get("modes", {})
     action_cable = modes.get("action_cable", {})
     anycable = modes.get("anycable", {})
     integrated = modes.get("integrated", {})
+    hub = modes.get("hub", {})
     rollout = data.get("rollout", {})
     health = rollout.get("health_check", {})
     runtime = data.get("runtime_config", {})
@@ -435,6 +500,11 @@ def _build(path: Path, loaded: LoadedYaml, events: list[Tenant], tenant_list: Sh
         integrated=IntegratedMode(
             max_connections=integrated.get("max_connections", 10000),
             max_message_bytes=integrated.get("max_message_bytes", 65536),
+        ),
+        hub=HubMode(
+            port=hub.get("port", 28080),
+            max_connections=hub.get("max_connections", 10000),
+            max_message_bytes=hub.get("max_message_bytes", 65536),
         ),
         memory_budgets_mb=_budgets(budgets),
         rollout=Rollout(

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:  # the CLI reads MODES from here before it knows whether any YAML will be loaded
     from hub.yaml_loader import LoadedYaml
 
-Mode = Literal["action_cable", "anycable", "integrated"]
-MODES: tuple[Mode, ...] = ("action_cable", "anycable", "integrated")
+Mode = Literal["action_cable", "anycable", "integrated", "hub"]
+MODES: tuple[Mode, ...] = ("action_cable", "anycable", "integrated", "hub")
 EnvironmentName = Literal["staging", "production"]
 
 # The one placeholder the inventory's Navigator settings and tenant paths may use.
@@ -202,6 +202,7 @@ class WebSocket:
     signing_secret_env: str
     broadcast_key_env: str | None
     channels: tuple[ChannelMapping, ...]
+    streams: tuple[str, ...] = ()  # what the pages subscribe to by name (templates)
 
     def cable_path_for(self, region: str) -> str:
         return self.cable_path.replace(REGION_PLACEHOLDER, region)
@@ -241,6 +242,15 @@ class AnyCableMode:
 
 @dataclass(frozen=True)
 class IntegratedMode:
+    max_connections: int
+    max_message_bytes: int
+
+
+@dataclass(frozen=True)
+class HubMode:
+    """The hub as a managed process behind Navigator, on a loopback port."""
+
+    port: int
     max_connections: int
     max_message_bytes: int
 
@@ -320,6 +330,7 @@ class Inventory:
     action_cable: ActionCableMode
     anycable: AnyCableMode
     integrated: IntegratedMode
+    hub: HubMode
     memory_budgets_mb: dict[Mode, MemoryBudget]
     rollout: Rollout
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from orchestrator.atomic import OutputFile
 from orchestrator.errors import InputError, RenderError
-from orchestrator.model import Environment, Inventory, Mode, RegionSettings
+from orchestrator.model import MODES, Environment, Inventory, Mode, RegionSettings
 from orchestrator.render import image, modes
 from orchestrator.render.navigator_config import CGI_SCRIPT_VARIABLE, NAVIGATOR_SCHEMA, boot_config, full_config
 from orchestrator.yaml_out import dump_sections
@@ -87,7 +87,7 @@ def region_files(inventory: Inventory, settings: RegionSettings) -> dict[str, st
         "boot.yml": _navigator_text(inventory, settings, boot_config(inventory, settings), "boot.yml"),
         image.REGION_SETTINGS: image.region_settings(settings),
     }
-    if settings.mode == "integrated":
+    if settings.mode == "integrated" or (settings.mode == "hub" and settings.websocket_enabled):
         text = render_template("hub.yml.j2", _hub_context(inventory, settings))
         check_file(f"{_region_dir(settings)}/hub.yml", "hub.yml", text)
         files["hub.yml"] = text
@@ -124,7 +124,10 @@ def _hub_context(inventory: Inventory, settings: RegionSettings) -> dict[str, An
         "environment": settings.environment,
         "region": settings.region,
         "websocket": inventory.websocket,
-        "integrated": inventory.integrated,
+        "mode": settings.mode,
+        "hub": inventory.hub,
+        "limits": inventory.hub if settings.mode == "hub" else inventory.integrated,
+        "cable_path": inventory.websocket.cable_path_for(settings.region.code),
     }
 
 
@@ -185,7 +188,7 @@ def recorded_settings(text: str, source: str, inventory: Inventory, environment:
         region, mode, enabled = recorded["region"], recorded["mode"], recorded["websocket_enabled"]
     except (json.JSONDecodeError, KeyError, TypeError) as error:
         raise InputError([f"{source}: not a region's render settings ({error}); render that region explicitly with --region"]) from None
-    if region not in inventory.regions or mode not in ("action_cable", "anycable", "integrated") or not isinstance(enabled, bool):
+    if region not in inventory.regions or mode not in MODES or not isinstance(enabled, bool):
         raise InputError([f"{source}: region {region!r}, mode {mode!r}, websocket_enabled {enabled!r} do not fit "
                           f"{inventory.name}; render that region explicitly with --region"])
     return inventory.settings(environment, region, mode, enabled)

@@ -39,14 +39,15 @@ def rails_env(inventory: Inventory, settings: RegionSettings) -> dict[str, str]:
         return env | {"CABLE_ADAPTER": "redis", "CABLE_URL": inventory.action_cable.redis_url}
     if settings.mode == "anycable":
         return env | {"CABLE_ADAPTER": "any_cable_http", "CABLE_URL": broadcast_url(inventory, "anycable")}
-    url = broadcast_url(inventory, "integrated")
+    url = broadcast_url(inventory, settings.mode)
     # TURBO_CABLE_BROADCAST_URL is where the turbo_cable gem posts; the generated adapter reads CABLE_URL.
     return env | {"CABLE_ADAPTER": "http_broadcast", "CABLE_URL": url, "TURBO_CABLE_BROADCAST_URL": url}
 
 
 def broadcast_url(inventory: Inventory, mode: Mode) -> str:
-    """Where the Rails app POSTs broadcasts in an HTTP-broadcasting mode."""
-    port = inventory.anycable.broadcast_port if mode == "anycable" else inventory.app.listen
+    """Where the Rails app POSTs broadcasts in an HTTP-broadcasting mode: in `hub` mode straight to the hub's
+    loopback port, never through Navigator (which does not proxy the broadcast path)."""
+    port = {"anycable": inventory.anycable.broadcast_port, "hub": inventory.hub.port}.get(mode, inventory.app.listen)
     return f"http://localhost:{port}{inventory.websocket.broadcast_path}"
 
 
@@ -58,13 +59,17 @@ def managed_processes(inventory: Inventory, settings: RegionSettings) -> list[di
         return processes
     if settings.mode == "anycable" and settings.websocket_enabled:
         return [_anycable(inventory, settings)]
+    if settings.mode == "hub" and settings.websocket_enabled:
+        return [_hub(inventory, settings)]
     return []
 
 
 def reverse_proxies(inventory: Inventory, settings: RegionSettings) -> list[dict[str, Any]]:
+    """The cable path, and only that exact path, to the WebSocket server's loopback port."""
     if settings.mode == "integrated" or not settings.websocket_enabled:
         return []
-    port = inventory.action_cable.port if settings.mode == "action_cable" else inventory.anycable.port
+    port = {"action_cable": inventory.action_cable.port, "anycable": inventory.anycable.port}.get(
+        settings.mode, inventory.hub.port)
     cable_path = inventory.websocket.cable_path_for(settings.region.code)
     return [{
         "name": "cable",
@@ -75,8 +80,14 @@ def reverse_proxies(inventory: Inventory, settings: RegionSettings) -> list[dict
 
 
 def image_packages(modes: Iterable[Mode]) -> list[str]:
-    """Debian packages the image needs for these modes."""
-    return ["redis-server"] if "action_cable" in modes else []
+    """Debian packages the image needs for these modes (the hub's PyYAML and Python come with the refresh)."""
+    wanted = set(modes)
+    return [package for mode, package in (("action_cable", "redis-server"), ("hub", "python3-h11")) if mode in wanted]
+
+
+def region_config_dir(inventory: Inventory, settings: RegionSettings) -> str:
+    """Where the machine keeps the region's live navigator.yml and hub.yml (the image's layout)."""
+    return f"{inventory.image.config_dir}/regions/{settings.region.code}"
 
 
 def _action_cable(inventory: Inventory, settings: RegionSettings) -> dict[str, Any]:
@@ -141,6 +152,21 @@ def _anycable(inventory: Inventory, settings: RegionSettings) -> dict[str, Any]:
         "args": ["-c", script, "anycable-go", *flags],
         # There is no flag for it: telemetry is on unless this variable says otherwise.
         "env": {"ANYCABLE_DISABLE_TELEMETRY": "true"},
+        "auto_restart": True,
+        "start_delay": "1s",
+    }
+
+
+def _hub(inventory: Inventory, settings: RegionSettings) -> dict[str, Any]:
+    # The hub reads everything from hub.yml; its secrets come from Navigator's own
+    # environment (the machine's), since managed processes never get applications.env.
+    tool = f"{inventory.image.config_dir}/tool"
+    return {
+        "name": "cable-hub",
+        "command": "python3",
+        "args": ["-m", "hub", "--hub-config", f"{region_config_dir(inventory, settings)}/hub.yml"],
+        "working_dir": tool,
+        "env": {"PYTHONPATH": tool, "PYTHONDONTWRITEBYTECODE": "1"},
         "auto_restart": True,
         "start_delay": "1s",
     }

@@ -33,11 +33,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-MODES = ("integrated", "action_cable", "anycable")
+MODES = ("integrated", "action_cable", "anycable", "hub")
 FRONT = "front"
 PORT_NAMES = ("front", "cable", "redis")
+# The managed processes that serve the cable path behind Navigator's reverse proxy.
+CABLE_SERVERS = ("action-cable", "anycable", "cable-hub")
 # Which entry of ports.json each process listens on.
-PORT_OF = {FRONT: "front", "redis": "redis", "action-cable": "cable", "anycable": "cable"}
+PORT_OF = {FRONT: "front", "redis": "redis", **{name: "cable" for name in CABLE_SERVERS}}
 STAND_IN_BROADCAST_PATH = "/_broadcast"
 STAND_IN_HEALTH_PATH = "/up"
 DEFAULT_SECRET_ENV = "CABLE_SIGNING_SECRET"
@@ -71,9 +73,11 @@ class Region:
     cable_path: str  # integrated: navigator.yml's cable.path
     broadcast_path: str
     managed: tuple[str, ...]
-    stand_in_cable_path: str | None  # action_cable / anycable: the path Navigator proxies to the cable process
+    stand_in_cable_path: str | None  # action_cable / anycable / hub: the path Navigator proxies to the cable process
     signing_secret_env: str
     broadcast_key_env: str | None = None  # hub.yml's: broadcasts then need the key, even from loopback
+    cable_server_broadcast_path: str = STAND_IN_BROADCAST_PATH
+    cable_server_health_path: str = STAND_IN_HEALTH_PATH
 
     def path(self, *parts: str) -> str:
         return os.path.join(self.home, *parts)
@@ -181,7 +185,9 @@ def load_region(home: str, secret_env: str | None) -> Region:
     if secret_env is None:
         secret_env = hub.get("signing_secret_env")
     key_env = hub.get("broadcast_key_env")
-    needs_stand_in_path = any(name in ("action-cable", "anycable") for name in managed)
+    needs_stand_in_path = any(name in CABLE_SERVERS for name in managed)
+    # The real hub (hub mode) serves the paths of its hub.yml; the stand-ins serve fixed ones.
+    hub_server = _mapping(hub.get("server"), f"{hub_path}: server")
     return Region(
         home=home,
         name=str(render.get("region", "")),
@@ -197,6 +203,8 @@ def load_region(home: str, secret_env: str | None) -> Region:
         stand_in_cable_path=_stand_in_cable_path(navigator, navigator_path) if needs_stand_in_path else None,
         signing_secret_env=secret_env if isinstance(secret_env, str) and secret_env else DEFAULT_SECRET_ENV,
         broadcast_key_env=key_env if isinstance(key_env, str) and key_env else None,
+        cable_server_broadcast_path=_path_value(hub_server, "broadcast_path", STAND_IN_BROADCAST_PATH, f"{hub_path}: server.broadcast_path"),
+        cable_server_health_path=_path_value(hub_server, "health_path", STAND_IN_HEALTH_PATH, f"{hub_path}: server.health_path"),
     )
 
 
@@ -376,12 +384,24 @@ def _program(name: str) -> str:
 
 
 def front_spec(region: Region, ports: dict[str, int]) -> Spec:
-    argv = [sys.executable, "-m", "hub", "--config", region.navigator_path, "--host", "127.0.0.1", "--port", str(ports["front"])]
-    if region.hub_path is not None:
-        argv += ["--hub-config", region.hub_path]
-    if region.mode == "integrated":  # Navigator's built-in cable subscribes anyone to any stream
-        argv.append("--public-streams")
+    """A hub standing in for Navigator: its built-in cable (any stream, 200 on broadcasts) or, when off, none."""
+    hub_path = region.hub_path
+    if region.mode != "integrated" or hub_path is None:
+        # The front has no options of its own: hub.yml beside navigator.yml, if any, is the hub mode's cable process's.
+        hub_path = region.path("run", "front-hub.yml")
+        _write_atomically(hub_path, "# Written by localctl: the front stand-in has no hub options of its own.\n{}\n")
+    argv = [sys.executable, "-m", "hub", "--config", region.navigator_path, "--hub-config", hub_path,
+            "--host", "127.0.0.1", "--port", str(ports["front"]), "--navigator-protocol", "open"]  # fmt: skip
     return Spec(FRONT, argv, ports["front"], region.health_path)
+
+
+def cable_hub_spec(region: Region, ports: dict[str, int]) -> Spec:
+    """The hub mode's cable process: the real hub on the region's hub.yml, on the fleet's cable port."""
+    if region.hub_path is None:
+        raise BadInput(f"{region.navigator_path}: managed process cable-hub, but no hub.yml beside it")
+    port = ports["cable"]
+    argv = [sys.executable, "-m", "hub", "--hub-config", region.hub_path, "--host", "127.0.0.1", "--port", str(port)]
+    return Spec("cable-hub", argv, port, region.cable_server_health_path)
 
 
 def redis_spec(region: Region, ports: dict[str, int]) -> Spec:
@@ -425,7 +445,7 @@ def anycable_spec(region: Region, ports: dict[str, int]) -> Spec:
     return Spec("anycable", argv, port, STAND_IN_HEALTH_PATH)
 
 
-STAND_INS = {"redis": redis_spec, "action-cable": action_cable_spec, "anycable": anycable_spec}
+STAND_INS = {"redis": redis_spec, "action-cable": action_cable_spec, "anycable": anycable_spec, "cable-hub": cable_hub_spec}
 
 
 def check_managed(region: Region) -> None:
@@ -601,8 +621,8 @@ def urls(region: Region, ports: dict[str, int]) -> tuple[str | None, str | None]
         port: int | None = ports.get("front")
         cable_path: str | None = region.cable_path
         broadcast_path = region.broadcast_path
-    elif any(name in ("action-cable", "anycable") for name in region.managed):
-        port, cable_path, broadcast_path = ports.get("cable"), region.stand_in_cable_path, STAND_IN_BROADCAST_PATH
+    elif any(name in CABLE_SERVERS for name in region.managed):
+        port, cable_path, broadcast_path = ports.get("cable"), region.stand_in_cable_path, region.cable_server_broadcast_path
     else:
         return None, None
     if port is None:

@@ -80,7 +80,7 @@ from invoke.exceptions import CommandTimedOut, ThreadException
 from orchestrator.errors import InputError
 from orchestrator.model import Inventory, SshSettings
 from orchestrator.render.image import REGION_SETTINGS
-from orchestrator.render.modes import broadcast_url
+from orchestrator.render.modes import broadcast_url, region_config_dir
 from orchestrator.rollout.model import Command, Operation, RegionKey, RegionState, WriteFile
 from orchestrator.targets.base import CommandResult, TargetError
 from orchestrator.targets.local import needs_restart
@@ -166,6 +166,8 @@ def name(pid):
         words = read("/proc/%d/cmdline" % pid).replace("\0", " ").split()
     except OSError:
         return None
+    if words[1:3] == ["-m", "hub"]:
+        return "cable-hub"
     for word in words[:4]:
         base = os.path.basename(word)
         for wanted in WANTED:
@@ -287,6 +289,19 @@ def region_host(inventory: Inventory, key: RegionKey) -> RegionHost:
     )
 
 
+def _check_hub_config_path(inventory: Inventory, where: RegionHost) -> None:
+    """The rendered cable-hub process reads hub.yml where the image keeps it: the host must keep it there too."""
+    key = where.key
+    expected = region_config_dir(inventory, inventory.settings(key.environment, key.region))
+    if posixpath.dirname(where.path_of("hub.yml")) != expected:
+        path = ("environments", key.environment, "ssh", "config_path")
+        raise InputError([
+            f"{'.'.join(path)}: the hub mode's cable-hub process reads {expected}/hub.yml, but this host would get it "
+            f"at {where.path_of('hub.yml')}; set config_path to {inventory.image.config_dir}/regions/{{region}}/navigator.yml "
+            f"({inventory.located.where(path[:3])})"
+        ])
+
+
 def secret_names(inventory: Inventory) -> tuple[str, ...]:
     websocket = inventory.websocket
     return tuple(name for name in (websocket.signing_secret_env, websocket.broadcast_key_env) if name)
@@ -324,6 +339,8 @@ def publish_argv(inventory: Inventory, where: RegionHost, mode: str, stream: str
     secret_env = ""
     if mode == "integrated":
         kind, url = "http", f"http://127.0.0.1:{where.front_port}{websocket.broadcast_path}"
+    elif mode == "hub":  # straight to the hub's loopback port, as the Rails adapter does
+        kind, url = "http", broadcast_url(inventory, "hub")
     elif mode == "anycable":
         kind, url = "anycable", broadcast_url(inventory, "anycable")
         secret_env = websocket.signing_secret_env or ""  # anycable-go derives its broadcast key from it
@@ -640,7 +657,10 @@ class SshTarget:
     # --- pure ---
 
     def operations(self, key: RegionKey, current: RegionState | None, desired: RegionState) -> tuple[Operation, ...]:
-        return build_operations(self.where(key), current, desired, self.secret_env_names)
+        where = self.where(key)
+        if desired.mode == "hub" and "hub.yml" in desired.files:
+            _check_hub_config_path(self.inventory, where)
+        return build_operations(where, current, desired, self.secret_env_names)
 
     def publish_command(self, key: RegionKey, stream: str, data_json: str) -> Command:
         where = self.where(key)

@@ -31,7 +31,7 @@ def start_hub(tmp_path):
     started: list[HubProcess] = []
 
     def start(
-        navigator: str = NAVIGATOR_YML,
+        navigator: str | None = NAVIGATOR_YML,
         hub: str | None = None,
         args: tuple[str, ...] = (),
         env: dict[str, str] | None = None,

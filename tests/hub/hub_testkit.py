@@ -11,7 +11,11 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
+
+import pytest
+from websockets.exceptions import ConnectionClosed
 
 from tests.polling import wait_for
 
@@ -63,18 +67,24 @@ class HubProcess:
     def __init__(
         self,
         directory: Path,
-        navigator: str,
+        navigator: str | None,
         hub: str | None = None,
         args: tuple[str, ...] = (),
         env: dict[str, str] | None = None,
         launcher: tuple[str, ...] = (sys.executable, "-m", "hub"),
     ) -> None:
+        """Without `navigator`, the hub runs from hub.yml alone (--hub-config)."""
         self.directory = directory
         self.navigator_path = directory / "navigator.yml"
-        self.navigator_path.write_text(navigator)
+        self.hub_path = directory / "hub.yml"
         if hub is not None:
-            (directory / "hub.yml").write_text(hub)
-        command = [*launcher, "--config", str(self.navigator_path), "--port", "0", "--log-format", "json", *args]
+            self.hub_path.write_text(hub)
+        if navigator is None:
+            config = ["--hub-config", str(self.hub_path)]
+        else:
+            self.navigator_path.write_text(navigator)
+            config = ["--config", str(self.navigator_path)]
+        command = [*launcher, *config, "--port", "0", "--log-format", "json", *args]
         self.proc = subprocess.Popen(
             command,
             stdout=subprocess.PIPE,
@@ -215,3 +225,35 @@ class RawClient:
 
     def close(self) -> None:
         self.sock.close()
+
+
+# --- WebSocket clients (websockets' sync client) -----------------------------------------
+
+
+def recv_json(ws) -> dict:
+    return json.loads(ws.recv(timeout=10))
+
+
+def recv_until(ws, predicate, timeout: float = 10.0) -> dict:
+    """Skip pings and other traffic until a message matches; fail after `timeout` seconds in all."""
+    deadline = time.monotonic() + timeout
+    while True:
+        message = json.loads(ws.recv(timeout=max(deadline - time.monotonic(), 0.001)))
+        if predicate(message):
+            return message
+
+
+def assert_closed_with(ws, code: int, timeout: float = 10.0) -> None:
+    """The server closes within `timeout` seconds (whatever it sends before), with `code`."""
+    deadline = time.monotonic() + timeout
+    with pytest.raises(ConnectionClosed):
+        while True:
+            ws.recv(timeout=max(deadline - time.monotonic(), 0.001))
+    assert ws.close_code == code
+
+
+def subscribe(ws, **params) -> tuple[str, dict]:
+    """An Action Cable subscribe and the server's answer to it."""
+    identifier = json.dumps(params)
+    ws.send(json.dumps({"command": "subscribe", "identifier": identifier}))
+    return identifier, recv_until(ws, lambda m: m.get("identifier") == identifier)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
@@ -10,6 +11,7 @@ from hypothesis import strategies as st
 
 from hub import signing
 from hub.cable import ActionCableSession, Channel, Context, NavigatorSession, Policy, disconnect_message, fill
+from hub.log import Logger
 from hub.streams import StreamRegistry
 from hub_testkit import FakeSubscriber, LogRecorder
 
@@ -109,7 +111,7 @@ def test_missing_placeholder_is_rejected(log, secret) -> None:
     session, registry, _ = make(secret, log)
     _, reply = subscribe(session, channel="ScoresChannel")
     assert reply["type"] == "reject_subscription"
-    assert ("subscription_rejected", {"identifier": '{"channel": "ScoresChannel"}', "why": "missing database"}) in log.events
+    assert ("subscription_rejected", {"channel": "ScoresChannel", "why": "missing database"}) in log.events
 
 
 def test_signed_channel_needs_a_signature_of_exactly_its_stream(log, secret) -> None:
@@ -264,7 +266,7 @@ def test_navigator_cannot_reach_streams_of_signed_channels(log, public) -> None:
     session, registry, _ = nav(b"k", log, public=public)
     assert session.receive('{"type":"subscribe","stream":"config_update_db_7"}') == []
     assert registry.subscriptions == 0
-    assert log.events[-1] == ("subscription_rejected", {"stream": "config_update_db_7", "why": "stream of a signed channel"})
+    assert log.events[-1] == ("subscription_rejected", {"why": "stream of a signed channel"})
 
 
 def test_navigator_reaches_other_streams_only_when_public(log) -> None:
@@ -290,3 +292,86 @@ def test_no_input_raises_out_of_a_navigator_session(texts) -> None:
     assert registry.subscriptions == len(session.subs)
     session.close()
     assert registry.stream_count == 0
+
+
+# --- navigator_protocol: open ----------------------------------------------------------
+
+
+def test_open_navigator_protocol_reaches_any_stream_but_action_cable_keeps_the_policy(log, secret) -> None:
+    policy = Policy(False, secret, SHOWCASE, max_stream_name_bytes=32, navigator_open=True)
+    registry = StreamRegistry()
+    session = NavigatorSession(Context(policy, registry, log), FakeSubscriber())
+    for stream in ("config_update_db_7", "chat:1", "x" * 32):
+        assert session.receive(json.dumps({"type": "subscribe", "stream": stream})) == [
+            json.dumps({"type": "subscribed", "stream": stream}, separators=(",", ":"))
+        ]
+    assert session.receive(json.dumps({"type": "subscribe", "stream": "x" * 33})) == []
+    assert log.events[-1] == ("subscription_rejected", {"why": "stream name too long"})
+    cable = ActionCableSession(Context(policy, registry, log), FakeSubscriber())
+    assert subscribe(cable, channel="$pubsub", stream_name="chat:1")[1]["type"] == "reject_subscription"
+    assert subscribe(cable, channel="ConfigUpdateChannel", database="db", user_id=7)[1]["type"] == "reject_subscription"
+
+
+# --- what rejections log: never a signed value ------------------------------------------
+
+
+def test_a_rejected_signed_subscription_logs_the_channel_and_reason_only(secret) -> None:
+    out = io.StringIO()
+    ctx = Context(Policy(False, secret, SHOWCASE), StreamRegistry(), Logger("json", out))
+    session = ActionCableSession(ctx, FakeSubscriber())
+    forged = signing.sign("config_update_db_7", b"another secret")
+    mismatched = signing.sign("config_update_db_8", secret)
+    params = {"channel": "ConfigUpdateChannel", "database": "db", "user_id": 7}
+    assert subscribe(session, **params, signed_stream_name=forged)[1]["type"] == "reject_subscription"
+    assert subscribe(session, **params, signed_stream_name=mismatched)[1]["type"] == "reject_subscription"
+    assert subscribe(session, channel="$pubsub", signed_stream_name=forged)[1]["type"] == "reject_subscription"
+    session.receive(json.dumps({"command": "message", "identifier": json.dumps({**params, "signed_stream_name": forged})}))
+    NavigatorSession(ctx, FakeSubscriber()).receive(json.dumps({"type": "subscribe", "stream": forged}))
+    text = out.getvalue()
+    for secret_part in (forged, mismatched, *forged.split("--"), *mismatched.split("--")):
+        assert secret_part not in text
+    records = [json.loads(line) for line in text.splitlines()]
+    assert [(r["event"], r.get("channel"), r.get("why")) for r in records] == [
+        ("subscription_rejected", "ConfigUpdateChannel", "bad signature"),
+        ("subscription_rejected", "ConfigUpdateChannel", "signed stream does not match"),
+        ("subscription_rejected", "$pubsub", "bad signature"),
+        ("ignored", "ConfigUpdateChannel", "channel actions are not served"),
+        ("subscription_rejected", None, "public streams are off"),
+    ]
+
+
+# --- a reloaded policy re-checks what is already subscribed ------------------------------
+
+
+def test_navigator_session_drops_the_streams_a_new_policy_refuses(log) -> None:
+    registry = StreamRegistry()
+    ctx = Context(Policy(True, None, SHOWCASE), registry, log)
+    session = NavigatorSession(ctx, FakeSubscriber())
+    for stream in ("news", "live-scores-db"):
+        session.receive(json.dumps({"type": "subscribe", "stream": stream}))
+    ctx.policy = Policy(False, None, SHOWCASE)
+    assert session.drop_forbidden() == 1
+    assert (registry.broadcast("news", "x"), registry.broadcast("live-scores-db", "x")) == (0, 1)
+    assert session.subs == {"live-scores-db"} and registry.subscriptions == 1
+    assert session.drop_forbidden() == 0
+
+
+def test_action_cable_session_finds_the_subscriptions_a_new_policy_refuses(log, secret) -> None:
+    registry = StreamRegistry()
+    ctx = Context(Policy(True, secret, SHOWCASE), registry, log)
+    session = ActionCableSession(ctx, FakeSubscriber(), "database=db")
+    subscribe(session, channel="ScoresChannel")
+    subscribe(session, channel="$pubsub", signed_stream_name=signing.sign("room:1", secret))
+    subscribe(session, channel="$pubsub", stream_name="news")
+    assert len(session.subs) == 3 and not session.has_forbidden_subscriptions()
+    for policy in (
+        Policy(False, secret, SHOWCASE),  # public streams off
+        Policy(True, b"rotated", SHOWCASE),  # the signature no longer verifies
+        Policy(True, secret, {**SHOWCASE, "ScoresChannel": Channel("scores-{database}")}),  # another stream now
+        Policy(True, secret, {**SHOWCASE, "ScoresChannel": Channel("live-scores-{database}", signed=True)}),
+    ):
+        ctx.policy = policy
+        assert session.has_forbidden_subscriptions()
+    ctx.policy = Policy(True, secret, SHOWCASE, navigator_open=True)
+    assert not session.has_forbidden_subscriptions()
+    assert registry.subscriptions == 3  # finding them changes nothing: the connection decides

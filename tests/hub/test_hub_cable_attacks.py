@@ -197,8 +197,7 @@ def test_navigator_refuses_long_stream_names(log: LogRecorder, stream: str, acce
     assert registry.subscriptions == int(accepted)
     if not accepted:
         event, fields = log.events[-1]
-        assert (event, fields["why"]) == ("subscription_rejected", "stream name too long")
-        assert len(fields["stream"]) <= 200
+        assert (event, fields) == ("subscription_rejected", {"why": "stream name too long"})
 
 
 def test_long_stream_names_are_refused_before_any_matching(log: LogRecorder) -> None:
@@ -244,8 +243,7 @@ def test_long_identifiers_are_rejected_before_parsing(log: LogRecorder, monkeypa
     reply = subscribe_identifier(session, identifier)
     assert reply == {"identifier": identifier, "type": "reject_subscription"}
     assert len(parsed) == 1  # the message itself, not the identifier inside it
-    assert log.events[-1][0] == "subscription_rejected" and log.events[-1][1]["why"] == "identifier too long"
-    assert len(log.events[-1][1]["identifier"]) <= 200
+    assert log.events[-1] == ("subscription_rejected", {"why": "identifier too long"})
     assert registry.subscriptions == 0
     assert session.receive(json.dumps({"command": "unsubscribe", "identifier": identifier})) == []
     assert log.events[-1][1]["why"] == "identifier too long"
@@ -289,7 +287,7 @@ def test_an_unsigned_channel_cannot_reach_a_signed_channels_stream(log: LogRecor
     assert subscribe(session, channel="RoomChannel", id="admin_7")["type"] == "reject_subscription"
     assert log.events[-1] == (
         "subscription_rejected",
-        {"identifier": json.dumps({"channel": "RoomChannel", "id": "admin_7"}), "why": SIGNED},
+        {"channel": "RoomChannel", "why": SIGNED},
     )
     assert registry.broadcast("room_admin_7", "secret") == 0
     assert subscribe(session, channel="RoomChannel", id="7")["type"] == "confirm_subscription"

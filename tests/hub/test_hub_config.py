@@ -174,6 +174,15 @@ hub_docs = st.one_of(
                 ),
             ),
             "ping_interval_seconds": scalars,
+            "navigator_protocol": st.one_of(scalars, st.sampled_from(["open", "policy", "Open"])),
+            "server": st.one_of(
+                scalars,
+                st.dictionaries(
+                    st.sampled_from(["listen", "cable_path", "broadcast_path", "health_path", "nope"]),
+                    st.one_of(scalars, st.sampled_from([0, 65535, 65536, "/cable", "cable"])),
+                    max_size=4,
+                ),
+            ),
             "unknown": scalars,
         },
     ),
@@ -261,3 +270,72 @@ def test_malformed_stream_templates_are_refused(tmp_path) -> None:
     with pytest.raises(InputError) as info:
         parse_channel_flag("HeatChannel=heat-{db", signed=False)
     assert info.value.problems == ["--channel HeatChannel=heat-{db: 'heat-{db': placeholders are {name} with letters, digits and _"]
+
+
+# --- navigator_protocol, the server section, proxied broadcasts -----------------------------
+
+
+def test_navigator_protocol_defaults_to_policy_and_a_flag_overrides_hub_yml(tmp_path) -> None:
+    assert load(write(tmp_path, "{}\n"), Overrides(), {}).navigator_protocol == "policy"
+    path = write(tmp_path, "{}\n", "navigator_protocol: open\n")
+    assert load(path, Overrides(), {}).navigator_protocol == "open"
+    assert load(path, Overrides(navigator_protocol="policy"), {}).navigator_protocol == "policy"
+    assert problems(write(tmp_path, "{}\n", "navigator_protocol: closed\n")) == [
+        f'{tmp_path}/hub.yml: navigator_protocol: expected one of "open", "policy", got "closed"'
+    ]
+
+
+def hub_only(tmp_path, text: str) -> Overrides:
+    (tmp_path / "hub.yml").write_text(text)
+    return Overrides(hub_config=str(tmp_path / "hub.yml"))
+
+
+def test_a_server_section_makes_hub_yml_the_whole_configuration(tmp_path) -> None:
+    overrides = hub_only(tmp_path, "server: {listen: 8765, cable_path: /regions/iad/cable, health_path: /healthz}\n")
+    config = load(None, overrides, {})
+    assert (config.navigator_path, config.hub_path, config.port) == (None, str(tmp_path / "hub.yml"), 8765)
+    assert (config.cable_enabled, config.cable_path, config.broadcast_path, config.health_path) == (
+        True, "/regions/iad/cable", "/_broadcast", "/healthz")
+    assert load(None, hub_only(tmp_path, "server: {listen: 1}\n"), {}).cable_path == "/cable"
+
+
+def test_server_section_errors_name_file_and_key(tmp_path) -> None:
+    hub_yml = f"{tmp_path}/hub.yml"
+    overrides = hub_only(tmp_path, "server: {listen: 70000, cable_path: cable, port: 1}\n")
+    assert problems(None, overrides) == [
+        f"{hub_yml}: server.cable_path: 'cable' does not match ^/",
+        f"{hub_yml}: server.listen: must be <= 65535, got 70000",
+        f"{hub_yml}: server.port: unknown key",
+    ]
+    assert problems(None, hub_only(tmp_path, "server: {cable_path: /c}\n")) == [f"{hub_yml}: server: missing required key 'listen'"]
+
+
+def test_hub_yml_without_a_server_section_needs_navigator_yml(tmp_path) -> None:
+    found = problems(None, hub_only(tmp_path, "public_streams: true\n"))
+    assert found == [f"{tmp_path}/hub.yml: server: missing, and no navigator.yml was given (--config) to take the port and paths from"]
+    with pytest.raises(InputError) as info:
+        load(None, Overrides(), {})
+    assert info.value.problems == ["no configuration: give --config NAVIGATOR_YML, --hub-config HUB_YML, or both"]
+
+
+def test_a_server_section_and_navigator_yml_together_are_refused(tmp_path) -> None:
+    path = write(tmp_path, "server: {listen: 9999}\n", "server: {listen: 8765}\n")  # hub.yml found beside navigator.yml
+    assert problems(path) == [
+        f"{tmp_path}/hub.yml: server: with a server section hub.yml is the whole configuration;"
+        f" start the hub with --hub-config {tmp_path}/hub.yml and without --config"
+    ]
+
+
+def test_proxied_broadcasts_are_refused_without_a_key(tmp_path) -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        hub = Hub(load(write(tmp_path, "{}\n"), Overrides(), {}), Overrides(), Logger(stream=io.StringIO()), loop)
+        for name in (b"forwarded", b"x-forwarded-for", b"x-forwarded-host", b"x-forwarded-proto", b"x-real-ip", b"via"):
+            assert hub.broadcast_auth([(b"content-type", b"application/json"), (name, b"x")], ("127.0.0.1", 1)) == 403
+        assert hub.broadcast_auth([(b"content-type", b"application/json")], ("127.0.0.1", 1)) == 0
+        keyed = load(write(tmp_path, "{}\n", "broadcast_key_env: K\n"), Overrides(), {"K": "key"})
+        hub = Hub(keyed, Overrides(), Logger(stream=io.StringIO()), loop)
+        assert hub.broadcast_auth([(b"via", b"1.1 navigator"), (b"authorization", b"Bearer key")], ("127.0.0.1", 1)) == 0
+        assert hub.broadcast_auth([(b"via", b"1.1 navigator")], ("127.0.0.1", 1)) == 401
+    finally:
+        loop.close()

@@ -78,12 +78,20 @@ def test_prerendered_studio_indexes_stay_local_and_public(models, region):
             assert models[region].dispatch(index, authenticated=True).kind != "replay", index
 
 
-@pytest.mark.parametrize("mode", ["action_cable", "anycable"])
+@pytest.mark.parametrize("mode", ["action_cable", "anycable", "hub"])
 def test_the_cable_path_goes_to_the_cable_server_in_the_other_modes(tmp_path, mode):
     model = NavigatorModel.from_config(region_config(rendered(showcase_with_anycable_image(tmp_path), mode=mode)))
     outcome = model.dispatch("/showcase/regions/ord/cable", headers={"Upgrade": "websocket", "Connection": "Upgrade"})
     assert (outcome.kind, outcome.target, outcome.websocket) == ("proxy", "ws://localhost:28080/showcase/regions/ord/cable", True)
     assert model.dispatch("/showcase/regions/iad/cable") == Outcome("replay", "region=iad", 307)
+
+
+def test_in_hub_mode_navigator_proxies_the_cable_path_only_never_the_hub_s_broadcast_path(tmp_path):
+    model = NavigatorModel.from_config(region_config(rendered(showcase_with_anycable_image(tmp_path), mode="hub")))
+    assert not model.cable_enabled  # Navigator's own cable would answer the path before any proxy
+    for path in ("/_broadcast", "/showcase/regions/ord/cable/x", "/showcase/regions/ord/_broadcast"):
+        outcome = model.dispatch(path, "POST", authenticated=True, remote_addr="127.0.0.1")
+        assert "28080" not in (outcome.target or ""), (path, outcome)
 
 
 def test_a_public_index_tenant_needs_no_login_anywhere_below_it(models, tmp_path):

@@ -145,14 +145,17 @@ def switched_off(config: dict[str, Any], mode: str) -> dict[str, Any]:
     return expected
 
 
-@pytest.mark.parametrize("mode", ["action_cable", "anycable", "integrated"])
+@pytest.mark.parametrize("mode", ["action_cable", "anycable", "integrated", "hub"])
 def test_websocket_off_removes_only_the_websocket_server_and_its_route(mode, tmp_path):
     inventory = showcase_with_anycable_image(tmp_path)
     on = rendered(inventory, mode=mode, websocket=True)
     off = rendered(inventory, mode=mode, websocket=False)
-    changed = {path for path in on if on[path] != off[path]}
+    changed = {path for path in on.keys() | off.keys() if on.get(path) != off.get(path)}
+    # In hub mode the hub's own configuration goes with its process.
+    names = ("navigator.yml", "boot.yml", "render.json", *(("hub.yml",) if mode == "hub" else ()))
     assert changed == {f"navigator/regions/{region}/{name}" for region in ("ams", "dfw", "ewr", "iad", "nrt", "ord", "sjc", "syd")
-                       for name in ("navigator.yml", "boot.yml", "render.json")}
+                       for name in names}
+    assert all(path in on for path in changed), "off adds nothing"
     config_on, config_off = region_config(on), region_config(off)
     assert config_off == switched_off(config_on, mode)
     # The Rails processes keep broadcasting to the same place: every applications.env line stays.

@@ -147,3 +147,21 @@ def test_tenants_of_ord_carry_showcase_s_environment():
 def test_a_non_english_tenant_gets_its_locale_as_showcase_writes_it():
     tenants = {t["path"]: t for t in region_config(rendered(mode="integrated"), "syd")["applications"]["tenants"]}
     assert tenants["/showcase/2025/adelaide/northside/"]["env"]["RAILS_LOCALE"] == "en_AU"
+
+
+def test_the_hub_mode_differs_from_the_integrated_one_in_the_cable_lines_only():
+    """Everything Showcase's configuration has stays; the hub takes the cable path and the broadcasts."""
+    integrated = region_config(rendered(mode="integrated"))
+    hub = region_config(rendered(mode="hub"))
+    expected = copy.deepcopy(integrated)
+    expected["cable"] = {"enabled": False}  # else Navigator's own cable answers the path before any proxy
+    hub_broadcasts = "http://localhost:28080/_broadcast"  # the hub's loopback port, never through Navigator
+    expected["applications"]["env"].update({"CABLE_URL": hub_broadcasts, "TURBO_CABLE_BROADCAST_URL": hub_broadcasts})
+    (process,) = hub["managed_processes"]
+    assert process["name"] == "cable-hub" and process["args"][-2:] == ["--hub-config", "/etc/navigator/regions/ord/hub.yml"]
+    expected["managed_processes"] = [process]
+    (proxy,) = [p for p in hub["routes"]["reverse_proxies"] if p.get("name") == "cable"]
+    assert proxy == {"name": "cable", "path": "^(/showcase/regions/ord/cable)$", "target": "http://localhost:28080$1",
+                     "websocket": True}
+    expected["routes"]["reverse_proxies"] = [*integrated["routes"]["reverse_proxies"], proxy]
+    assert hub == expected

@@ -63,3 +63,8 @@ def test_anycable_ord(tmp_path, snapshot_file):
     files = rendered(showcase_with_anycable_image(tmp_path), mode="anycable")
     assert TEST_ANYCABLE_IMAGE in files["Dockerfile"]
     assert "\n\n".join(f"=== {path}\n{files[path]}" for path in ORD) == snapshot_file
+
+
+@_cases("production", ORD + ("navigator/regions/ord/hub.yml",), mode="hub")
+def test_hub_ord(text, snapshot_file):
+    assert text == snapshot_file

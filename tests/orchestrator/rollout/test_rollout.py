@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -122,14 +123,21 @@ def test_kill_9_in_the_middle_of_a_wave_then_resume_finishes_it_consistently(tmp
         fleet.stop_all()
 
 
+def lock_rows(fleet: Fleet) -> int:
+    """Rows in the journal's lock table; 0 while the journal or its tables are still being created."""
+    try:
+        return int(fleet.query("SELECT count(*) FROM lock")[0][0])  # type: ignore[call-overload]
+    except sqlite3.OperationalError:  # no file yet, or no table yet
+        return 0
+
+
 def test_a_second_rollout_fails_at_once_naming_the_holder_and_a_dead_holder_is_stale(tmp_path: Path) -> None:
     # The first rollout's health gate cannot pass before its deadline: it holds the lock meanwhile.
     fleet = make_fleet(tmp_path, ("  health_check:\n", "  health_check:\n    path: /not-the-health-path\n"),
                        ("failure_limit: 1", "failure_limit: 1000"), ("deadline_seconds: 20", "deadline_seconds: 120"))
     first = fleet.start("rollout", "--stage", "staging", "--yes")
     try:
-        wait_for(lambda: (fleet.state / "journal.sqlite3").exists() and fleet.query("SELECT count(*) FROM lock")[0][0] == 1,
-                 timeout=30, what="the first rollout's lock")
+        wait_for(lambda: lock_rows(fleet) == 1, timeout=30, what="the first rollout's lock")
         second = fleet.orchestrate("rollout", "--stage", "staging", "--yes")
         assert second.code == 3
         assert f"pid {first.pid}" in second.err and "rollout stage staging" in second.err
@@ -279,3 +287,30 @@ def test_the_inventory_is_found_from_the_environment(fleet: Fleet) -> None:
     missing = subprocess.run([sys.executable, "-m", "orchestrator", "plan"], capture_output=True, text=True,
                              env=fleet.env, cwd=fleet.directory)
     assert missing.returncode == 2 and "ORCHESTRATE_INVENTORY" in missing.stderr
+
+
+def test_a_region_in_hub_mode_serves_action_cable_through_the_real_hub_and_switches_off(tmp_path: Path) -> None:
+    # The local front is itself a hub standing in for Navigator (~21 MB where Navigator is ~18 MB): a roomier budget.
+    fleet = make_fleet(tmp_path, ("  mode: integrated\n", "  mode: hub\n  broadcast_key_env: CABLE_BROADCAST_KEY\n"),
+                       ("rollout:\n", "memory_budgets_mb:\n  hub: {navigator: 60, cable_server: 60}\nrollout:\n"))
+    try:
+        result = fleet.orchestrate("rollout", "--stage", "staging", "--yes")
+        assert result.code == 0, result.text
+        gates = {gate: (ok, evidence) for gate, ok, evidence in fleet.query("SELECT gate, ok, evidence FROM gates")}
+        assert {gate: ok for gate, (ok, _) in gates.items()} == {"http": 1, "websocket": 1, "memory": 1}
+        assert "cable-hub" in str(gates["memory"][1])  # the hub's own process was measured
+        run = fleet.home("staging/iad") / "run"
+        assert (run / "cable-hub.pid").exists()
+        status = json.loads(fleet.orchestrate("status", "--json").out)
+        iad = next(row for row in status["regions"] if row["region"] == "staging/iad")
+        assert (iad["deployed"]["mode"], iad["deployed"]["websocket"], iad["health"]["ok"]) == ("hub", "on", True)
+
+        off = fleet.orchestrate("rollback", "--region", "staging/iad", "--yes")
+        assert off.code == 0, off.text
+        assert not (run / "cable-hub.pid").exists()
+        assert not (fleet.home("staging/iad") / "config" / "hub.yml").exists()
+        back = fleet.orchestrate("rollout", "--region", "staging/iad", "--mode", "hub", "--yes")
+        assert back.code == 0, back.text  # the hub process comes back: a restart, not a reload
+        assert (run / "cable-hub.pid").exists()
+    finally:
+        fleet.stop_all()
