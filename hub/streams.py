@@ -15,10 +15,6 @@ class Subscriber(Protocol):
     def send_frame(self, frame: bytes) -> None: ...
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(name)
-
-
 def dumps(value: Any) -> str:
     text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     if not text.isascii():
@@ -30,39 +26,30 @@ def dumps(value: Any) -> str:
 
 
 class Payload:
-    """One broadcast's data, with its two JSON renderings computed at most once."""
+    """One broadcast's data, rendered as JSON at most once.
 
-    __slots__ = ("data", "_cable", "_raw")
+    Both protocols get the data value exactly as it was posted: Navigator's `data`, and Action
+    Cable's `message`, which is what Rails' own server sends for `broadcast(stream, message)`
+    (a string stays a string, even one that reads as JSON).
+    """
+
+    __slots__ = ("data", "_json")
 
     def __init__(self, data: Any) -> None:
         self.data = data
-        self._cable: str | None = None
-        self._raw: str | None = None
+        self._json: str | None = None
 
-    def cable_json(self) -> str:
-        """Action Cable's `message`: string data that is JSON goes out decoded, any other string as a string."""
-        if self._cable is None:
-            data = self.data
-            if isinstance(data, str):
-                try:
-                    data = json.loads(data, parse_constant=_reject_constant)
-                except (ValueError, RecursionError):
-                    pass
-            self._cable = dumps(data)
-        return self._cable
-
-    def raw_json(self) -> str:
-        """Navigator's `data`: the broadcast's data value passed through unchanged."""
-        if self._raw is None:
-            self._raw = dumps(self.data)
-        return self._raw
+    def json(self) -> str:
+        if self._json is None:
+            self._json = dumps(self.data)
+        return self._json
 
 
 def broadcast_frame(stream: str, identifier: str | None, payload: Payload) -> bytes:
     if identifier is NAVIGATOR:
-        text = '{"type":"message","stream":' + dumps(stream) + ',"data":' + payload.raw_json() + "}"
+        text = '{"type":"message","stream":' + dumps(stream) + ',"data":' + payload.json() + "}"
     else:
-        text = '{"identifier":' + dumps(identifier) + ',"message":' + payload.cable_json() + "}"
+        text = '{"identifier":' + dumps(identifier) + ',"message":' + payload.json() + "}"
     return text_frame(text)
 
 

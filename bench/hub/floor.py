@@ -8,6 +8,7 @@ import argparse
 import asyncio
 import json
 import resource
+from typing import Any
 
 from wire import accept_key, server_frame
 
@@ -22,13 +23,9 @@ class Floor:
             json.dumps({"identifier": identifier, "type": "confirm_subscription"}, separators=(",", ":")).encode()
         )
 
-    def fan_out(self, items: list[dict[str, str]]) -> None:
+    def fan_out(self, items: list[dict[str, Any]]) -> None:
         for item in items:
-            data = item["data"]
-            try:
-                message = json.loads(data)
-            except ValueError:
-                message = data
+            message = item["data"]  # sent as posted, as the hub does
             frame = server_frame(json.dumps({"identifier": self.identifier, "message": message}, separators=(",", ":")).encode())
             for transport in self.sockets:
                 transport.write(frame)
@@ -94,6 +91,7 @@ async def serve(host: str, port: int, identifier: str) -> None:
     floor = Floor(identifier)
     loop = asyncio.get_running_loop()
     server = await loop.create_server(lambda: FloorConnection(floor), host, port, backlog=4096)
+    port = server.sockets[0].getsockname()[1]  # the one the kernel chose when asked for port 0
     print(json.dumps({"event": "listening", "port": port}), flush=True)
     async with server:
         await server.serve_forever()

@@ -234,7 +234,8 @@ class Bench:
         self.fanout.seq = seq
         self.fanout.remaining = len(self.clients)
         self.fanout.done = asyncio.Event()
-        data = json.dumps({"bseq": seq, "heat": 42, "html": "<turbo-stream action=replace>" + "x" * 120 + "</turbo-stream>"})
+        # The message itself, as the generated Rails adapter posts it (it decodes Action Cable's payload).
+        data = {"bseq": seq, "heat": 42, "html": "<turbo-stream action=replace>" + "x" * 120 + "</turbo-stream>"}
         started = time.perf_counter()
         status = await self.post(json.dumps({"stream": self.stream, "data": data}).encode())
         if status != 201:

@@ -32,29 +32,33 @@ from e2e_support import (
     Hub,
     NodeClient,
     ServerProcess,
-    free_port,
+    hub_listening_port,
     hub_options,
     navigator_config,
 )
+from tests.ports import start_on_free_port
 
 
 @pytest.fixture
 def hub(tmp_path: Path) -> Iterator[Hub]:
     if not (REPO / "hub" / "__main__.py").exists():
         pytest.fail("the hub is missing: hub/__main__.py does not exist")
-    port = free_port()
-    navigator = navigator_config(port)
+    # Port 0: the hub binds a port of its own and logs it, so no other process can take it first.
+    navigator = navigator_config(0)
     navigator_yml = tmp_path / "navigator.yml"
     navigator_yml.write_text(yaml.safe_dump(navigator))
     hub_yml = tmp_path / "hub.yml"
     hub_yml.write_text(yaml.safe_dump(hub_options()))
-    argv = [
-        sys.executable, "-m", "hub",
-        "--config", str(navigator_yml), "--hub-config", str(hub_yml),
-        "--host", "127.0.0.1", "--port", str(port), "--log-format", "json",
-    ]
+
+    def command(port: int) -> list[str]:
+        return [
+            sys.executable, "-m", "hub",
+            "--config", str(navigator_yml), "--hub-config", str(hub_yml),
+            "--host", "127.0.0.1", "--port", str(port), "--log-format", "json",
+        ]
+
     env = {**os.environ, SECRET_ENV: SECRET}
-    server = ServerProcess(argv, port, tmp_path / "hub.log", env, REPO)
+    server = ServerProcess(command, 0, tmp_path / "hub.log", env, REPO, reported_port=hub_listening_port)
     server.start()
     try:
         yield Hub(server, navigator_yml, navigator)
@@ -68,10 +72,17 @@ def rails_cable(tmp_path: Path) -> Iterator[ServerProcess]:
     puma = shutil.which("puma")
     if puma is None:
         pytest.fail("puma is missing: install the Debian packages puma and ruby-actioncable")
-    port = free_port()
-    argv = [puma, "-b", f"tcp://127.0.0.1:{port}", "-t", "4:4", str(RAILS_CONFIG_RU)]
-    server = ServerProcess(argv, port, tmp_path / "puma.log", dict(os.environ), tmp_path)
-    server.start()
+
+    def command(port: int) -> list[str]:
+        return [puma, "-b", f"tcp://127.0.0.1:{port}", "-t", "4:4", str(RAILS_CONFIG_RU)]
+
+    def start(port: int) -> ServerProcess:
+        server = ServerProcess(command, port, tmp_path / "puma.log", dict(os.environ), tmp_path)
+        server.start()
+        return server
+
+    # Puma cannot report a port it chose: another one is tried when this one was taken meanwhile.
+    server = start_on_free_port(start)
     try:
         yield server
     finally:

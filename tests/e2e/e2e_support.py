@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -20,6 +19,7 @@ from typing import Any
 import yaml
 
 from tests.polling import wait_for
+from tests.ports import start_failed
 
 REPO = Path(__file__).resolve().parents[2]
 NODE_DIR = REPO / "tests" / "node"
@@ -30,12 +30,6 @@ SECRET_ENV = "E2E_CABLE_SECRET"
 SECRET = "e2e-signing-secret-0123456789abcdef"
 
 Event = dict[str, Any]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def http_request(port: int, path: str, method: str = "GET", body: Any = None) -> int:
@@ -53,7 +47,7 @@ def http_request(port: int, path: str, method: str = "GET", body: Any = None) ->
         return error.code
 
 
-def broadcast(port: int, stream: str, data: str, path: str = "/_broadcast") -> None:
+def broadcast(port: int, stream: str, data: Any, path: str = "/_broadcast") -> None:
     status = http_request(port, path, "POST", {"stream": stream, "data": data})
     assert status == 201, f"broadcast to {stream!r} answered {status}"
 
@@ -65,25 +59,54 @@ def is_up(port: int, path: str = "/up") -> bool:
         return False
 
 
+def hub_listening_port(output: str) -> int | None:
+    """The port in the hub's `listening` line (JSON log format), once it is there."""
+    for line in output.splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and record.get("event") == "listening":
+            return int(record["port"])
+    return None
+
+
 @dataclass
 class ServerProcess:
-    """A server subprocess with its combined output kept in a log file."""
+    """A server subprocess with its combined output kept in a log file.
 
-    argv: list[str]
+    `command(port)` is its command line. With port 0 the server binds a port of its own choosing
+    and `reported_port` reads that port from its output; a restart then asks for the same port
+    again, since clients reconnect to the address they had.
+    """
+
+    command: Callable[[int], list[str]]
     port: int
     log_path: Path
     env: dict[str, str]
     cwd: Path
+    reported_port: Callable[[str], int | None] | None = None
     process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 20) -> None:
+        argv = self.command(self.port)
         with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd
-            )
-        wait_for(lambda: is_up(self.port) or self.exited(), timeout, f"{self.argv[0]} to answer /up")
-        if self.exited():
-            raise AssertionError(f"server exited with {self.process.returncode}:\n{self.log()}")
+            offset = log.tell()
+            self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd)
+        try:
+            if self.port == 0:
+                assert self.reported_port is not None, "port 0 needs a server that reports the port it chose"
+                reported = self.reported_port
+                found = wait_for(lambda: reported(self.log(offset)) or self.exited(), timeout, f"{argv[0]} to report its port")
+                if found is not True:
+                    self.port = found
+            if not self.exited():
+                wait_for(lambda: is_up(self.port) or self.exited(), timeout, f"{argv[0]} to answer /up")
+            if self.exited():
+                raise start_failed(argv[0], self.process.returncode, self.log(offset))
+        except BaseException:
+            self.kill()
+            raise
 
     def exited(self) -> bool:
         return self.process is not None and self.process.poll() is not None
@@ -103,11 +126,20 @@ class ServerProcess:
         try:
             self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
+            self.kill()
+
+    def kill(self) -> None:
+        if self.process is not None and not self.exited():
             self.signal(signal.SIGKILL)
             self.process.wait(timeout=5)
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+    def log(self, offset: int = 0) -> str:
+        """The server's output, from byte `offset` of the log on."""
+        if not self.log_path.exists():
+            return ""
+        with self.log_path.open("rb") as log:
+            log.seek(offset)
+            return log.read().decode(errors="replace")
 
 
 @dataclass

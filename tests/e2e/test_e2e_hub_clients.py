@@ -32,23 +32,26 @@ def rails_client(start: StartClient, hub: Hub, **config: Any) -> NodeClient:
 
 
 def test_official_client_receives_public_and_channel_broadcasts(hub: Hub, node_client: StartClient) -> None:
-    client = rails_client(node_client, hub, subscriptions=[PUBLIC, HEAT], expect=3)
+    client = rails_client(node_client, hub, subscriptions=[PUBLIC, HEAT], expect=4)
     client.wait_count("subscribed", 2, timeout=15)
     assert client.named("handshake")[0]["protocol"] == "actioncable-v1-json"
 
-    broadcast(hub.port, "announcements", '{"text": "doors open", "n": 1}')
-    broadcast(hub.port, "current-heat-2025-boston-spring", '{"heat": 42}')
+    # The message as posted, as the generated Rails adapter posts it: a value, or a string that
+    # stays a string even when it reads as JSON (what Rails sends for broadcast(stream, string)).
+    broadcast(hub.port, "announcements", {"text": "doors open", "n": 1})
+    broadcast(hub.port, "current-heat-2025-boston-spring", {"heat": 42})
     broadcast(hub.port, "announcements", "plain text, not JSON")
+    broadcast(hub.port, "announcements", '{"a string": "of JSON"}')
 
     assert client.wait_exit(timeout=15)["reason"] == "done"
-    assert received_by(client, PUBLIC) == [{"text": "doors open", "n": 1}, "plain text, not JSON"]
+    assert received_by(client, PUBLIC) == [{"text": "doors open", "n": 1}, "plain text, not JSON", '{"a string": "of JSON"}']
     assert received_by(client, HEAT) == [{"heat": 42}]
 
 
 def test_official_client_resubscribes_after_hub_restart(hub: Hub, node_client: StartClient) -> None:
     client = rails_client(node_client, hub, subscriptions=[HEAT], expect=2, deadline=90)
     client.wait_count("subscribed", 1, timeout=15)
-    broadcast(hub.port, "current-heat-2025-boston-spring", '{"heat": 1}')
+    broadcast(hub.port, "current-heat-2025-boston-spring", {"heat": 1})
     client.wait_count("received", 1, timeout=10)
 
     hub.server.signal(signal.SIGTERM)
@@ -65,7 +68,7 @@ def test_official_client_resubscribes_after_hub_restart(hub: Hub, node_client: S
     # The consumer notices the stale connection on its own schedule (6 s
     # threshold, polled with backoff), reopens, and resubscribes on welcome.
     client.wait_count("subscribed", 2, timeout=45)
-    broadcast(hub.port, "current-heat-2025-boston-spring", '{"heat": 2}')
+    broadcast(hub.port, "current-heat-2025-boston-spring", {"heat": 2})
 
     assert client.wait_exit(timeout=15)["reason"] == "done"
     assert received_by(client, HEAT) == [{"heat": 1}, {"heat": 2}]
@@ -90,7 +93,7 @@ def test_official_client_stops_on_reconnect_false(hub: Hub, node_client: StartCl
     assert linger["monitor_running"] is False
     # Health and broadcasts keep working with the cable switched off.
     assert http_request(hub.port, "/up") == 200
-    broadcast(hub.port, "announcements", '{"after": "reload"}')
+    broadcast(hub.port, "announcements", {"after": "reload"})
 
 
 def test_anycable_client_signed_stream(hub: Hub, node_client: StartClient) -> None:
@@ -108,8 +111,8 @@ def test_anycable_client_signed_stream(hub: Hub, node_client: StartClient) -> No
     assert [e["label"] for e in client.named("subscribed")] == ["good"]
     assert sorted(e["label"] for e in client.named("rejected")) == ["tampered", "wrong-secret"]
 
-    broadcast(hub.port, "other-stream", '{"leak": true}')
-    broadcast(hub.port, "private-stream", '{"secret": "ok"}')
+    broadcast(hub.port, "other-stream", {"leak": True})
+    broadcast(hub.port, "private-stream", {"secret": "ok"})
 
     assert client.wait_exit(timeout=15)["reason"] == "done"
     assert [(e["label"], e["data"]) for e in client.named("received")] == [("good", {"secret": "ok"})]
@@ -156,9 +159,9 @@ def test_official_client_showcase_channels(hub: Hub, node_client: StartClient) -
     assert {e["identifier"] for e in client.named("rejected")} == {identifier(unsigned_playlist), identifier(unknown)}
 
     broadcast(hub.port, "heats:2025-boston", '<turbo-stream action="replace" target="heat"></turbo-stream>')
-    broadcast(hub.port, "live-scores-2025-boston", '{"scores": [1, 2]}')
-    broadcast(hub.port, "offline_playlist_2025-boston_8", '{"leak": true}')
-    broadcast(hub.port, playlist, '{"playlist": "ready"}')
+    broadcast(hub.port, "live-scores-2025-boston", {"scores": [1, 2]})
+    broadcast(hub.port, "offline_playlist_2025-boston_8", {"leak": True})
+    broadcast(hub.port, playlist, {"playlist": "ready"})
 
     assert client.wait_exit(timeout=15)["reason"] == "done"
     assert received_by(client, turbo) == ['<turbo-stream action="replace" target="heat"></turbo-stream>']
@@ -167,15 +170,27 @@ def test_official_client_showcase_channels(hub: Hub, node_client: StartClient) -
     assert len(client.named("received")) == 3
 
 
+# The consumer reopens a connection that was silent for 6 s (its stale threshold). The hub pings
+# every 3 s, so five pings on the first socket span 12 s: two such thresholds.
+PINGS_ON_ONE_SOCKET = 5
+RECONNECTING = ("socket_closed", "disconnected")
+
+
 def test_official_client_stays_connected_on_pings(hub: Hub, node_client: StartClient) -> None:
-    # The consumer reopens a connection that was silent for 6 s; pings every 3 s
-    # must keep one socket alive well past two such thresholds.
-    client = rails_client(node_client, hub, subscriptions=[PUBLIC], stay=14)
-    assert client.wait_exit(timeout=20)["reason"] == "stayed"
+    # No fixed window: however late the client connects, wait for the pings it needs, or for the
+    # first sign of a reconnect, whichever comes first.
+    client = rails_client(node_client, hub, subscriptions=[PUBLIC], deadline=120)
+    client.wait_for(
+        lambda events: sum(e["event"] == "ping" for e in events) >= PINGS_ON_ONE_SOCKET
+        or any(e["event"] in RECONNECTING for e in events)
+        or sum(e["event"] == "socket_open_attempt" for e in events) > 1,
+        timeout=90,
+        what=f"{PINGS_ON_ONE_SOCKET} pings, or a reconnect",
+    )
     assert len(client.named("socket_open_attempt")) == 1
-    assert client.named("disconnected") == []
+    assert [e for name in RECONNECTING for e in client.named(name)] == []
     [welcome] = client.named("welcome")
     assert welcome["sid"], "welcome carries a session id"
     pings = [event["message"] for event in client.named("ping")]
-    assert len(pings) >= 4
-    assert pings == sorted(pings) and len(set(pings)) == len(pings), pings
+    assert len(pings) >= PINGS_ON_ONE_SOCKET
+    assert all(earlier < later for earlier, later in zip(pings, pings[1:])), pings

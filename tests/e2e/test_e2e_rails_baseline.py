@@ -14,7 +14,7 @@ def test_official_client_against_rails_action_cable(rails_cable: ServerProcess, 
     client.wait_count("subscribed", 1, timeout=20)
     assert client.named("handshake")[0]["protocol"] == "actioncable-v1-json"
 
-    broadcast(rails_cable.port, "baseline", '{"heat": 7}')
+    broadcast(rails_cable.port, "baseline", {"heat": 7})
 
     assert client.wait_exit(timeout=20)["reason"] == "done"
     [received] = client.named("received")

@@ -37,7 +37,7 @@ def test_orchestrate_hub_serves_the_rendered_region(tmp_path, start_hub, capsys)
         ws.send(json.dumps({"command": "subscribe", "identifier": identifier}))
         assert json.loads(ws.recv(timeout=10)) == {"identifier": identifier, "type": "confirm_subscription"}
         # The region is in integrated mode: the hub stands in for Navigator's cable, which answers 200.
-        assert hub.broadcast({"stream": "config_update_2025-boston_7", "data": '{"reload":true}'}) == 200
+        assert hub.broadcast({"stream": "config_update_2025-boston_7", "data": {"reload": True}}) == 200
         message = json.loads(ws.recv(timeout=10))
         while message.get("type") == "ping":
             message = json.loads(ws.recv(timeout=10))

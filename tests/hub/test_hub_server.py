@@ -105,7 +105,7 @@ def test_action_cable_welcome_subscribe_broadcast_and_pings(showcase) -> None:
         assert welcome["type"] == "welcome" and welcome["sid"]
         identifier, reply = subscribe(ws, channel="ScoresChannel")
         assert reply == {"identifier": identifier, "type": "confirm_subscription"}
-        assert showcase.broadcast({"stream": "live-scores-2025-boston", "data": '{"html":"<b>1</b>"}'}) == 201
+        assert showcase.broadcast({"stream": "live-scores-2025-boston", "data": {"html": "<b>1</b>"}}) == 201
         message = recv_until(ws, lambda m: "message" in m and m.get("type") != "ping")
         assert message == {"identifier": identifier, "message": {"html": "<b>1</b>"}}
         first = recv_until(ws, lambda m: m.get("type") == "ping")["message"]
@@ -135,7 +135,7 @@ def test_channels_and_public_streams_from_flags(start_hub) -> None:
         assert subscribe(ws, channel="ScoresChannel")[1]["type"] == "confirm_subscription"
         assert subscribe(ws, channel="$pubsub", stream_name="open")[1]["type"] == "confirm_subscription"
         assert subscribe(ws, channel="Private", user="u")[1]["type"] == "reject_subscription"
-        assert hub.broadcast({"stream": "live-scores-x", "data": "1"}) == 201
+        assert hub.broadcast({"stream": "live-scores-x", "data": 1}) == 201
         assert recv_until(ws, lambda m: "message" in m and m.get("type") != "ping")["message"] == 1
 
 

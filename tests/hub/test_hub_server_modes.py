@@ -124,7 +124,7 @@ def test_hub_yml_with_a_server_section_is_the_whole_configuration(start_hub) -> 
         recv_json(ws)
         identifier, reply = subscribe(ws, channel="$pubsub", stream_name="news")
         assert reply["type"] == "confirm_subscription"
-        assert hub.broadcast({"stream": "news", "data": "1"}, path="/_hub_broadcast") == 201
+        assert hub.broadcast({"stream": "news", "data": 1}, path="/_hub_broadcast") == 201
         assert next_message(ws) == {"identifier": identifier, "message": 1}
     reload_with(hub, SERVED.replace("/regions/iad/cable", "/cable2"), 1)
     with navigator_client(hub, "/cable2") as nav:

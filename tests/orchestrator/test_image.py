@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import tomllib
 from pathlib import Path
@@ -24,7 +23,7 @@ from tests.orchestrator.conftest import (
     rendered,
     showcase_with_anycable_image,
 )
-from tests.polling import wait_for
+from tests.ports import redis_answers_ping, start_listening
 
 DEPLOY = "deploy/production"
 
@@ -228,27 +227,11 @@ def test_redis_runs_in_the_foreground_under_navigator(tmp_path):
     (_, redis) = region_config(rendered(mode="action_cable"))["managed_processes"]
     config = tmp_path / "redis.conf"
     config.write_text(f"daemonize yes\ndir {tmp_path}\nsave \"\"\nappendonly no\nbind 127.0.0.1\n")
-    port = _free_port()
     args = [str(config) if arg == "/etc/redis/redis.conf" else arg for arg in redis["args"]]
-    server = subprocess.Popen([redis_server, *args, "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    # A redis-server that forks exits at once: start_listening reports that as a failed start.
+    server, _ = start_listening(lambda port: [redis_server, *args, "--port", str(port)], redis_answers_ping, "redis-server")
     try:
-        wait_for(lambda: _ping(port), what="redis to answer PING")
         assert server.poll() is None, "redis-server forked into the background"
     finally:
         server.terminate()
         server.wait(timeout=30)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _ping(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False

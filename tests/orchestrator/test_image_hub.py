@@ -30,6 +30,8 @@ def test_the_image_installs_what_the_hub_runs_on(hub_image: dict[str, str]) -> N
     for package in ("python3", "python3-h11", "python3-yaml"):
         assert f" {package} " in install
     assert "navigator/tool/hub/server.py" in hub_image and "navigator/tool/orchestrator/schema/hub.schema.json" in hub_image
+    runs = [a for k, a, _ in parse(hub_image["Dockerfile"]).final.instructions if k == "RUN"]
+    assert "python3 -m compileall -q /etc/navigator/tool" in runs  # the hub starts without compiling its sources
 
 
 @pytest.fixture

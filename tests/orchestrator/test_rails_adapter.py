@@ -25,7 +25,7 @@ from orchestrator.inventory import load_inventory
 from orchestrator.render.files import RAILS_TEMPLATES, rails_context
 from orchestrator.templates import render_template
 from tests.orchestrator.conftest import SHOWCASE_INVENTORY
-from tests.polling import wait_for
+from tests.ports import redis_answers_ping, start_listening, unused_port
 
 BROADCAST_SCRIPT = Path(__file__).parent / "ruby" / "broadcast.rb"
 
@@ -63,12 +63,6 @@ def broadcast(
     if check:
         assert result.returncode == 0, result.stderr
     return result
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class BroadcastCatcher(ThreadingHTTPServer):
@@ -118,27 +112,16 @@ class RedisServer:
     def __init__(self, directory: Path) -> None:
         executable = shutil.which("redis-server")
         assert executable, "redis-server is missing: run scripts/setup-env test"
-        self.port = free_port()
-        self.process = subprocess.Popen(
-            [executable, "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(directory),
-             "--save", "", "--appendonly", "no", "--daemonize", "no"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+        self.process, self.port = start_listening(
+            lambda port: [executable, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(directory),
+                          "--save", "", "--appendonly", "no", "--daemonize", "no"],
+            redis_answers_ping,
+            "redis-server",
         )
-        wait_for(self.answers_ping, what=f"redis-server on 127.0.0.1:{self.port}")
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
-
-    def answers_ping(self) -> bool:
-        assert self.process.poll() is None, f"redis-server exited with {self.process.returncode}"
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as connection:
-                connection.sendall(b"PING\r\n")
-                return connection.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -276,7 +259,7 @@ def test_navigator_with_cable_disabled_answers_404_and_the_broadcast_is_logged(t
 
 @pytest.mark.parametrize("adapter", HTTP_ADAPTERS)
 def test_nothing_listening_refuses_and_the_broadcast_is_logged(tmp_path, adapter):
-    url = f"http://127.0.0.1:{free_port()}/_broadcast"
+    url = f"http://127.0.0.1:{unused_port()}/_broadcast"
     result = broadcast(rails_dir(tmp_path), http_env(adapter, url), "s", {"n": 1})
     assert "result=false" in result.stdout
     assert f"[{adapter}] {url}: Errno::ECONNREFUSED" in result.stderr

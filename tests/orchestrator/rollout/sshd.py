@@ -38,12 +38,6 @@ def missing_programs() -> list[str]:
     )
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def keygen(path: Path) -> str:
     """A new ed25519 key pair at `path` (and path.pub); returns the public key line's `type base64`."""
     subprocess.run([SSH_KEYGEN, "-q", "-t", "ed25519", "-N", "", "-C", "", "-f", str(path)], check=True,
@@ -85,7 +79,7 @@ def _answers(port: int) -> bool:
 
 def start_sshd(directory: Path, subsystem: str = "internal-sftp") -> Sshd:
     """An sshd for the current user on 127.0.0.1, public key authentication only."""
-    from tests.polling import wait_for
+    from tests.ports import start_listening  # here: the file also runs as a script, without tests/ importable
 
     directory.mkdir(parents=True, exist_ok=True)
     host_public = keygen(directory / "host_key")
@@ -94,39 +88,34 @@ def start_sshd(directory: Path, subsystem: str = "internal-sftp") -> Sshd:
     authorized.write_text(client_public + "\n")
     if os.geteuid() == 0:
         os.makedirs("/run/sshd", exist_ok=True)  # its privilege separation directory, as root
-    port = free_port()
+
+    def argv(port: int) -> list[str]:
+        options = {
+            "HostKey": str(directory / "host_key"),
+            "Port": str(port),
+            "ListenAddress": "127.0.0.1",
+            "AuthorizedKeysFile": str(authorized),
+            "StrictModes": "no",
+            "PasswordAuthentication": "no",
+            "KbdInteractiveAuthentication": "no",
+            "PermitRootLogin": "prohibit-password",
+            "PidFile": str(directory / "sshd.pid"),
+            "UsePAM": "no",
+            "Subsystem": f"sftp {subsystem}",
+            "MaxSessions": "100",
+            "MaxStartups": "100",
+        }
+        argv = [SSHD, "-D", "-e", "-f", "/dev/null"]
+        for name, value in options.items():
+            argv += ["-o", f"{name}={value}"]
+        return argv
+
+    # sshd cannot report a port it chose: one that is free now, then another if it was taken meanwhile.
+    log = directory / "sshd.log"
+    process, port = start_listening(argv, _answers, "sshd", log=log, stdin=subprocess.DEVNULL)
     known_hosts = directory / "known_hosts"
     known_hosts.write_text(f"[127.0.0.1]:{port} {host_public}\n")
-    log = directory / "sshd.log"
-    options = {
-        "HostKey": str(directory / "host_key"),
-        "Port": str(port),
-        "ListenAddress": "127.0.0.1",
-        "AuthorizedKeysFile": str(authorized),
-        "StrictModes": "no",
-        "PasswordAuthentication": "no",
-        "KbdInteractiveAuthentication": "no",
-        "PermitRootLogin": "prohibit-password",
-        "PidFile": str(directory / "sshd.pid"),
-        "UsePAM": "no",
-        "Subsystem": f"sftp {subsystem}",
-        "MaxSessions": "100",
-        "MaxStartups": "100",
-    }
-    argv = [SSHD, "-D", "-e", "-f", "/dev/null"]
-    for name, value in options.items():
-        argv += ["-o", f"{name}={value}"]
-    with open(log, "wb") as output:
-        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT)
-    sshd = Sshd(directory, port, host_public, directory / "client_key", known_hosts, log, process)
-    try:
-        wait_for(lambda: process.poll() is not None or _answers(port), timeout=30, what=f"sshd on port {port}")
-        if process.poll() is not None:
-            raise AssertionError(f"sshd exited with {process.returncode}: {log.read_text()}")
-    except BaseException:
-        sshd.stop()
-        raise
-    return sshd
+    return Sshd(directory, port, host_public, directory / "client_key", known_hosts, log, process)
 
 
 # --- the holding SFTP subsystem -------------------------------------------------------------------

@@ -35,8 +35,9 @@ from orchestrator.targets.ssh import (
     with_secrets_on_stdin,
 )
 from tests.orchestrator.rollout.fleet import BROADCAST_KEY, SIGNING_SECRET
-from tests.orchestrator.rollout.sshd import Sshd, free_port, keygen, missing_programs, start_sshd
+from tests.orchestrator.rollout.sshd import Sshd, keygen, missing_programs, start_sshd
 from tests.polling import wait_for
+from tests.ports import redis_answers_ping, start_listening, unused_port
 
 REPO = Path(__file__).resolve().parents[3]
 PYTHON = sys.executable
@@ -116,7 +117,7 @@ class SshFleet:
             run.mkdir(parents=True, exist_ok=True)
             ports_file = run / "ports.json"
             if not ports_file.exists():
-                ports_file.write_text(json.dumps({"front": free_port()}))
+                ports_file.write_text(json.dumps({"front": unused_port()}))  # bound later, by the front the rollout starts
             ports[region] = json.loads(ports_file.read_text())["front"]
         home = f"{self.hosts}/{{region}}"
         ssh: dict[str, object] = {
@@ -284,7 +285,7 @@ def test_a_host_key_that_is_not_the_known_one_is_refused_and_nothing_is_written(
         other = keygen(fleet.directory / "other_host_key")
         known_hosts.write_text(fleet.sshd.known_hosts_line(other))
     else:
-        known_hosts.write_text(f"[127.0.0.1]:{free_port()} {fleet.sshd.host_public_key}\n")  # another port's
+        known_hosts.write_text(f"[127.0.0.1]:{unused_port()} {fleet.sshd.host_public_key}\n")  # another port's
     fleet.write_inventory(stage=("ord",), known_hosts=known_hosts)
     result = fleet.orchestrate("rollout", "--stage", "wave", "--yes")
     assert result.returncode == 1, text_of(result)
@@ -491,6 +492,25 @@ def test_rollout_dry_run_of_showcase_prints_each_operation_with_its_host(tmp_pat
     assert not list(tmp_path.iterdir()), "a dry run writes nothing, not even the journal"
 
 
+def test_the_hub_mode_needs_the_hub_yml_where_the_rendered_process_reads_it(target: SshTarget, tmp_path: Path) -> None:
+    hub = region_state(target.inventory, ORD, mode="hub")
+    with pytest.raises(InputError) as raised:
+        target.operations(ORD, None, hub)
+    (problem,) = raised.value.problems
+    assert problem.startswith("environments.production.ssh.config_path: the hub mode's cable-hub process reads "
+                              "/etc/navigator/regions/ord/hub.yml, but this host would get it at /srv/ord/hub.yml; "
+                              "set config_path to /etc/navigator/regions/{region}/navigator.yml (")
+    path = tmp_path / "image-layout.yml"
+    path.write_text(INVENTORY.format(ssh=HOST_INVENTORY_SSH.replace("/srv/{region}/navigator.yml",
+                                                                    "/etc/navigator/regions/{region}/navigator.yml"),
+                                     stage="ord"))
+    operations = SshTarget(load_inventory(path), tmp_path).operations(ORD, None, hub)
+    assert "write /etc/navigator/regions/ord/hub.yml" in [op.label for op in operations]
+    # The probe is published where the Rails processes publish in this mode: the hub's own port.
+    argv, _ = publish_argv(target.inventory, target.where(ORD), "hub", "s1", "{}")
+    assert argv[3:5] == ("http", "http://localhost:28080/_broadcast")
+
+
 def test_the_front_port_is_per_region_then_per_environment_then_app_listen(target: SshTarget, tmp_path: Path) -> None:
     assert target.where(RegionKey("production", "ams")).front_port == 3001
     assert target.where(ORD).front_port == 3000
@@ -539,8 +559,11 @@ def test_no_secret_value_is_ever_in_a_command_line(target: SshTarget, monkeypatc
 def test_the_memory_script_reads_the_front_and_its_cable_and_redis_children(tmp_path: Path) -> None:
     for name in ("redis-server", "puma"):
         (tmp_path / name).symlink_to("/bin/sleep")
-    front = subprocess.Popen(["sh", "-c", f"{tmp_path}/redis-server 60 & {tmp_path}/puma 60 & sleep 60 & wait"],
-                             start_new_session=True)
+    (tmp_path / "hub").mkdir()  # what the hub mode's cable-hub runs: python3 -m hub ...
+    (tmp_path / "hub" / "__main__.py").write_text("import time\ntime.sleep(60)\n")
+    front = subprocess.Popen(["sh", "-c", f"{tmp_path}/redis-server 60 & {tmp_path}/puma 60 & "
+                              f"python3 -m hub --hub-config hub.yml & sleep 60 & wait"],
+                             cwd=tmp_path, start_new_session=True)
     try:
         pid_file = tmp_path / "navigator.pid"
         pid_file.write_text(f"{front.pid}\n")
@@ -548,7 +571,7 @@ def test_the_memory_script_reads_the_front_and_its_cable_and_redis_children(tmp_
         def reading() -> dict[str, int] | None:
             done = subprocess.run(["python3", "-c", MEMORY_SCRIPT, str(pid_file)], capture_output=True, text=True, check=True)
             sizes = json.loads(done.stdout)
-            return sizes if set(sizes) == {"front", "redis-server", "puma"} else None
+            return sizes if set(sizes) == {"front", "redis-server", "puma", "cable-hub"} else None
 
         sizes = wait_for(reading, timeout=10, what="the children to start") or {}
         assert all(isinstance(size, int) and size > 0 for size in sizes.values())
@@ -560,11 +583,12 @@ def test_the_memory_script_reads_the_front_and_its_cable_and_redis_children(tmp_
 
 
 def test_the_publish_script_publishes_on_redis_as_action_cables_adapter_does(tmp_path: Path) -> None:
-    port = free_port()
-    redis = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-                             stdout=subprocess.DEVNULL)
+    redis, port = start_listening(
+        lambda port: ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        redis_answers_ping, "redis-server", timeout=10,
+    )
     try:
-        subscriber = wait_for(lambda: _connect(port), timeout=10, what="redis-server")
+        subscriber = _connect(port)
         assert subscriber is not None
         with subscriber:
             subscriber.sendall(b"*2\r\n$9\r\nSUBSCRIBE\r\n$6\r\nprobe1\r\n")
