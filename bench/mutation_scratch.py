@@ -10,6 +10,13 @@ gets no mutants/ directory. The copy is of the working tree as it is when this r
 
 `--summary` counts the copy's mutants per file and per function from mutmut's own records
 (mutants/**/*.meta), as killed / survived / timed out / other.
+
+To run the survivors of a first run again with new tests, on exactly the same sources:
+
+    .venv/bin/python bench/mutation_scratch.py DIR2 --sources-of DIR --overlay tests/hub/test_new.py --mutate ... --tests ...
+    cd DIR2 && /work/main/.venv/bin/mutmut run $(cd DIR && /work/main/.venv/bin/mutmut results | awk -F: '/survived/{print $1}')
+
+`--deselect NODEID` leaves out a test that fails on the copied sources (one written ahead of its code).
 """
 
 from __future__ import annotations
@@ -22,13 +29,14 @@ import shutil
 import subprocess
 import sys
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 LEFT_OUT = (".venv", "mutants", "node_modules", "__pycache__", ".hypothesis", ".pytest_cache", "tmp", ".orchestrate")
 
 
-def copy_tree(target: Path, sources_of: Path | None = None, overlay: list[str] = ()) -> None:
+def copy_tree(target: Path, sources_of: Path | None = None, overlay: Sequence[str] = ()) -> None:
     """The working tree; or an earlier copy (`sources_of`: the same state again) with the files in
     `overlay` (new tests) taken from the working tree."""
     if target.exists():

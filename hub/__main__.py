@@ -44,7 +44,7 @@ cable.enabled false both cable paths answer 404. Action Cable clients keep the c
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    from .config import NAVIGATOR_PROTOCOLS  # only once main() has marked the unneeded modules absent
+    from .config import BROKER_KINDS, NAVIGATOR_PROTOCOLS  # only once main() has marked the unneeded modules absent
 
     parser = argparse.ArgumentParser(
         prog="cable-hub", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -57,6 +57,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--navigator-protocol", choices=NAVIGATOR_PROTOCOLS, help=NAVIGATOR_PROTOCOL_HELP)
     parser.add_argument("--channel", action="append", default=[], metavar="NAME=STREAM", help="map an Action Cable channel to a stream template, e.g. ScoresChannel=live-scores-{database}")
     parser.add_argument("--signed-channel", action="append", default=[], metavar="NAME=STREAM", help="like --channel, but the subscription must carry a matching signed_stream_name")
+    parser.add_argument("--broker", choices=("none", *BROKER_KINDS), help="share broadcasts with the region's other hubs through NATS or Redis, overriding hub.yml's broker.kind; none: this hub's clients only")
+    parser.add_argument("--broker-url", metavar="URL", help="nats://HOST:PORT or redis://HOST:PORT/DB, overriding broker.url (no credentials: hub.yml's broker.user and broker.password_env)")
+    parser.add_argument("--broker-prefix", metavar="PREFIX", help="subject or channel prefix, overriding broker.prefix (default cable-hub): hubs sharing one share <PREFIX>.broadcast")
     parser.add_argument("--log-format", choices=("text", "json"), default="text")
     args = parser.parse_args(argv)
     if args.config is None and args.hub_config is None:
@@ -89,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
             public_streams=args.public_streams,
             navigator_protocol=args.navigator_protocol,
             channels=channels,
+            broker=args.broker,
+            broker_url=args.broker_url,
+            broker_prefix=args.broker_prefix,
         )
         config = load(args.config, overrides)
     except InputError as error:

@@ -32,6 +32,13 @@ def _schema_path() -> str:
 SCHEMA_PATH = _schema_path()
 CHANNEL_NAME = re.compile(r"^[A-Z][A-Za-z0-9_]*(::[A-Z][A-Za-z0-9_]*)*$")
 NAVIGATOR_PROTOCOLS = ("open", "policy")
+BROKER_KINDS = ("nats", "redis")
+BROKER_DEFAULT_PREFIX = "cable-hub"
+# Tokens of a NATS subject (the prefix is also a Redis channel's): hub.schema.json has the same pattern.
+BROKER_PREFIX = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
+BROKER_PORTS = {"nats": 4222, "redis": 6379}
+_URL = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<authority>[^/?#]*)(?P<path>[^?#]*)(?P<rest>.*)$", re.S)
+_HOST_PORT = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(?::(?P<port>[0-9]{1,5}))?$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +53,58 @@ class Limits:
 
 
 @dataclass(frozen=True, slots=True)
+class BrokerSettings:
+    """hub.yml's `broker` section with flags applied and secrets read from the environment."""
+
+    kind: str  # nats | redis
+    url: str  # checked by broker_url_problem: never holds credentials
+    prefix: str = BROKER_DEFAULT_PREFIX
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+    token: str | None = field(default=None, repr=False)
+    stall_timeout_seconds: float = 10.0
+
+    def address(self) -> tuple[str, int, int]:
+        """Host, port and (Redis) database number of the URL."""
+        match = _URL.match(self.url)
+        assert match is not None
+        hostport = _HOST_PORT.match(match["authority"])
+        assert hostport is not None
+        database = match["path"].strip("/")
+        return (
+            hostport["host"].strip("[]"),
+            int(hostport["port"] or BROKER_PORTS[self.kind]),
+            int(database) if database else 0,
+        )
+
+
+def broker_url_problem(kind: str, url: str) -> str | None:
+    """What is wrong with a broker URL, or None. The message never quotes the URL: it may hold a password."""
+    match = _URL.match(url)
+    if match is None:
+        return f"expected {kind}://HOST:PORT, such as {kind}://127.0.0.1:{BROKER_PORTS[kind]}"
+    if "@" in match["authority"]:
+        return ("credentials do not belong in the URL: name the user in broker.user and the environment"
+                " variable holding the password in broker.password_env")  # fmt: skip
+    scheme = match["scheme"].lower()
+    if scheme in ("tls", "rediss", "wss", "ws"):
+        return f"{scheme}:// is not supported: the hub reaches the broker without TLS (keep it on a private network)"
+    if scheme != kind:
+        return f"a {kind} broker's URL starts with {kind}://, got {scheme}://"
+    hostport = _HOST_PORT.match(match["authority"])
+    if hostport is None or not 1 <= int(hostport["port"] or BROKER_PORTS[kind]) <= 65535:
+        return f"expected HOST or HOST:PORT after {kind}://"
+    if match["rest"]:
+        return "a query or fragment is not read: give the options as broker keys"
+    path = match["path"]
+    if kind == "nats" and path not in ("", "/"):
+        return "a nats:// URL has no path"
+    if kind == "redis" and path not in ("", "/") and not re.fullmatch(r"/[0-9]{1,5}", path):
+        return "the path of a redis:// URL is the database number, such as /0"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
 class Overrides:
     """Command-line values, kept so that a reload applies them again."""
 
@@ -55,6 +114,9 @@ class Overrides:
     public_streams: bool | None = None
     navigator_protocol: str | None = None
     channels: tuple[tuple[str, Channel], ...] = ()
+    broker: str | None = None  # none | nats | redis
+    broker_url: str | None = None
+    broker_prefix: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +136,7 @@ class HubConfig:
     broadcast_key: bytes | None = field(default=None, repr=False)
     limits: Limits = Limits()
     ping_interval_seconds: float = 3.0
+    broker: BrokerSettings | None = None  # None: broadcasts reach this hub's clients only
 
 
 # --- a validator for the JSON Schema keywords hub.schema.json uses -----------------
@@ -242,6 +305,8 @@ def read_hub_options(path: str, environ: Mapping[str, str]) -> tuple[dict[str, A
     if problems:
         raise InputError(problems)
     values: dict[str, Any] = _server_values(doc["server"]) if "server" in doc else {}
+    if "broker" in doc:
+        values["broker"] = doc["broker"]  # flags and secrets are applied in load()
     for key in ("public_streams", "navigator_protocol"):
         if key in doc:
             values[key] = doc[key]
@@ -298,7 +363,57 @@ def load(navigator_path: str | None, overrides: Overrides, environ: Mapping[str,
             values[key] = getattr(overrides, key)
     if overrides.channels:
         values["channels"] = {**values.get("channels", {}), **dict(overrides.channels)}
+    values["broker"] = _broker(values.get("broker"), hub_path, overrides, environ)
     return HubConfig(navigator_path=navigator_path, hub_path=hub_path, host=overrides.host, **values)
+
+
+def _broker(
+    doc: Mapping[str, Any] | None, hub_path: str | None, overrides: Overrides, environ: Mapping[str, str]
+) -> BrokerSettings | None:
+    """hub.yml's broker section (already checked against the schema) with --broker* applied."""
+    doc = doc or {}
+    kind: str | None = overrides.broker if overrides.broker is not None else doc.get("kind")
+    if kind is None or kind == "none":
+        stray = [flag for flag, value in (("--broker-url", overrides.broker_url), ("--broker-prefix", overrides.broker_prefix))
+                 if value is not None]  # fmt: skip
+        if stray and kind is None:
+            raise InputError([f"{flag}: no broker is configured: give --broker nats|redis or a broker section in hub.yml" for flag in stray])
+        return None
+    where = lambda key: f"{hub_path}: broker.{key}"  # noqa: E731
+    problems: list[str] = []
+    url: str | None
+    if overrides.broker_url is not None:
+        url, url_where = overrides.broker_url, "--broker-url"
+    else:
+        url, url_where = doc.get("url"), where("url")
+    if url is None:
+        problems.append(f"--broker {kind}: no URL: give --broker-url or broker.url in hub.yml")
+    elif problem := broker_url_problem(kind, url):
+        problems.append(f"{url_where}: {problem}")
+    prefix = doc.get("prefix", BROKER_DEFAULT_PREFIX)
+    if overrides.broker_prefix is not None:
+        prefix = overrides.broker_prefix
+        if not BROKER_PREFIX.match(prefix):
+            problems.append(f"--broker-prefix: {prefix!r} does not match {BROKER_PREFIX.pattern}")
+    if "token_env" in doc and kind != "nats":
+        problems.append(f"{where('token_env')}: only a nats broker takes a token (kind is {kind})")
+    elif "token_env" in doc and ("password_env" in doc or "user" in doc):
+        problems.append(f"{where('token_env')}: give either a token or a user and password_env, not both")
+    if kind == "nats" and "password_env" in doc and "user" not in doc:
+        problems.append(f"{where('password_env')}: a nats password needs broker.user")
+    secrets: dict[str, str | None] = {"password": None, "token": None}
+    for key, target in (("password_env", "password"), ("token_env", "token")):
+        if key in doc:
+            secrets[target] = environ.get(doc[key], "")
+            if not secrets[target]:
+                problems.append(f"{where(key)}: environment variable {doc[key]} is not set")
+    if problems:
+        raise InputError(problems)
+    assert url is not None
+    return BrokerSettings(
+        kind, url, prefix, doc.get("user"), secrets["password"], secrets["token"],
+        float(doc.get("stall_timeout_seconds", 10.0)),
+    )  # fmt: skip
 
 
 def _hub_yml_beside(navigator_path: str | None) -> str | None:

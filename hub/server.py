@@ -295,7 +295,7 @@ class Connection(asyncio.Protocol):
         elif request.method not in (b"GET", b"HEAD"):
             self._respond(404, b"not found\n")
         elif path == hub.health_path or path == b"/health":
-            self._respond(200, b"OK")
+            self._respond(200, hub.health())
         elif path == b"/metrics":
             self._respond(200, hub.metrics().encode(), [(b"content-type", b"text/plain; version=0.0.4")])
         else:
@@ -469,6 +469,8 @@ class Hub:
         self._refusals_logged = (0, 0)  # (refused, failed accepts) at the last log line
         self._refusal_log_at = -REFUSAL_LOG_SECONDS
         self.bytes_sent = 0
+        self.broker: Any = None  # hub.broker.Broker, imported only when a broker is configured
+        self._retiring: set[asyncio.Task[None]] = set()  # brokers replaced by a reload, closing
         self.server: asyncio.Server | None = None
         self.stopping = False
         self.stopped: asyncio.Future[None] = loop.create_future()
@@ -493,6 +495,8 @@ class Hub:
         self.cable_path: bytes | None = config.cable_path.encode() if known else None
         self.broadcast_path: bytes | None = config.broadcast_path.encode() if known else None
         self.health_path = config.health_path.encode()
+        if self.broker is not None:
+            self.broker.max_body_bytes = config.limits.max_broadcast_bytes
 
     def _check_descriptors(self) -> None:
         """Make room for max_connections, or say once per start or reload why there is none."""
@@ -544,7 +548,22 @@ class Hub:
             navigator_protocol=config.navigator_protocol, descriptor_limit=self.descriptor_limit,
         )  # fmt: skip
         self._schedule_ping()
+        self._start_broker()
         return host, port
+
+    def _start_broker(self) -> None:
+        if self.config.broker is not None:
+            from .broker import Broker  # the client library too only once a broker is configured
+
+            self.broker = Broker(self.config.broker, self.deliver_body, self.log, self.loop, self.config.limits.max_broadcast_bytes)
+            self.broker.start()
+
+    async def close_broker(self) -> None:
+        if self.broker is not None:
+            broker, self.broker = self.broker, None
+            await broker.close()
+        for closing in tuple(self._retiring):
+            await closing
 
     def _schedule_ping(self) -> None:
         self._ping_timer = self.loop.call_later(self.config.ping_interval_seconds, self._ping)
@@ -585,6 +604,13 @@ class Hub:
             self._ping_timer.cancel()
             self._schedule_ping()
         self.log("reloaded", cable_enabled=config.cable_enabled, cable_path=config.cable_path, navigator_protocol=config.navigator_protocol)
+        if config.broker != old.broker:
+            if self.broker is not None:
+                retired, self.broker = self.broker, None
+                closing = retired.retire()  # delivers locally what was on its way, then closes
+                self._retiring.add(closing)
+                closing.add_done_callback(self._retiring.discard)
+            self._start_broker()
         if old.cable_enabled and not config.cable_enabled:
             self._disconnect_all(frames.CLOSE_GOING_AWAY, "cable disabled", "remote", reconnect=False)
         else:
@@ -680,12 +706,33 @@ class Hub:
         if not all(isinstance(i, dict) and isinstance(i.get("stream"), str) and i["stream"] for i in items):
             self.failed_broadcasts += 1
             return 400, b"each broadcast needs a stream\n"
+        self.broadcasts += len(items)
+        # With a broker, every hub (this one included) delivers it when it comes back from the broker.
+        if self.broker is None or not self.broker.share(body, len(items)):
+            self._deliver(items)
+        return (200, b"") if self.navigator_open else (201, b"")
+
+    def _deliver(self, items: list[dict[str, Any]]) -> None:
         for item in items:
             delivered = self.registry.broadcast(item["stream"], item.get("data"))
-            self.broadcasts += 1
             self.deliveries += delivered
             self.log("broadcast", stream=item["stream"], delivered=delivered)
-        return (200, b"") if self.navigator_open else (201, b"")
+
+    def deliver_body(self, body: bytes) -> bool:
+        """A broadcast request's body from the broker (any hub's): False when it is not one."""
+        try:
+            doc = json.loads(body)
+        except (ValueError, RecursionError):
+            return False
+        items = doc if isinstance(doc, list) else [doc]
+        if not all(isinstance(i, dict) and isinstance(i.get("stream"), str) and i["stream"] for i in items):
+            return False
+        self._deliver(items)
+        return True
+
+    def health(self) -> bytes:
+        """200 either way: a hub whose broker is away still serves its own clients."""
+        return b"degraded: broker unreachable" if self.broker is not None and not self.broker.connected else b"OK"
 
     def metrics(self) -> str:
         rows = [
@@ -702,6 +749,8 @@ class Hub:
             ("hub_sockets", "gauge", "Accepted TCP connections, plain HTTP and closing ones included.", len(self.sockets)),
             ("hub_http_read_pauses_total", "counter", "Times a plain HTTP connection stopped being read because its peer did not read.", self.http_read_pauses),
         ]
+        if self.broker is not None:
+            rows += self.broker.metric_rows()
         return "".join(f"# HELP {n} {h}\n# TYPE {n} {t}\n{n} {v}\n" for n, t, h, v in rows)
 
 
@@ -713,4 +762,5 @@ async def serve(config: HubConfig, overrides: Overrides, log: Logger) -> None:
     loop.add_signal_handler(signal.SIGTERM, hub.shutdown)
     loop.add_signal_handler(signal.SIGINT, hub.shutdown)
     await hub.stopped
+    await hub.close_broker()
     log("stopped")

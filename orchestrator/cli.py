@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     refresh.add_argument("--region", required=True, metavar="R")
 
     _add_rollout_commands(commands)
+    _add_preflight_command(commands)
     commands.add_parser("hub", help="run the cable hub (see `orchestrate hub --help`)", add_help=False)
     return parser
 
@@ -84,6 +85,8 @@ def _add_rollout_commands(commands: argparse._SubParsersAction) -> None:
     rollout.add_argument("--websocket", choices=("on", "off"), help="force the switch (outside the stages)")
     rollout.add_argument("--dry-run", action="store_true", help="print the steps and run none")
     rollout.add_argument("--image", metavar="REF", help="fly target: deploy this image instead of building one")
+    rollout.add_argument("--app", metavar="PATH", help="the app's checkout, audited (orchestrate preflight) before the "
+                                                       "first stage that has not passed (default: the inventory's app.checkout)")
     rollout.add_argument("--yes", action="store_true", help="do not ask before starting")
     rollout.add_argument("--resume", action="store_true", help="finish the rollout that was interrupted")
     rollout.add_argument("--force", action="store_true", help="start although the previous stage has not baked or passed")
@@ -117,6 +120,23 @@ def _add_rollout_commands(commands: argparse._SubParsersAction) -> None:
     lock.add_argument("--reason", metavar="TEXT", help="recorded in the audit")
 
 
+def _add_preflight_command(commands: argparse._SubParsersAction) -> None:
+    preflight = commands.add_parser(
+        "preflight",
+        help="audit a Rails app's source for the modes: what blocks each one, with file and line",
+        description="Reads the app's channels, pages, scripts and settings (no Ruby needed) and reports what each mode "
+        "cannot serve (blocking) and what the operator should know (warnings). The mode is --mode, else the "
+        "inventory's websocket.mode; with neither, every mode is checked. Exit status: 0 ready, 1 blocking "
+        "findings, 2 bad input. The inventory is found as for plan and rollout: INVENTORY, --inventory FILE, "
+        "$ORCHESTRATE_INVENTORY, ./orchestrate.yml.",
+    )
+    preflight.add_argument("inventory", nargs="?", metavar="INVENTORY")
+    preflight.add_argument("--inventory", dest="inventory_option", metavar="FILE", help="the inventory, instead of INVENTORY")
+    preflight.add_argument("--app", metavar="PATH", help="the Rails app's root (default: the inventory's app.checkout)")
+    preflight.add_argument("--mode", choices=MODES, help="check this mode (default: the inventory's websocket.mode)")
+    preflight.add_argument("--json", action="store_true", help="print the findings as JSON")
+
+
 def _utc_date(text: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text)
@@ -138,6 +158,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from orchestrator.refresh import refresh
 
         return refresh(options.config_dir, options.region)
+    if options.command == "preflight":
+        from orchestrator.preflight.command import run as run_preflight
+
+        return run_preflight(options)
     if options.command in ("plan", "rollout", "rollback", "status", "history", "lock"):
         from orchestrator.rollout.commands import run as run_rollout
 

@@ -18,6 +18,7 @@ from orchestrator.model import (
     ActionCableMode,
     AnyCableMode,
     App,
+    Broker,
     ChannelMapping,
     Environment,
     FixedTenant,
@@ -55,12 +56,13 @@ NAVIGATOR_SCHEMA = "navigator.schema.json"
 # Action Cable on Puma 137.8 + Redis 13.5 beside a 17.6 MB Navigator; anycable-go
 # 20-30 MB with no Redis; the integrated front process 25-35 MB. The hub's own,
 # measured (bench/results/hub.md): 20.9 MB idle plus about 2.2 KB per connection,
-# so 25 MB holds some 1,800 connections. Upper bounds.
+# so 25 MB holds some 1,800 connections; a local nats-server idles at 10.8 MB
+# (broker, counted only where a region runs one). Upper bounds.
 DEFAULT_MEMORY_BUDGETS_MB: dict[Mode, dict[str, float]] = {
     "action_cable": {"navigator": 17.6, "cable_server": 137.8, "redis": 13.5},
     "anycable": {"navigator": 17.6, "cable_server": 30.0, "redis": 0.0},
     "integrated": {"navigator": 35.0, "cable_server": 0.0, "redis": 0.0},
-    "hub": {"navigator": 17.6, "cable_server": 25.0, "redis": 0.0},
+    "hub": {"navigator": 17.6, "cable_server": 25.0, "redis": 0.0, "broker": 14.0},
 }
 
 # navigator.yml keys the generator writes, and what it writes them from.
@@ -109,7 +111,7 @@ def mode_problems(inventory: Inventory, regions_by_mode: Mapping[Mode, list[str]
             continue
         in_regions = f"regions in {mode} mode: {', '.join(sorted(set(regions)))}"
         for channel in inventory.websocket.channels:
-            path = ("websocket", "channels", channel.name)
+            path: Path_ = ("websocket", "channels", channel.name)
             if mode == "anycable":
                 why = ("anycable-go without RPC rejects every channel but $pubsub, Turbo::StreamsChannel and "
                        "CableReady::Stream; subscribe to its stream with turbo_stream_from or as a signed $pubsub stream")
@@ -120,6 +122,17 @@ def mode_problems(inventory: Inventory, regions_by_mode: Mapping[Mode, list[str]
                 continue
             found.append(f"{format_path(path)}: {mode} mode cannot serve this channel: {why} "
                          f"({in_regions}) ({where(path)})")
+        for code in sorted(set(regions)):
+            region = inventory.regions[code]
+            path = ("regions", list(inventory.regions).index(code), "machines")
+            if region.machines > 1 and mode == "integrated":
+                found.append(f"{format_path(path)}: {region.machines} machines in integrated mode: Navigator's cable "
+                             f"delivers a broadcast only to the clients of the machine that took it; use the hub mode "
+                             f"with a broker ({where(path)})")
+            elif region.machines > 1 and mode == "hub" and inventory.broker_for(code) is None:
+                found.append(f"{format_path(path)}: {region.machines} machines in hub mode need a broker (the "
+                             f"region's broker or modes.hub.broker), or a broadcast reaches only the clients of the "
+                             f"machine that took it ({where(path)})")
         if mode == "anycable" and inventory.anycable.image is None:
             path = ("modes", "anycable", "image")
             found.append(f"{format_path(path)}: anycable mode needs the official anycable-go image pinned by "
@@ -148,6 +161,13 @@ def mode_warnings(inventory: Inventory, regions_by_mode: Mapping[Mode, list[str]
                     path: Path_ = ("websocket", "streams", index)
                     found.append(f"{format_path(path)}: {stream!r} is one user's stream ({', '.join(users)}), yet {why}: "
                                  f"anyone who can guess the name can read it; use {remedy} ({in_regions}) ({where(path)})")
+        if mode == "hub" and not websocket.public_streams:
+            for index, stream in enumerate(websocket.streams):
+                if not any(templates_overlap(stream, channel.stream) for channel in unsigned_channels):
+                    path = ("websocket", "streams", index)
+                    found.append(f"{format_path(path)}: pages that subscribe to {stream!r} by name get nothing in "
+                                 f"hub mode: no unsigned channel maps to it and public_streams is off; map it in "
+                                 f"websocket.channels ({in_regions}) ({where(path)})")
         if mode in ("hub", "anycable"):
             for channel in unsigned_channels:
                 if users := per_user_placeholders(channel.stream):
@@ -267,6 +287,11 @@ def _cross_reference_problems(data: dict[str, Any], tenants: list[Tenant], repor
             report(("websocket", "streams", index), why)
     _check_region_paths(app, websocket, tenant_spec, report)
     _check_ports(app, _mapping(data.get("modes")), report)
+    brokers: list[tuple[Path_, Any]] = [(("modes", "hub", "broker"), _mapping(_mapping(data.get("modes")).get("hub")).get("broker"))]
+    brokers += [(("regions", index, "broker"), _mapping(region).get("broker")) for index, region in enumerate(_list(data.get("regions")))]
+    for where, broker in brokers:
+        if isinstance(broker, dict):
+            _check_broker(where, broker, report)
     _check_refresh_cgi(_mapping(data.get("runtime_config")), _mapping(data.get("navigator")), report)
     _check_stages(_list(_mapping(data.get("rollout")).get("stages")), environments, report)
 
@@ -370,6 +395,25 @@ def _check_ports(app: dict[str, Any], modes: dict[str, Any], report: Reporter) -
         report(("modes", "anycable", "broadcast_port"), f"port {anycable.get('port', 28080)} is already modes.anycable.port")
 
 
+def _check_broker(where: Path_, broker: dict[str, Any], report: Reporter) -> None:
+    kind, url = broker.get("kind"), broker.get("url")
+    if kind == "redis":
+        for key in ("local", "token_env"):
+            if key in broker:
+                report((*where, key), "nats only: a redis broker has no local server and no token")
+        if url is None:
+            report(where, "a redis broker needs a url (redis://host:port/db)")
+    else:
+        if url is None and "local" not in broker:
+            report(where, "a nats broker needs a url, or local: {} to run nats-server on the region's machines")
+        if "token_env" in broker and ("user" in broker or "password_env" in broker):
+            report((*where, "token_env"), "a NATS token or a user and password, not both")
+        elif "password_env" in broker and "user" not in broker:
+            report((*where, "password_env"), "a NATS password needs its user")
+    if isinstance(url, str) and isinstance(kind, str) and not url.startswith(f"{kind}://"):
+        report((*where, "url"), f"{url!r} is not a {kind}:// URL")
+
+
 def _check_refresh_cgi(runtime: dict[str, Any], navigator: dict[str, Any], report: Reporter) -> None:
     scripts = _list(_dig(navigator, ("server", "cgi_scripts")))
     known = {_mapping(script).get("path") for script in scripts}
@@ -416,6 +460,7 @@ def _build(path: Path, loaded: LoadedYaml, events: list[Tenant], tenant_list: Sh
         primary_region=app_data["primary_region"],
         rails_root=app_data.get("rails_root", "/rails"),
         region_paths=app_data.get("region_paths"),
+        checkout=app_data.get("checkout"),
     )
     image_data = data.get("image", {})
     image = Image(
@@ -440,6 +485,8 @@ def _build(path: Path, loaded: LoadedYaml, events: list[Tenant], tenant_list: Sh
             websocket_enabled=region.get("websocket", {}).get("enabled"),
             mode=region.get("websocket", {}).get("mode"),
             memory_budgets_mb=_budgets(budgets, region["memory_budgets_mb"]) if "memory_budgets_mb" in region else None,
+            machines=region.get("machines", 1),
+            broker=_broker(region.get("broker")),
         )
         for region in data["regions"]
     }
@@ -505,6 +552,7 @@ def _build(path: Path, loaded: LoadedYaml, events: list[Tenant], tenant_list: Sh
             port=hub.get("port", 28080),
             max_connections=hub.get("max_connections", 10000),
             max_message_bytes=hub.get("max_message_bytes", 65536),
+            broker=_broker(hub.get("broker")),
         ),
         memory_budgets_mb=_budgets(budgets),
         rollout=Rollout(
@@ -525,6 +573,23 @@ def _build(path: Path, loaded: LoadedYaml, events: list[Tenant], tenant_list: Sh
             state_dir=rollout.get("state_dir"),
             target=rollout.get("target", "local"),
         ),
+    )
+
+
+def _broker(spec: dict[str, Any] | None) -> Broker | None:
+    if spec is None:
+        return None
+    local = spec.get("local")
+    local_port = local.get("port", 4222) if local is not None else None
+    return Broker(
+        kind=spec["kind"],
+        url=spec.get("url") or f"nats://127.0.0.1:{local_port}",
+        prefix=spec.get("prefix", "cable-hub"),
+        user=spec.get("user"),
+        password_env=spec.get("password_env"),
+        token_env=spec.get("token_env"),
+        local_port=local_port,
+        cluster_port=local.get("cluster_port", 6222) if local is not None else 6222,
     )
 
 

@@ -33,6 +33,7 @@ class App:
     primary_region: str
     rails_root: str
     region_paths: str | None
+    checkout: str | None = None  # the app's source tree, relative to the inventory (what preflight audits)
 
     def region_prefix(self, region: str) -> str | None:
         """The path prefix that belongs to `region` alone (its cable path, its demo), if the app has one."""
@@ -123,6 +124,20 @@ class Environment:
 
 
 @dataclass(frozen=True)
+class Broker:
+    """Where the hubs of a region share broadcasts; secrets by the names of their environment variables."""
+
+    kind: Literal["nats", "redis"]
+    url: str
+    prefix: str = "cable-hub"
+    user: str | None = None
+    password_env: str | None = None
+    token_env: str | None = None
+    local_port: int | None = None  # a nats-server managed process on each machine
+    cluster_port: int = 6222
+
+
+@dataclass(frozen=True)
 class Region:
     code: str
     memory_mb: int | None
@@ -130,6 +145,8 @@ class Region:
     mode: Mode | None
     # Fully resolved per mode when the region has budgets of its own.
     memory_budgets_mb: Mapping[Mode, MemoryBudget] | None = None
+    machines: int = 1
+    broker: Broker | None = None
 
 
 @dataclass(frozen=True)
@@ -253,6 +270,7 @@ class HubMode:
     port: int
     max_connections: int
     max_message_bytes: int
+    broker: Broker | None = None
 
 
 @dataclass(frozen=True)
@@ -260,10 +278,11 @@ class MemoryBudget:
     navigator: float
     cable_server: float
     redis: float
+    broker: float = 0.0  # a local nats-server, where a region runs one
 
     @property
     def total(self) -> float:
-        return self.navigator + self.cable_server + self.redis
+        return self.navigator + self.cable_server + self.redis + self.broker
 
 
 @dataclass(frozen=True)
@@ -351,6 +370,10 @@ class Inventory:
                 else self.websocket.enabled
             )
         return RegionSettings(self.environments[environment], region_entry, resolved_mode, websocket_enabled)
+
+    def broker_for(self, region: str) -> Broker | None:
+        """The broker the region's hubs share broadcasts through in hub mode: its own, else modes.hub's."""
+        return self.regions[region].broker or self.hub.broker
 
     def memory_budget(self, region: str, mode: Mode) -> MemoryBudget:
         own = self.regions[region].memory_budgets_mb

@@ -78,6 +78,8 @@ def render_environment(inventory: Inventory, settings: list[RegionSettings]) -> 
     files = {output: OutputFile(text) for output, text in texts.items()}
     files.update({output: OutputFile(text, executable=True) for output, text in scripts.items()})
     files.update({f"navigator/{name}": OutputFile(text) for name, text in image.tool_files().items()})
+    brokers = image.hub_brokers(inventory, environment, (entry.mode for entry in settings))
+    files.update({f"navigator/{name}": OutputFile(text) for name, text in image.broker_client_files(brokers).items()})
     return RenderedEnvironment(environment, tuple(settings), dict(sorted(files.items())))
 
 
@@ -126,6 +128,7 @@ def _hub_context(inventory: Inventory, settings: RegionSettings) -> dict[str, An
         "websocket": inventory.websocket,
         "mode": settings.mode,
         "hub": inventory.hub,
+        "broker": inventory.broker_for(settings.region.code),
         "limits": inventory.hub if settings.mode == "hub" else inventory.integrated,
         "cable_path": inventory.websocket.cable_path_for(settings.region.code),
     }

@@ -9,18 +9,20 @@ One image runs every region of the app. Its files live under the inventory's
     bin/cgi-refresh  runs an app CGI script, then bin/refresh
     image.json       which inventory and environment the refresh renders
     inventory/       the inventory and its tenant list
-    tool/            this program's own modules, schemas and templates
+    tool/            this program's own modules, schemas and templates (and nats-py, when a hub uses NATS)
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from functools import cache
 from collections.abc import Iterable
 from typing import Any
 
-from orchestrator.model import Environment, Inventory, Mode, RegionSettings
+from orchestrator.model import Broker, Environment, Inventory, Mode, RegionSettings
+from orchestrator.errors import RenderError
 from orchestrator.render import modes
 from orchestrator.resources import data_dir
 
@@ -41,13 +43,20 @@ def image_context(inventory: Inventory, environment: Environment, region_modes: 
         "image": image,
         "modes": used,
         "deploy_path": f"{image.deploy_dir}/{environment.name}",
-        "packages": sorted({*image.packages, *REFRESH_PACKAGES, *modes.image_packages(used)}),
+        "packages": sorted({*image.packages, *REFRESH_PACKAGES, *modes.image_packages(used, hub_brokers(inventory, environment, used))}),
         "anycable_image": inventory.anycable.image if "anycable" in used else None,
         "pools_user": pools.get("user"),
         "pools_group": pools.get("group") or pools.get("user"),
         "health_path": inventory.navigator.get("server", {}).get("health_check", {}).get("path"),
         "regions": sorted(environment.regions),
     }
+
+
+def hub_brokers(inventory: Inventory, environment: Environment, region_modes: Iterable[Mode]) -> list[Broker]:
+    """The brokers the environment's hubs use, when its image holds the hub mode."""
+    if "hub" not in set(region_modes):
+        return []
+    return [broker for code in environment.regions if (broker := inventory.broker_for(code)) is not None]
 
 
 def image_manifest(inventory: Inventory, environment: Environment) -> str:
@@ -90,17 +99,34 @@ def tool_files() -> dict[str, str]:
         "orchestrator/schema": data_dir("schema"),
         "orchestrator/templates": data_dir("templates"),
     }
-    # The image only renders its region again; the rollout and its targets run on the operator's side.
-    left_out = ("__pycache__", "schema", "templates", "rollout", "targets")
     files = {}
     for target, source in sources.items():
-        suffix = ".py" if target in ("orchestrator", "hub") else (".json", ".j2")
-        for directory, subdirectories, names in os.walk(source):
-            subdirectories[:] = sorted(d for d in subdirectories if d not in left_out)
-            for name in sorted(names):
-                if name.endswith(suffix):
-                    path = os.path.join(directory, name)
-                    relative = os.path.relpath(path, source).replace(os.sep, "/")
-                    with open(path, encoding="utf-8") as handle:
-                        files[f"tool/{target}/{relative}"] = handle.read()
+        suffix = (".py",) if target in ("orchestrator", "hub") else (".json", ".j2")
+        files.update(_tree(f"tool/{target}", source, suffix))
+    return files
+
+
+def broker_client_files(brokers: Iterable[Broker]) -> dict[str, str]:
+    """nats-py, which Debian does not package, carried in tool/ beside the hub when a hub uses NATS."""
+    if not any(broker.kind == "nats" for broker in brokers):
+        return {}
+    found = importlib.util.find_spec("nats")
+    if found is None or found.origin is None:
+        raise RenderError("a hub broker is nats, but nats-py is not installed here to carry into the image: "
+                          "install cable-orchestrator[broker]")
+    return _tree("tool/nats", os.path.dirname(found.origin), (".py",))
+
+
+def _tree(target: str, source: str, suffixes: tuple[str, ...]) -> dict[str, str]:
+    # The image only renders its region again; the rollout, its targets and the preflight run on the operator's side.
+    left_out = ("__pycache__", "schema", "templates", "rollout", "targets", "preflight")
+    files = {}
+    for directory, subdirectories, names in os.walk(source):
+        subdirectories[:] = sorted(d for d in subdirectories if d not in left_out)
+        for name in sorted(names):
+            if name.endswith(suffixes):
+                path = os.path.join(directory, name)
+                relative = os.path.relpath(path, source).replace(os.sep, "/")
+                with open(path, encoding="utf-8") as handle:
+                    files[f"{target}/{relative}"] = handle.read()
     return files

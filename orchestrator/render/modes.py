@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from orchestrator.model import Inventory, Mode, RegionSettings
+from orchestrator.model import Broker, Inventory, Mode, RegionSettings
 
 
 def cable_block(inventory: Inventory, settings: RegionSettings) -> dict[str, Any]:
@@ -60,7 +60,9 @@ def managed_processes(inventory: Inventory, settings: RegionSettings) -> list[di
     if settings.mode == "anycable" and settings.websocket_enabled:
         return [_anycable(inventory, settings)]
     if settings.mode == "hub" and settings.websocket_enabled:
-        return [_hub(inventory, settings)]
+        broker = inventory.broker_for(settings.region.code)
+        local = [_nats_server(broker, settings)] if broker is not None and broker.local_port is not None else []
+        return [*local, _hub(inventory, settings)]
     return []
 
 
@@ -79,10 +81,17 @@ def reverse_proxies(inventory: Inventory, settings: RegionSettings) -> list[dict
     }]
 
 
-def image_packages(modes: Iterable[Mode]) -> list[str]:
-    """Debian packages the image needs for these modes (the hub's PyYAML and Python come with the refresh)."""
+def image_packages(modes: Iterable[Mode], brokers: Iterable[Broker] = ()) -> list[str]:
+    """Debian packages the image needs for these modes and the hub's brokers (its PyYAML and Python come with
+    the refresh; nats-py, which Debian does not package, is carried in the image's tool copy)."""
     wanted = set(modes)
-    return [package for mode, package in (("action_cable", "redis-server"), ("hub", "python3-h11")) if mode in wanted]
+    packages = [package for mode, package in (("action_cable", "redis-server"), ("hub", "python3-h11")) if mode in wanted]
+    used = list(brokers)
+    if any(broker.kind == "redis" for broker in used):
+        packages.append("python3-redis")
+    if any(broker.local_port is not None for broker in used):
+        packages.append("nats-server")
+    return packages
 
 
 def region_config_dir(inventory: Inventory, settings: RegionSettings) -> str:
@@ -170,6 +179,27 @@ def _hub(inventory: Inventory, settings: RegionSettings) -> dict[str, Any]:
         "auto_restart": True,
         "start_delay": "1s",
     }
+
+
+def _nats_server(broker: Broker, settings: RegionSettings) -> dict[str, Any]:
+    """nats-server in the foreground on loopback; a region of several machines clusters them over the private
+    network (Fly's <region>.<app>.internal names every machine of the region)."""
+    region, app = settings.region.code, settings.environment.fly_app
+    flags = ["-a", "127.0.0.1", "-p", str(broker.local_port)]
+    if settings.region.machines > 1:
+        flags += ["--cluster_name", f"cable-{region}", "--cluster", f"nats://[::]:{broker.cluster_port}",
+                  "--routes", f"nats://{region}.{app}.internal:{broker.cluster_port}"]
+    process: dict[str, Any] = {"name": "nats-server", "command": "nats-server", "args": flags, "auto_restart": True}
+    # A secret reaches the server from the machine's environment through the shell, never through this file;
+    # unset, the server refuses to start rather than run open.
+    if broker.token_env:
+        script = f'{_require("NATS_TOKEN", broker.token_env)} exec nats-server "$@" --auth "$NATS_TOKEN"'
+    elif broker.user and broker.password_env:
+        script = (f'{_require("NATS_PASSWORD", broker.password_env)} exec nats-server "$@" '
+                  f'--user {broker.user} --pass "$NATS_PASSWORD"')
+    else:
+        return process
+    return {**process, "command": "/bin/sh", "args": ["-c", script, "nats-server", *flags]}
 
 
 def _require(target: str, source: str) -> str:

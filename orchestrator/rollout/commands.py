@@ -21,6 +21,7 @@ from orchestrator.atomic import write_file_atomic
 from orchestrator.errors import EXIT_INVALID_INPUT, EXIT_REFUSED, EXIT_RENDER_FAILED, EXIT_ROLLOUT_FAILED, InputError, RenderError
 from orchestrator.inventory import load_inventory
 from orchestrator.model import Inventory
+from orchestrator.preflight.gate import check_first_stage
 from orchestrator.rollout.engine import Engine, StepOutcome
 from orchestrator.rollout.gates import probe_http
 from orchestrator.rollout.journal import JOURNAL_FILE, Actor, Journal, JournalError, LockHeld
@@ -91,14 +92,21 @@ def run(options: argparse.Namespace) -> int:
 
 
 def find_inventory(options: argparse.Namespace) -> Path:
-    """The explicit argument, then --inventory, then $ORCHESTRATE_INVENTORY, then ./orchestrate.yml."""
+    found = discover_inventory(options)
+    if found is None:
+        raise InputError([f"no inventory: give INVENTORY or --inventory FILE, set {INVENTORY_ENV}, "
+                          f"or run where {DEFAULT_INVENTORY} is"])
+    return found
+
+
+def discover_inventory(options: argparse.Namespace) -> Path | None:
+    """The explicit argument, then --inventory, then $ORCHESTRATE_INVENTORY, then ./orchestrate.yml; None if none."""
     for given in (getattr(options, "inventory", None), getattr(options, "inventory_option", None), os.environ.get(INVENTORY_ENV)):
         if given:
             return Path(given)
     if Path(DEFAULT_INVENTORY).is_file():
         return Path(DEFAULT_INVENTORY)
-    raise InputError([f"no inventory: give INVENTORY or --inventory FILE, set {INVENTORY_ENV}, "
-                      f"or run where {DEFAULT_INVENTORY} is"])
+    return None
 
 
 def open_context(options: argparse.Namespace) -> Context:
@@ -188,16 +196,21 @@ def rollout_command(context: Context, options: argparse.Namespace) -> int:
         histories = {key: region_history(journal, key) for key in all_keys(inventory)} if journal else {}
         steps = rollout_steps(inventory, context.target, selection, histories)
         problems = [] if resumed else _promotion_problems(inventory, selection, histories, chosen)
-        refusal = "; ".join(problems) + " (use --force --reason TEXT to go ahead anyway)"
         now = datetime.now(UTC)
+        # Before the first stage that has not passed: the app's own preflight (orchestrate preflight).
+        preflight = None if resumed else check_first_stage(inventory, context.inventory_path, options.app, selection, histories, now)
+        if preflight is not None:
+            print(preflight.note, file=sys.stderr)
+        blocked = list(preflight.blocked) if preflight is not None else []
+        refusal = "; ".join(problems + blocked) + " (use --force --reason TEXT to go ahead anyway)"
         if options.dry_run:
             # The steps are shown either way; the exit status says whether a real run would start.
             print(plan_text(make_plan(inventory, context.target, steps, histories, now, now)), end="")
-            if problems and not chosen["force"]:
+            if (problems or blocked) and not chosen["force"]:
                 print(f"a real run would not start: {refusal}", file=sys.stderr)
                 return EXIT_REFUSED
             return 0
-        if problems and not chosen["force"]:
+        if (problems or blocked) and not chosen["force"]:
             raise Refused(refusal)
         assert journal is not None
         what = _describe(selection)
@@ -214,6 +227,8 @@ def rollout_command(context: Context, options: argparse.Namespace) -> int:
                 journal.audit(context.actor, "rollout started", f"run {run_id}: {what}", chosen["reason"])
                 for problem in problems:
                     journal.audit(context.actor, "promotion forced", problem, chosen["reason"])
+                for problem in blocked:
+                    journal.audit(context.actor, "preflight forced", problem, chosen["reason"])
                 recorded = {}
             outcomes = _engine(context, journal).execute(
                 run_id, steps, inventory.rollout.parallel, inventory.rollout.max_failures, recorded

@@ -122,11 +122,15 @@ def region_state(inventory: Inventory, key: RegionKey, mode: Mode | None = None,
 def expected_memory(inventory: Inventory, key: RegionKey, mode: Mode, websocket_enabled: bool) -> dict[str, float]:
     """Resident MB by process from the region's budgets; with the switch off the cable server is gone."""
     budget = inventory.memory_budget(key.region, mode)
-    return {
+    expected = {
         "navigator": budget.navigator,
         "cable_server": budget.cable_server if websocket_enabled else 0.0,
         "redis": budget.redis,
     }
+    broker = inventory.broker_for(key.region)
+    if mode == "hub" and websocket_enabled and broker is not None and broker.local_port is not None:
+        expected["broker"] = budget.broker  # the region's own nats-server
+    return expected
 
 
 def gates_for(inventory: Inventory, key: RegionKey, state: RegionState, memory: bool) -> tuple[Gate, ...]:

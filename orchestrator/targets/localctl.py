@@ -35,11 +35,11 @@ from typing import Any
 
 MODES = ("integrated", "action_cable", "anycable", "hub")
 FRONT = "front"
-PORT_NAMES = ("front", "cable", "redis")
+PORT_NAMES = ("front", "cable", "redis", "broker")
 # The managed processes that serve the cable path behind Navigator's reverse proxy.
 CABLE_SERVERS = ("action-cable", "anycable", "cable-hub")
 # Which entry of ports.json each process listens on.
-PORT_OF = {FRONT: "front", "redis": "redis", **{name: "cable" for name in CABLE_SERVERS}}
+PORT_OF = {FRONT: "front", "redis": "redis", "nats-server": "broker", **{name: "cable" for name in CABLE_SERVERS}}
 STAND_IN_BROADCAST_PATH = "/_broadcast"
 STAND_IN_HEALTH_PATH = "/up"
 DEFAULT_SECRET_ENV = "CABLE_SIGNING_SECRET"
@@ -401,7 +401,15 @@ def cable_hub_spec(region: Region, ports: dict[str, int]) -> Spec:
         raise BadInput(f"{region.navigator_path}: managed process cable-hub, but no hub.yml beside it")
     port = ports["cable"]
     argv = [sys.executable, "-m", "hub", "--hub-config", region.hub_path, "--host", "127.0.0.1", "--port", str(port)]
+    if "nats-server" in region.managed:  # the region's own broker, on the fleet's port rather than the rendered one
+        argv += ["--broker-url", f"nats://127.0.0.1:{ports['broker']}"]
     return Spec("cable-hub", argv, port, region.cable_server_health_path)
+
+
+def nats_server_spec(region: Region, ports: dict[str, int]) -> Spec:
+    """The region's local broker: Debian's nats-server in the foreground, alone (a local region is one machine)."""
+    argv = [_program("nats-server"), "-a", "127.0.0.1", "-p", str(ports["broker"])]
+    return Spec("nats-server", argv, ports["broker"], None)
 
 
 def redis_spec(region: Region, ports: dict[str, int]) -> Spec:
@@ -445,7 +453,8 @@ def anycable_spec(region: Region, ports: dict[str, int]) -> Spec:
     return Spec("anycable", argv, port, STAND_IN_HEALTH_PATH)
 
 
-STAND_INS = {"redis": redis_spec, "action-cable": action_cable_spec, "anycable": anycable_spec, "cable-hub": cable_hub_spec}
+STAND_INS = {"redis": redis_spec, "action-cable": action_cable_spec, "anycable": anycable_spec,
+             "cable-hub": cable_hub_spec, "nats-server": nats_server_spec}
 
 
 def check_managed(region: Region) -> None:

@@ -149,7 +149,7 @@ except OSError as error:
 # first word) and those of its descendants that are cable servers or Redis.
 MEMORY_SCRIPT = r"""
 import json, os, sys
-WANTED = ("redis-server", "puma", "anycable-go")
+WANTED = ("redis-server", "puma", "anycable-go", "nats-server")
 def read(path):
     with open(path, "rb") as f:
         return f.read().decode(errors="replace")

@@ -210,7 +210,7 @@ def test_a_failed_linger_option_still_aborts(world: World) -> None:
     def refuse(*_: Any) -> None:
         raise OSError("not supported")
 
-    transport.sock.setsockopt = refuse  # type: ignore[method-assign]
+    transport.sock.setsockopt = refuse  # type: ignore[method-assign,assignment]
     conn._abort()
     assert transport.aborted
 

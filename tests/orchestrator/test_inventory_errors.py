@@ -38,7 +38,7 @@ def test_yaml_1_1_boolean_is_a_schema_error_naming_path_and_line(orchestrate, tm
         ("  enabled: true\n  mode", "  enabled: on\n  mode", "websocket.enabled: expected boolean, got 'on' (%s:23)"),
         ("mode: integrated", "mode: hybrid", "websocket.mode: expected one of 'action_cable', 'anycable', 'integrated', 'hub', got 'hybrid' (%s:24)"),
         ("  - code: dfw", "  - code: DFW", "regions[1].code: 'DFW' does not match ^[a-z]{3}$ (%s:12)"),
-        ("  name: demo", "  name: demo\n  colour: blue", "app.colour: unknown key (allowed: listen, name, primary_region, rails_root, region_paths, root_path) (%s:3)"),
+        ("  name: demo", "  name: demo\n  colour: blue", "app.colour: unknown key (allowed: checkout, listen, name, primary_region, rails_root, region_paths, root_path) (%s:3)"),
         ("  primary_region: iad\n", "", "app.primary_region: missing required key (%s:2)"),
     ],
 )

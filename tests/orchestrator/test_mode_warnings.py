@@ -66,3 +66,16 @@ def test_an_unsigned_channel_that_can_produce_a_signed_channel_s_stream_is_repor
     ]
     distinct = write_inventory(tmp_path, inventory.read_text().replace("'room_admin_{n}'", "'admin_room_{n}'"))
     assert warnings(orchestrate("validate", distinct).err) == []
+
+
+def test_the_hub_mode_warns_about_named_streams_no_channel_reaches(orchestrate, tmp_path):
+    streams = PER_USER_STREAM + "  channels:\n    LiveChannel: {stream: 'live-{database}'}\n"
+    text = write_inventory(tmp_path, replace=(CABLE_PATH, streams)).read_text()
+    inventory = write_inventory(tmp_path, text, replace=("  mode: integrated\n", "  mode: hub\n  broadcast_key_env: K\n"))
+    result = orchestrate("validate", inventory)
+    assert result.code == 0, result.err
+    assert warnings(result.err) == [
+        "websocket.streams[1]: pages that subscribe to 'config_update_{database}_{user_id}' by name get nothing in hub "
+        "mode: no unsigned channel maps to it and public_streams is off; map it in websocket.channels "
+        f"(regions in hub mode: ams, dfw, iad, ord) ({inventory}:27)"
+    ]

@@ -221,7 +221,7 @@ def test_restart_reuses_the_ports(region_home) -> None:
     home = region_home("integrated")
     first = started(home)
     ports = json.loads((home / "run" / "ports.json").read_text())
-    assert set(ports) == {"front", "cable", "redis"}
+    assert set(ports) == {"front", "cable", "redis", "broker"}
     assert first["processes"]["front"]["port"] == ports["front"]
 
     restarted = localctl(home, "restart", "--timeout", START_TIMEOUT)

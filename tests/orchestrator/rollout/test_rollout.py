@@ -314,3 +314,25 @@ def test_a_region_in_hub_mode_serves_action_cable_through_the_real_hub_and_switc
         assert (run / "cable-hub.pid").exists()
     finally:
         fleet.stop_all()
+
+
+def test_a_hub_region_with_a_local_broker_runs_nats_server_and_shares_through_it(tmp_path: Path) -> None:
+    fleet = make_fleet(tmp_path, ("  mode: integrated\n", "  mode: hub\n  broadcast_key_env: CABLE_BROADCAST_KEY\n"),
+                       ("  - code: iad\n", "  - {code: iad, broker: {kind: nats, local: {port: 4222}}}\n"),
+                       ("rollout:\n", "memory_budgets_mb:\n  hub: {navigator: 60, cable_server: 60, broker: 40}\nrollout:\n"))
+    try:
+        result = fleet.orchestrate("rollout", "--stage", "staging", "--yes")
+        assert result.code == 0, result.text
+        gates = {gate: evidence for gate, evidence in fleet.query("SELECT gate, evidence FROM gates")}
+        assert "nats-server" in str(gates["memory"])  # measured with the region's processes
+        # The gate's probe went through the broker: the hub published it and took it back from NATS.
+        ports = json.loads((fleet.home("staging/iad") / "run" / "ports.json").read_text())
+        with socket.create_connection(("127.0.0.1", ports["cable"]), timeout=10) as connection:
+            connection.sendall(b"GET /metrics HTTP/1.1\r\nHost: hub\r\nConnection: close\r\n\r\n")
+            metrics = b"".join(iter(lambda: connection.recv(65536), b"")).decode()
+        counters = dict(line.split() for line in metrics.splitlines() if line.startswith("hub_broker_"))
+        assert counters["hub_broker_connected"] == "1"
+        assert int(counters["hub_broker_published_total"]) >= 1
+        assert int(counters["hub_broker_received_total"]) >= 1
+    finally:
+        fleet.stop_all()
