@@ -8,6 +8,12 @@ CABLE_PATH = "  cable_path: /demo/regions/{region}/cable\n"
 PER_USER_STREAM = CABLE_PATH + "  streams: ['live-{database}', 'config_update_{database}_{user_id}']\n"
 
 
+def hub_inventory(tmp_path, websocket_lines: str):
+    """The minimal inventory in hub mode, with a broadcast key and these lines added to `websocket`."""
+    text = write_inventory(tmp_path, replace=(CABLE_PATH, CABLE_PATH + websocket_lines)).read_text()
+    return write_inventory(tmp_path, text, replace=("  mode: integrated\n", "  mode: hub\n  broadcast_key_env: K\n"))
+
+
 def warnings(err: str) -> list[str]:
     return [line.removeprefix("warning: ") for line in err.splitlines() if line.startswith("warning: ")]
 
@@ -36,11 +42,9 @@ def test_the_hub_mode_without_a_broadcast_key_explains_why_loopback_is_trusted(o
 
 
 def test_the_hub_mode_warns_about_a_per_user_stream_on_an_unsigned_channel(orchestrate, tmp_path):
-    channels = CABLE_PATH + ("  channels:\n"
-                             "    InboxChannel: {stream: 'inbox_{user_id}'}\n"
-                             "    ScoresChannel: {stream: 'scores_{database}'}\n")
-    text = write_inventory(tmp_path, replace=(CABLE_PATH, channels)).read_text()
-    inventory = write_inventory(tmp_path, text, replace=("  mode: integrated\n", "  mode: hub\n  broadcast_key_env: K\n"))
+    inventory = hub_inventory(tmp_path, "  channels:\n"
+                                        "    InboxChannel: {stream: 'inbox_{user_id}'}\n"
+                                        "    ScoresChannel: {stream: 'scores_{database}'}\n")
     result = orchestrate("validate", inventory)
     assert result.code == 0, result.err
     assert warnings(result.err) == [
@@ -53,11 +57,9 @@ def test_the_hub_mode_warns_about_a_per_user_stream_on_an_unsigned_channel(orche
 
 
 def test_an_unsigned_channel_that_can_produce_a_signed_channel_s_stream_is_reported(orchestrate, tmp_path):
-    channels = CABLE_PATH + ("  channels:\n"
-                             "    RoomChannel: {stream: 'room_{id}'}\n"
-                             "    AdminChannel: {stream: 'room_admin_{n}', signed: true}\n")
-    text = write_inventory(tmp_path, replace=(CABLE_PATH, channels)).read_text()
-    inventory = write_inventory(tmp_path, text, replace=("  mode: integrated\n", "  mode: hub\n  broadcast_key_env: K\n"))
+    inventory = hub_inventory(tmp_path, "  channels:\n"
+                                        "    RoomChannel: {stream: 'room_{id}'}\n"
+                                        "    AdminChannel: {stream: 'room_admin_{n}', signed: true}\n")
     result = orchestrate("render", inventory, "--out", tmp_path / "out")
     assert warnings(result.err) == [
         "websocket.channels.RoomChannel.stream: 'room_{id}' can produce names of the signed channel AdminChannel "
@@ -69,9 +71,8 @@ def test_an_unsigned_channel_that_can_produce_a_signed_channel_s_stream_is_repor
 
 
 def test_the_hub_mode_warns_about_named_streams_no_channel_reaches(orchestrate, tmp_path):
-    streams = PER_USER_STREAM + "  channels:\n    LiveChannel: {stream: 'live-{database}'}\n"
-    text = write_inventory(tmp_path, replace=(CABLE_PATH, streams)).read_text()
-    inventory = write_inventory(tmp_path, text, replace=("  mode: integrated\n", "  mode: hub\n  broadcast_key_env: K\n"))
+    inventory = hub_inventory(tmp_path, PER_USER_STREAM.removeprefix(CABLE_PATH)
+                              + "  channels:\n    LiveChannel: {stream: 'live-{database}'}\n")
     result = orchestrate("validate", inventory)
     assert result.code == 0, result.err
     assert warnings(result.err) == [
