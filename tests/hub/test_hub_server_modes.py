@@ -5,7 +5,6 @@ reload, and sizing its descriptor limit."""
 from __future__ import annotations
 
 import json
-import resource
 import signal
 import socket
 import subprocess
@@ -219,12 +218,10 @@ def limited(soft: int, hard: int) -> tuple[str, ...]:
 
 
 def test_the_soft_descriptor_limit_is_raised_to_what_max_connections_needs(start_hub) -> None:
-    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-    if hard != resource.RLIM_INFINITY and hard < 2000:
-        pytest.skip(f"the hard descriptor limit here is {hard}")
-    hub = start_hub(hub="limits: {max_connections: 1000}\n", launcher=limited(256, hard))
+    # A hard limit of 512 can always be set (lowering it needs no privilege): room for 200 + 64 + 32.
+    hub = start_hub(hub="limits: {max_connections: 200}\n", launcher=limited(128, 512))
     limit = hub.find("listening")["descriptor_limit"]
-    assert 1000 + 64 < limit <= 1000 + 64 + 64
+    assert 200 + 64 < limit <= 200 + 64 + 64
     assert int(open(f"/proc/{hub.proc.pid}/limits").read().split("Max open files")[1].split()[0]) == limit
     assert hub.find("descriptors_low") is None
 
