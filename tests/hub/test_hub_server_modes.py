@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 
+import h11
 import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
@@ -233,3 +234,13 @@ def test_a_hard_descriptor_limit_below_the_need_is_logged(start_hub) -> None:
     assert "max_connections" in warning["advice"]
     assert hub.find("listening")["descriptor_limit"] == 300
     assert len([line for line in hub.lines if line["event"] == "descriptors_low"]) == 1
+
+
+def test_the_logged_reason_of_a_bad_request_keeps_h11_s_words_and_none_of_the_peer_s_bytes() -> None:
+    from hub.server import _h11_reason
+
+    quoted = h11.RemoteProtocolError("illegal header line: bytearray(b'Authorization Bearer s3cret')", 400)
+    assert _h11_reason(quoted) == "illegal header line"
+    unquoted = h11.RemoteProtocolError("malformed data" + " " * 16384 + "x", 400)
+    assert _h11_reason(unquoted) == str(unquoted)
+    assert _h11_reason(h11.RemoteProtocolError('bad value b"' + "\t" * 100, 400)) == "bad value"
