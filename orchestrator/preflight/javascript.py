@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 
-from orchestrator.preflight.brackets import PAIRS, matching_brackets
+from orchestrator.preflight.brackets import PAIRS, braced_code, matching_brackets
 
 
 class Kind(Enum):
@@ -145,31 +145,10 @@ class _Lexer:
                 return text[start:self.i - 1]
             elif (char == "$" and quote == "`" or char == "#" and self.coffee and quote == "\"") and self.peek(1) == "{":
                 self.i += 2
-                self.embedded(nesting + 1)
+                braced_code(self, nesting + 1, MAX_NESTING, self.string)
                 continue
             self.i += 1
         return text[start:]
-
-    def embedded(self, nesting: int) -> None:
-        """An expression inside a template literal, to its closing brace."""
-        text = self.text
-        depth = 1
-        while self.i < len(text):
-            char = text[self.i]
-            if char in "\"'`" and nesting < MAX_NESTING:
-                self.i += 1
-                self.string(char, nesting)
-                continue
-            if char == "\n":
-                self.line += 1
-            elif char == "{":
-                depth += 1
-            elif char == "}":
-                depth -= 1
-                if depth == 0:
-                    self.i += 1
-                    return
-            self.i += 1
 
     def regex(self) -> None:
         text = self.text

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
-from orchestrator.preflight.brackets import PAIRS, matching_brackets
+from orchestrator.preflight.brackets import PAIRS, braced_code, matching_brackets
 
 
 class Kind(Enum):
@@ -213,7 +213,7 @@ class _Lexer:
                 self.i += 2
                 pieces.append("".join(current))
                 current = []
-                interpolations.append(self.interpolation(nesting + 1))
+                interpolations.append(braced_code(self, nesting + 1, MAX_NESTING, self._quoted))
                 continue
             self.i += 1
             if char == closing and opening != closing:
@@ -228,28 +228,9 @@ class _Lexer:
         pieces.append("".join(current))
         return tuple(pieces), tuple(interpolations)
 
-    def interpolation(self, nesting: int) -> str:
-        """The code of a #{...} up to its closing brace, stepping over strings inside it."""
-        text = self.text
-        start = self.i
-        depth = 1
-        while self.i < len(text):
-            char = text[self.i]
-            if char in "\"'`" and nesting < MAX_NESTING:
-                self.i += 1
-                self.delimited(char, char, char != "'", nesting)
-                continue
-            if char == "\n":
-                self.line += 1
-            elif char == "{":
-                depth += 1
-            elif char == "}":
-                depth -= 1
-                if depth == 0:
-                    self.i += 1
-                    return text[start:self.i - 1]
-            self.i += 1
-        return text[start:]
+    def _quoted(self, quote: str, nesting: int) -> object:
+        """A string opened by `quote` (already read): interpolating unless single-quoted."""
+        return self.delimited(quote, quote, quote != "'", nesting)
 
     def percent_literal(self) -> bool:
         kind = self.peek(1)
