@@ -57,10 +57,10 @@ NAVIGATOR_SCHEMA = "navigator.schema.json"
 # 20-30 MB with no Redis; the integrated front process 25-35 MB. The hub's own,
 # measured (bench/results/hub.md): 20.9 MB idle plus about 2.2 KB per connection,
 # so 25 MB holds some 1,800 connections; a local nats-server idles at 10.8 MB
-# (broker, counted only where a region runs one). Upper bounds.
+# (broker, counted only where a region runs one, beside a hub or anycable-go). Upper bounds.
 DEFAULT_MEMORY_BUDGETS_MB: dict[Mode, dict[str, float]] = {
     "action_cable": {"navigator": 17.6, "cable_server": 137.8, "redis": 13.5},
-    "anycable": {"navigator": 17.6, "cable_server": 30.0, "redis": 0.0},
+    "anycable": {"navigator": 17.6, "cable_server": 30.0, "redis": 0.0, "broker": 14.0},
     "integrated": {"navigator": 35.0, "cable_server": 0.0, "redis": 0.0},
     "hub": {"navigator": 17.6, "cable_server": 25.0, "redis": 0.0, "broker": 14.0},
 }
@@ -113,8 +113,10 @@ def mode_problems(inventory: Inventory, regions_by_mode: Mapping[Mode, list[str]
         for channel in inventory.websocket.channels:
             path: Path_ = ("websocket", "channels", channel.name)
             if mode == "anycable":
-                why = ("anycable-go without RPC rejects every channel but $pubsub, Turbo::StreamsChannel and "
-                       "CableReady::Stream; subscribe to its stream with turbo_stream_from or as a signed $pubsub stream")
+                # anycable-go v1.5.1 routes only these without RPC (cli/cli.go:493-511).
+                why = ("anycable-go without RPC rejects every channel but $pubsub, Turbo::StreamsChannel (with "
+                       "websocket.turbo_streams) and CableReady::Stream (with websocket.cable_ready); subscribe to "
+                       "its stream with turbo_stream_from or as a signed $pubsub stream")
             elif mode == "integrated":
                 why = ("Navigator's built-in cable speaks only its own protocol, so an Action Cable channel gets no "
                        "answer; subscribe to its stream with the turbo_cable gem")
@@ -133,12 +135,42 @@ def mode_problems(inventory: Inventory, regions_by_mode: Mapping[Mode, list[str]
                 found.append(f"{format_path(path)}: {region.machines} machines in hub mode need a broker (the "
                              f"region's broker or modes.hub.broker), or a broadcast reaches only the clients of the "
                              f"machine that took it ({where(path)})")
+            elif region.machines > 1 and mode == "anycable" and inventory.broker_for(code, mode) is None:
+                # anycable-go v1.5.1's pub/sub is none unless --pubsub names one (config/config.go:38, no default in
+                # NewConfig 61-91; cli/runner_options.go:110-112 picks the local-only pubsub/subscriber.go:53-55):
+                # each machine's anycable-go delivers only what was posted to it.
+                found.append(f"{format_path(path)}: {region.machines} machines in anycable mode need a broker (the "
+                             f"region's broker or modes.anycable.broker): anycable-go shares nothing between machines "
+                             f"without a pub/sub, so a broadcast reaches only the clients of the machine that took it "
+                             f"({where(path)})")
+        if mode == "anycable":
+            found.extend(_anycable_nats_credentials(inventory, regions))
         if mode == "anycable" and inventory.anycable.image is None:
             path = ("modes", "anycable", "image")
             found.append(f"{format_path(path)}: anycable mode needs the official anycable-go image pinned by "
                          f"digest (anycable/anycable-go:1.5.1@sha256:<digest>), since its releases publish no "
                          f"checksums ({in_regions}) ({where(path[:-1])})")
     return found
+
+
+def _anycable_nats_credentials(inventory: Inventory, regions: list[str]) -> list[str]:
+    """A NATS token or password for anycable-go: v1.5.1 takes them only inside its server URL (nats.go v1.31.0
+    nats.go:2446-2457) and logs that URL whole when it starts (pubsub/nats.go:65) and reconnects (pubsub/nats.go:51).
+    A Redis password stays out of its log (pubsub/redis.go:70-77)."""
+    by_path: dict[Path_, list[str]] = {}
+    for code in sorted(set(regions)):
+        broker = inventory.broker_for(code, "anycable")
+        if broker is None or broker.kind != "nats" or not (broker.token_env or broker.password_env):
+            continue
+        where: Path_ = ("modes", "anycable", "broker")
+        if inventory.regions[code].broker is not None:
+            where = ("regions", list(inventory.regions).index(code), "broker")
+        by_path.setdefault((*where, "token_env" if broker.token_env else "password_env"), []).append(code)
+    return [f"{format_path(path)}: anycable-go writes its NATS URL to its log, credentials included, and takes them "
+            f"nowhere else, so it cannot use this secret: give the anycable regions a NATS without a token or password "
+            f"(a local broker's client port listens on loopback only) or a Redis broker (regions in anycable mode: "
+            f"{', '.join(codes)}) ({inventory.located.where(path)})"
+            for path, codes in sorted(by_path.items(), key=lambda item: format_path(item[0]))]
 
 
 def mode_warnings(inventory: Inventory, regions_by_mode: Mapping[Mode, list[str]]) -> list[str]:
@@ -286,12 +318,19 @@ def _cross_reference_problems(data: dict[str, Any], tenants: list[Tenant], repor
         if isinstance(stream, str) and (why := template_problem(stream)):
             report(("websocket", "streams", index), why)
     _check_region_paths(app, websocket, tenant_spec, report)
-    _check_ports(app, _mapping(data.get("modes")), report)
-    brokers: list[tuple[Path_, Any]] = [(("modes", "hub", "broker"), _mapping(_mapping(data.get("modes")).get("hub")).get("broker"))]
+    modes = _mapping(data.get("modes"))
+    _check_ports(app, modes, report)
+    brokers: list[tuple[Path_, Any]] = [(("modes", mode, "broker"), _mapping(modes.get(mode)).get("broker"))
+                                        for mode in ("hub", "anycable")]
     brokers += [(("regions", index, "broker"), _mapping(region).get("broker")) for index, region in enumerate(_list(data.get("regions")))]
     for where, broker in brokers:
         if isinstance(broker, dict):
             _check_broker(where, broker, report)
+    if "prefix" in _mapping(_mapping(modes.get("anycable")).get("broker")):
+        # anycable-go publishes each broadcast under the stream's own name (pubsub/nats.go:118-130,
+        # pubsub/redis.go:130-153 at v1.5.1); it has no setting that would put a prefix before it.
+        report(("modes", "anycable", "broker", "prefix"), "anycable-go has no pub/sub prefix: it publishes each "
+               "broadcast under the stream's own name; remove it")
     _check_refresh_cgi(_mapping(data.get("runtime_config")), _mapping(data.get("navigator")), report)
     _check_stages(_list(_mapping(data.get("rollout")).get("stages")), environments, report)
 
@@ -506,6 +545,7 @@ def _build(path: Path, loaded: LoadedYaml, events: list[Tenant], tenant_list: Sh
             for name, mapping in sorted(ws.get("channels", {}).items())
         ),
         streams=tuple(ws.get("streams", ())),
+        cable_ready=ws.get("cable_ready", False),
     )
     modes = data.get("modes", {})
     action_cable = modes.get("action_cable", {})
@@ -543,6 +583,7 @@ def _build(path: Path, loaded: LoadedYaml, events: list[Tenant], tenant_list: Sh
             port=anycable.get("port", 28080),
             broadcast_port=anycable.get("broadcast_port", 28081),
             extra_args=tuple(anycable.get("extra_args", ())),
+            broker=_broker(anycable.get("broker")),
         ),
         integrated=IntegratedMode(
             max_connections=integrated.get("max_connections", 10000),

@@ -125,7 +125,9 @@ class Environment:
 
 @dataclass(frozen=True)
 class Broker:
-    """Where the hubs of a region share broadcasts; secrets by the names of their environment variables."""
+    """Where the cable servers of a region (hubs, or anycable-go) share broadcasts; secrets by the names of their
+    environment variables. anycable-go uses kind, url, local and a Redis user and password, not prefix (it
+    publishes each broadcast under the stream's own name) nor NATS credentials (it would log them)."""
 
     kind: Literal["nats", "redis"]
     url: str
@@ -220,6 +222,7 @@ class WebSocket:
     broadcast_key_env: str | None
     channels: tuple[ChannelMapping, ...]
     streams: tuple[str, ...] = ()  # what the pages subscribe to by name (templates)
+    cable_ready: bool = False  # pages subscribe to CableReady::Stream (anycable-go gets --cable_ready)
 
     def cable_path_for(self, region: str) -> str:
         return self.cable_path.replace(REGION_PLACEHOLDER, region)
@@ -255,6 +258,7 @@ class AnyCableMode:
     port: int
     broadcast_port: int
     extra_args: tuple[str, ...]
+    broker: Broker | None = None  # every anycable region's pub/sub, unless the region has its own
 
 
 @dataclass(frozen=True)
@@ -371,9 +375,11 @@ class Inventory:
             )
         return RegionSettings(self.environments[environment], region_entry, resolved_mode, websocket_enabled)
 
-    def broker_for(self, region: str) -> Broker | None:
-        """The broker the region's hubs share broadcasts through in hub mode: its own, else modes.hub's."""
-        return self.regions[region].broker or self.hub.broker
+    def broker_for(self, region: str, mode: Mode = "hub") -> Broker | None:
+        """The broker the region's cable servers share broadcasts through: its own, else the mode's
+        (modes.anycable.broker in anycable mode, modes.hub.broker otherwise)."""
+        default = self.anycable.broker if mode == "anycable" else self.hub.broker
+        return self.regions[region].broker or default
 
     def memory_budget(self, region: str, mode: Mode) -> MemoryBudget:
         own = self.regions[region].memory_budgets_mb

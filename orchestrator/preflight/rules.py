@@ -17,8 +17,11 @@ from orchestrator.preflight.findings import Code, Finding, Severity, Where
 from orchestrator.stream_templates import templates_overlap
 
 BLOCKING, WARNING, INFO = Severity.BLOCKING, Severity.WARNING, Severity.INFO
-# What anycable-go without RPC accepts (anycable-go's own channels).
+# What anycable-go without RPC accepts (anycable-go's own channels; v1.5.1 cli/cli.go:493-511): $pubsub always,
+# Turbo::StreamsChannel with --turbo_streams, CableReady::Stream with --cable_ready.
 _ANYCABLE_CHANNELS = ("$pubsub", "Turbo::StreamsChannel", "CableReady::Stream")
+_ANYCABLE_ACCEPTS = ("$pubsub, Turbo::StreamsChannel (with websocket.turbo_streams) and CableReady::Stream "
+                     "(with websocket.cable_ready)")
 # What the hub serves without a websocket.channels entry: signed Turbo streams and $pubsub.
 _HUB_BUILT_IN = ("$pubsub", "Turbo::StreamsChannel")
 _TO_HTTP = ("move it to an HTTP request: a controller action that starts a job, and the job broadcasts its progress "
@@ -32,13 +35,15 @@ class CableSettings:
     channels: dict[str, ChannelMapping]
     public_streams: bool
     turbo_streams: bool
+    cable_ready: bool = False
 
     @classmethod
     def of(cls, inventory: Inventory | None) -> CableSettings:
         if inventory is None:
             return cls({}, False, False)
         websocket = inventory.websocket
-        return cls({channel.name: channel for channel in websocket.channels}, websocket.public_streams, websocket.turbo_streams)
+        return cls({channel.name: channel for channel in websocket.channels}, websocket.public_streams,
+                   websocket.turbo_streams, websocket.cable_ready)
 
 
 class _Findings:
@@ -139,19 +144,22 @@ def _anycable_subscription(subscription: Subscription, settings: CableSettings, 
     channel = subscription.channel
     if channel is None:
         findings.add(Code.CHANNEL_UNSUPPORTED, WARNING, subscription.where,
-                     "subscribes to a channel the audit cannot name; anycable-go without RPC accepts only $pubsub, "
-                     "Turbo::StreamsChannel and CableReady::Stream",
+                     f"subscribes to a channel the audit cannot name; anycable-go without RPC accepts only {_ANYCABLE_ACCEPTS}",
                      "check that the channel is one of those")
     elif channel not in _ANYCABLE_CHANNELS:
         findings.add(Code.CHANNEL_UNSUPPORTED, BLOCKING, subscription.where,
-                     f"subscribes to {channel}: anycable-go without RPC rejects every channel but $pubsub, "
-                     f"Turbo::StreamsChannel and CableReady::Stream",
+                     f"subscribes to {channel}: anycable-go without RPC rejects every channel but {_ANYCABLE_ACCEPTS}",
                      "subscribe with turbo-rails' turbo_stream_from or a signed $pubsub stream, or use the hub mode")
     elif channel == "Turbo::StreamsChannel" and not settings.turbo_streams:
         findings.add(Code.CHANNEL_UNSUPPORTED, BLOCKING, subscription.where,
                      "subscribes with turbo-rails' turbo_stream_from, but websocket.turbo_streams is not set, so "
                      "anycable-go runs without --turbo_streams and rejects Turbo::StreamsChannel",
                      "set websocket.turbo_streams: true (the signing secret is Turbo's signed_stream_verifier_key)")
+    elif channel == "CableReady::Stream" and not settings.cable_ready:
+        findings.add(Code.CHANNEL_UNSUPPORTED, BLOCKING, subscription.where,
+                     "subscribes to CableReady::Stream, but websocket.cable_ready is not set, so anycable-go runs "
+                     "without --cable_ready and rejects CableReady::Stream",
+                     "set websocket.cable_ready: true (the signing secret must be CableReady's verifier key)")
 
 
 def _hub_subscription(subscription: Subscription, settings: CableSettings, findings: _Findings) -> None:

@@ -43,7 +43,8 @@ def image_context(inventory: Inventory, environment: Environment, region_modes: 
         "image": image,
         "modes": used,
         "deploy_path": f"{image.deploy_dir}/{environment.name}",
-        "packages": sorted({*image.packages, *REFRESH_PACKAGES, *modes.image_packages(used, hub_brokers(inventory, environment, used))}),
+        "packages": sorted({*image.packages, *REFRESH_PACKAGES, *modes.image_packages(
+            used, hub_brokers(inventory, environment, used), anycable_brokers(inventory, environment, used))}),
         "anycable_image": inventory.anycable.image if "anycable" in used else None,
         "pools_user": pools.get("user"),
         "pools_group": pools.get("group") or pools.get("user"),
@@ -57,6 +58,13 @@ def hub_brokers(inventory: Inventory, environment: Environment, region_modes: It
     if "hub" not in set(region_modes):
         return []
     return [broker for code in environment.regions if (broker := inventory.broker_for(code)) is not None]
+
+
+def anycable_brokers(inventory: Inventory, environment: Environment, region_modes: Iterable[Mode]) -> list[Broker]:
+    """The brokers the environment's anycable-go share broadcasts through, when its image holds the anycable mode."""
+    if "anycable" not in set(region_modes):
+        return []
+    return [broker for code in environment.regions if (broker := inventory.broker_for(code, "anycable")) is not None]
 
 
 def image_manifest(inventory: Inventory, environment: Environment) -> str:

@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from orchestrator.errors import RenderError
 from orchestrator.model import Broker, Inventory, Mode, RegionSettings
 
 
@@ -57,12 +58,11 @@ def managed_processes(inventory: Inventory, settings: RegionSettings) -> list[di
         if settings.websocket_enabled:
             processes.insert(0, _action_cable(inventory, settings))
         return processes
-    if settings.mode == "anycable" and settings.websocket_enabled:
-        return [_anycable(inventory, settings)]
-    if settings.mode == "hub" and settings.websocket_enabled:
-        broker = inventory.broker_for(settings.region.code)
+    if settings.mode in ("anycable", "hub") and settings.websocket_enabled:
+        broker = inventory.broker_for(settings.region.code, settings.mode)
         local = [_nats_server(broker, settings)] if broker is not None and broker.local_port is not None else []
-        return [*local, _hub(inventory, settings)]
+        server = _anycable(inventory, settings, broker) if settings.mode == "anycable" else _hub(inventory, settings)
+        return [*local, server]
     return []
 
 
@@ -81,15 +81,16 @@ def reverse_proxies(inventory: Inventory, settings: RegionSettings) -> list[dict
     }]
 
 
-def image_packages(modes: Iterable[Mode], brokers: Iterable[Broker] = ()) -> list[str]:
-    """Debian packages the image needs for these modes and the hub's brokers (its PyYAML and Python come with
-    the refresh; nats-py, which Debian does not package, is carried in the image's tool copy)."""
+def image_packages(modes: Iterable[Mode], brokers: Iterable[Broker] = (), anycable_brokers: Iterable[Broker] = ()) -> list[str]:
+    """Debian packages the image needs for these modes and the brokers of its hubs and of its anycable-go (the
+    hub's PyYAML and Python come with the refresh; nats-py, which Debian does not package, is carried in the
+    image's tool copy; anycable-go carries its own clients)."""
     wanted = set(modes)
     packages = [package for mode, package in (("action_cable", "redis-server"), ("hub", "python3-h11")) if mode in wanted]
     used = list(brokers)
     if any(broker.kind == "redis" for broker in used):
         packages.append("python3-redis")
-    if any(broker.local_port is not None for broker in used):
+    if any(broker.local_port is not None for broker in [*used, *anycable_brokers]):
         packages.append("nats-server")
     return packages
 
@@ -126,7 +127,8 @@ def _redis(inventory: Inventory) -> dict[str, Any]:
     }
 
 
-def _anycable(inventory: Inventory, settings: RegionSettings) -> dict[str, Any]:
+def _anycable(inventory: Inventory, settings: RegionSettings, broker: Broker | None) -> dict[str, Any]:
+    """anycable-go v1.5.1 (tag 01a996ed); file:line references below are to its source at that tag."""
     websocket = inventory.websocket
     anycable = inventory.anycable
     flags = [
@@ -146,15 +148,25 @@ def _anycable(inventory: Inventory, settings: RegionSettings) -> dict[str, Any]:
         flags.append("--public_streams")
     if websocket.turbo_streams:
         flags.append("--turbo_streams")
-    flags.extend(anycable.extra_args)
+    if websocket.cable_ready:
+        # CableReady::Stream is routed only with --cable_ready and a secret (cli/cli.go:506-509); with no
+        # --cable_ready_secret it is --secret, ANYCABLE_SECRET below (streams/config.go:46-52, cli/options.go:274-278).
+        flags.append("--cable_ready")
     # anycable-go reads its secrets from ANYCABLE_* variables and fails open when
     # the secret is empty; the shell maps the inventory's variables onto them
     # (so no secret is in navigator.yml or in the process's arguments) and
     # refuses to start when one is unset.
+    checks: list[str] = []
     exports = [_require("ANYCABLE_SECRET", websocket.signing_secret_env)]
     if websocket.broadcast_key_env:
         exports.append(_require("ANYCABLE_BROADCAST_KEY", websocket.broadcast_key_env))
-    script = f'{" ".join(exports)} exec anycable-go "$@"'
+    if broker is not None:
+        pubsub_flags, pubsub_checks, pubsub_exports = _anycable_pubsub(broker)
+        flags += pubsub_flags
+        checks += pubsub_checks
+        exports += pubsub_exports
+    flags.extend(anycable.extra_args)
+    script = "".join(f"{check}; " for check in checks) + f'{" ".join(exports)} exec anycable-go "$@"'
     return {
         "name": "anycable",
         "command": "/bin/sh",
@@ -164,6 +176,46 @@ def _anycable(inventory: Inventory, settings: RegionSettings) -> dict[str, Any]:
         "auto_restart": True,
         "start_delay": "1s",
     }
+
+
+# What a Redis password may hold where anycable-go reads it inside a URL: the URL's unreserved characters, which
+# need no escaping (a "/", "?", "#", "%", "," or "@" would change what the URL names, and a URL that does not parse
+# is quoted whole in Go's error message).
+_URL_SAFE = "A-Za-z0-9._~-"
+
+
+def _anycable_pubsub(broker: Broker) -> tuple[list[str], list[str], list[str]]:
+    """anycable-go's flags, the shell's checks and its ANYCABLE_* exports for sharing broadcasts through `broker`.
+
+    - `--pubsub nats|redis` (cli/options.go:486-491): the default is none (config/config.go:38, unset in NewConfig
+      61-91), which delivers on this process only (cli/runner_options.go:110-112, pubsub/subscriber.go:53-55), so
+      each anycable-go would deliver only the broadcasts posted to it; nats and redis: runner_options.go:113-116.
+    - `--broker memory`: without a broker the legacy one passes a broadcast to the pub/sub only when this machine
+      has a subscriber to its stream (broker/broker.go:146-150), so what the HTTP broadcaster takes
+      (broadcast/http.go:199) would never reach the other machines' clients; the memory broker always publishes
+      (broker/memory.go:236-248; cli/runner_options.go:159-169). It also keeps each stream's last 100
+      broadcasts for 300 s on the machine that took them (broker/config.go:12-20), for clients that ask for history.
+    - The URL goes in `--nats_servers` / `--redis_url` (cli/options.go:616-623, 526-534). A Redis password goes
+      in the URL too (rueidis v1.0.26 url.go:59-62), so then the URL is ANYCABLE_REDIS_URL (options.go:532),
+      built by the shell from the machine's environment; anycable-go logs only the Redis host
+      (pubsub/redis.go:70-77). NATS credentials would have to go in the URL as well (nats.go v1.31.0
+      nats.go:2446-2457), and anycable-go logs that URL whole (pubsub/nats.go:65, and nats.go:51 on reconnect):
+      `validate` refuses them (inventory.mode_problems), and so does this.
+    """
+    kind = broker.kind
+    flags = ["--broker", "memory", "--pubsub", kind]
+    if kind == "nats":
+        if broker.token_env or broker.password_env:
+            raise RenderError("anycable-go logs its NATS URL, credentials included: give it a NATS broker without "
+                              "token_env or password_env")
+        return flags + ["--nats_servers", broker.url], [], []
+    secret = broker.password_env
+    if secret is None:
+        return flags + ["--redis_url", broker.url], [], []
+    scheme, rest = broker.url.split("://", 1)
+    check = (f'case "${{{secret}:?{secret} is not set}}" in *[!{_URL_SAFE}]*) '
+             f'echo "{secret}: anycable-go reads it inside a URL, so it may hold only {_URL_SAFE}" >&2; exit 1;; esac')
+    return flags, [check], [f'ANYCABLE_REDIS_URL="{scheme}://{broker.user or ""}:${{{secret}}}@{rest}"']
 
 
 def _hub(inventory: Inventory, settings: RegionSettings) -> dict[str, Any]:

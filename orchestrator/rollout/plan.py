@@ -127,8 +127,8 @@ def expected_memory(inventory: Inventory, key: RegionKey, mode: Mode, websocket_
         "cable_server": budget.cable_server if websocket_enabled else 0.0,
         "redis": budget.redis,
     }
-    broker = inventory.broker_for(key.region)
-    if mode == "hub" and websocket_enabled and broker is not None and broker.local_port is not None:
+    broker = inventory.broker_for(key.region, mode)
+    if mode in ("hub", "anycable") and websocket_enabled and broker is not None and broker.local_port is not None:
         expected["broker"] = budget.broker  # the region's own nats-server
     return expected
 

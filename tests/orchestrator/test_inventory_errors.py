@@ -247,7 +247,8 @@ CHANNEL = "  channels:\n    HeatChannel: {stream: 'heat-{database}'}\n"
     ("mode", "why"),
     [
         ("integrated", "Navigator's built-in cable speaks only its own protocol"),
-        ("anycable", "anycable-go without RPC rejects every channel but $pubsub, Turbo::StreamsChannel and CableReady::Stream"),
+        ("anycable", "anycable-go without RPC rejects every channel but $pubsub, Turbo::StreamsChannel (with "
+                     "websocket.turbo_streams) and CableReady::Stream (with websocket.cable_ready)"),
     ],
 )
 def test_a_mode_that_cannot_serve_the_app_s_channels_is_refused(orchestrate, tmp_path, mode, why):

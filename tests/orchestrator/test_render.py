@@ -101,6 +101,17 @@ def test_anycable_maps_a_broadcast_key_and_public_streams_when_the_inventory_ask
     assert "--public_streams" in process["args"] and "--turbo_streams" not in process["args"]
 
 
+def test_anycable_routes_cable_ready_streams_only_when_the_inventory_asks(tmp_path):
+    # anycable-go v1.5.1 routes CableReady::Stream only with --cable_ready and a secret (cli/cli.go:506-509);
+    # it verifies with --secret (ANYCABLE_SECRET) when no --cable_ready_secret is given (streams/config.go:46-52).
+    inventory = showcase_with_anycable_image(tmp_path, ("  public_streams: false\n", "  public_streams: false\n  cable_ready: true\n"))
+    (process,) = region_config(rendered(inventory, mode="anycable"))["managed_processes"]
+    assert "--cable_ready" in process["args"] and "--turbo_streams" not in process["args"]
+    assert process["args"][1] == f'ANYCABLE_SECRET={SIGNING_SECRET_GUARD} exec anycable-go "$@"'
+    (plain,) = region_config(rendered(showcase_with_anycable_image(tmp_path), mode="anycable"))["managed_processes"]
+    assert "--cable_ready" not in plain["args"]
+
+
 def test_integrated_mode_serves_the_cable_from_navigator():
     files = rendered(mode="integrated")
     config = region_config(files)

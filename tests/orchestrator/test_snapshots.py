@@ -65,6 +65,14 @@ def test_anycable_ord(tmp_path, snapshot_file):
     assert "\n\n".join(f"=== {path}\n{files[path]}" for path in ORD) == snapshot_file
 
 
+def test_anycable_ord_with_a_broker(tmp_path, snapshot_file):
+    """Three machines in ord share broadcasts through a local NATS: nats-server, then anycable-go's pub/sub."""
+    ord_nats = ("  - {code: ord}\n",
+                "  - {code: ord, machines: 3, broker: {kind: nats, local: {port: 4222}}}\n")
+    files = rendered(showcase_with_anycable_image(tmp_path, ord_nats), mode="anycable")
+    assert files["navigator/regions/ord/navigator.yml"] == snapshot_file
+
+
 @_cases("production", ORD + ("navigator/regions/ord/hub.yml",), mode="hub")
 def test_hub_ord(text, snapshot_file):
     assert text == snapshot_file

@@ -193,6 +193,19 @@ def test_turbo_rails_streams_are_signed_action_cable_subscriptions(tmp_path: Pat
     assert coded(findings(app, "anycable", inventory(tmp_path, "  turbo_streams: true\n")), "channel-unsupported") == []
 
 
+def test_cable_ready_streams_fit_anycable_only_with_websocket_cable_ready(tmp_path: Path) -> None:
+    client = ('import consumer from "channels/consumer"\n\n'
+              'consumer.subscriptions.create({ channel: "CableReady::Stream", identifier: "signed" }, {})\n')
+    files = {**ACTION_CABLE_APP, "app/javascript/channels/scores_channel.js": client}
+    files.pop("app/channels/scores_channel.rb")
+    app = write_files(tmp_path / "app", files)
+    # anycable-go v1.5.1 routes CableReady::Stream only with --cable_ready (cli/cli.go:506-509).
+    (blocking,) = [f for f in findings(app, "anycable") if f.code.value == "channel-unsupported"]
+    assert (blocking.severity, blocking.where.file, blocking.where.line) == (BLOCKING, "app/javascript/channels/scores_channel.js", 3)
+    assert "websocket.cable_ready is not set" in blocking.message and "cable_ready: true" in blocking.remedy
+    assert coded(findings(app, "anycable", inventory(tmp_path, "  cable_ready: true\n")), "channel-unsupported") == []
+
+
 def test_per_user_streams_warn_in_integrated_and_block_the_hub_unless_the_channel_is_signed(tmp_path: Path) -> None:
     channel = ('class ConfigUpdateChannel < ApplicationCable::Channel\n  def subscribed\n'
                '    stream_from "config_update_#{params[:database]}_#{params[:user_id]}"\n  end\nend\n')
