@@ -54,10 +54,10 @@ BACKOFF_CAP = 5.0
 NATS_PENDING_MESSAGES = 65536
 NATS_PENDING_BYTES = 64 * 1024 * 1024
 NATS_PING_SECONDS = 20
-# A failed connection attempt is logged on attempts 1, 2, 4, 8, ... and then every this many.
+# A failed connection attempt, or a message dropped, is logged on the 1st, 2nd, 4th, 8th, ... and then every this many.
 LOG_EVERY_ATTEMPTS = 64
 
-Deliver = Callable[[bytes], bool]  # a broadcast request's body -> False when it is malformed
+Deliver = Callable[[bytes], str]  # a broadcast request's body -> "" when delivered, else why it is not a broadcast
 
 
 def subject(prefix: str) -> str:
@@ -73,6 +73,11 @@ def backoff_seconds(failures: int, jitter: float) -> float:
 
 def _jitter() -> float:
     return int.from_bytes(os.urandom(2), "big") / 65535  # `random` is not needed for this
+
+
+def worth_logging(count: int) -> bool:
+    """Whether the `count`th of a repeated event is logged: the 1st, 2nd, 4th, 8th, ... and then every 64th."""
+    return count & (count - 1) == 0 or count % LOG_EVERY_ATTEMPTS == 0
 
 
 class Sharing:
@@ -530,9 +535,21 @@ class Broker:
         if generation != self._generation:
             return  # from a connection already given up: its own messages were delivered locally
         self.received += 1
-        for body in self.sharing.receive(message, self.loop.time()):
-            if not self.deliver(body):
-                self.sharing.malformed += 1
+        sharing = self.sharing
+        malformed = sharing.malformed
+        bodies = sharing.receive(message, self.loop.time())
+        if sharing.malformed != malformed:
+            self._dropped(message, "not in the hubs' format, or over limits.max_broadcast_bytes")
+        for body in bodies:
+            problem = self.deliver(body)
+            if problem:
+                sharing.malformed += 1
+                self._dropped(message, problem)
+
+    def _dropped(self, message: bytes, why: str) -> None:
+        """A message from the broker was dropped (and counted); the connection stays: it says nothing about the broker."""
+        if worth_logging(self.sharing.malformed):
+            self.log("broker_message_dropped", level="warn", why=why, size=len(message), dropped=self.sharing.malformed, **self.describe())
 
     def _lost(self, generation: int, why: str) -> None:
         if generation == self._generation:
@@ -586,10 +603,11 @@ class Broker:
                     self._generation += 1  # a half-opened connection must not deliver
                     await self._close_link(link)
                     wait = backoff_seconds(failures, _jitter())
-                    if failures & (failures - 1) == 0 or failures % LOG_EVERY_ATTEMPTS == 0:
+                    if worth_logging(failures):
                         self.log("broker_unreachable", level="warn", attempts=failures, retry_in=round(wait, 2),
                                  error=self._scrub(f"{type(error).__name__}: {error}"), **self.describe())
-                    await asyncio.sleep(wait)
+                    if not self._closing:
+                        await asyncio.sleep(wait)
                     continue
                 failures = 0
                 self.connections += 1
@@ -598,6 +616,8 @@ class Broker:
                 self.sharing.connected = True
                 self.log("broker_connected", reconnects=self.reconnects, **self.describe())
                 await self._pump(link, generation)
+                if self._closing:
+                    break
                 self._give_up("lost", "connection ended")  # no-op when already given up
                 await self._close_link(link)
                 if not self._closing:
@@ -611,9 +631,14 @@ class Broker:
                 self.log("broker_closed", **self.describe())
 
     async def _pump(self, link: _Link, generation: int) -> None:
-        """Hand what is queued to the library, in order, until the connection is given up."""
+        """Hand what is queued to the library, in order, until the connection is given up or the broker closed.
+
+        `close` cancels this task, but in Python 3.11 a cancellation that arrives as an awaited
+        `wait_for` completes is lost (the result is returned instead): so the loops here also stop on
+        `_closing`, which `close` sets first, or `close` would wait for this task for ever.
+        """
         outbox = self._outbox
-        while generation == self._generation:
+        while generation == self._generation and not self._closing:
             if not outbox:
                 self._wake.clear()
                 await self._wake.wait()

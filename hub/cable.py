@@ -6,7 +6,6 @@ registers its subscriptions in the stream registry. It never raises on input.
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from collections.abc import Callable, Mapping
@@ -14,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import signing
-from .streams import NAVIGATOR, StreamRegistry, Subscriber, SubscriptionLimitReached, dumps
+from .streams import NAVIGATOR, StreamRegistry, Subscriber, SubscriptionLimitReached, dumps, loads
 
 PUBSUB = "$pubsub"
 TURBO = "Turbo::StreamsChannel"
@@ -254,8 +253,8 @@ def disconnect_message(reason: str, reconnect: bool) -> str:
 
 def _parse_object(text: str) -> dict[str, Any] | None:
     try:
-        value = json.loads(text)
-    except (ValueError, RecursionError):
+        value = loads(text)
+    except ValueError:
         return None
     return value if isinstance(value, dict) else None
 

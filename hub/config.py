@@ -50,6 +50,9 @@ class Limits:
     output_buffer_bytes: int = 262144
     shutdown_timeout_seconds: float = 30.0
     max_subscriptions_per_connection: int = 1000
+    # A client is an address (see hub.server.client_address): these bound what one can hold over all its connections.
+    max_connections_per_client: int = 1000
+    max_subscriptions_per_client: int = 10000
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +140,7 @@ class HubConfig:
     limits: Limits = Limits()
     ping_interval_seconds: float = 3.0
     broker: BrokerSettings | None = None  # None: broadcasts reach this hub's clients only
+    client_ip_header: str = "X-Forwarded-For"  # trusted from a loopback peer only
 
 
 # --- a validator for the JSON Schema keywords hub.schema.json uses -----------------
@@ -307,7 +311,7 @@ def read_hub_options(path: str, environ: Mapping[str, str]) -> tuple[dict[str, A
     values: dict[str, Any] = _server_values(doc["server"]) if "server" in doc else {}
     if "broker" in doc:
         values["broker"] = doc["broker"]  # flags and secrets are applied in load()
-    for key in ("public_streams", "navigator_protocol"):
+    for key in ("public_streams", "navigator_protocol", "client_ip_header"):
         if key in doc:
             values[key] = doc[key]
     if "ping_interval_seconds" in doc:

@@ -8,7 +8,6 @@ process-wide timers, limits, reload and shutdown.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import resource
 import signal
@@ -27,7 +26,7 @@ from .config import HubConfig, Overrides, load
 from .errors import InputError
 from .frames import Binary, Close, FrameParser, HandshakeError, Ping, ProtocolError, Text
 from .log import Logger
-from .streams import StreamRegistry
+from .streams import Client, Clients, NestedTooDeep, StreamRegistry, loads
 
 NAVIGATOR_PING_SECONDS = 30.0
 NAVIGATOR_SILENCE_SECONDS = 60.0
@@ -46,14 +45,66 @@ SOCKET_RESERVE = 64
 # Descriptors beyond the sockets: stdio, the listening socket, the event loop's own, files read on reload.
 DESCRIPTOR_MARGIN = 32
 # Headers a proxy adds: a broadcast carrying one did not come from a local process, whatever its peer address.
-PROXY_HEADERS = frozenset((b"forwarded", b"x-forwarded-for", b"x-forwarded-host", b"x-forwarded-proto", b"x-real-ip", b"via"))
+# The standard and de facto ones, then those of Fly.io's proxy, Cloudflare, Akamai, Fastly, Azure Front Door,
+# App Engine, DigitalOcean, Envoy and the ingress-nginx controller.
+PROXY_HEADERS = frozenset((
+    b"forwarded", b"via", b"x-real-ip", b"x-client-ip", b"x-cluster-client-ip", b"true-client-ip",
+    b"x-forwarded-for", b"x-forwarded-host", b"x-forwarded-proto", b"x-forwarded-port", b"x-forwarded-ssl",
+    b"x-forwarded-server", b"x-forwarded-scheme", b"x-forwarded-prefix", b"x-original-forwarded-for",
+    b"fly-client-ip", b"fly-forwarded-port", b"fly-region",
+    b"cf-connecting-ip", b"cf-connecting-ipv6", b"cf-ray", b"fastly-client-ip", b"x-azure-clientip",
+    b"x-appengine-user-ip", b"do-connecting-ip", b"x-envoy-external-address", b"x-original-host",
+))  # fmt: skip
 # Refused sockets and failed accepts are logged at most once per this many seconds, with a count.
 REFUSAL_LOG_SECONDS = 10.0
+_IPV4_MAPPED = bytes(10) + b"\xff\xff"
 
 
 def _is_loopback(peer: Any) -> bool:
     host = peer[0] if isinstance(peer, tuple) and peer else ""
     return host == "::1" or host.startswith("127.") or host.startswith("::ffff:127.")
+
+
+def client_address(peer: Any, headers: Iterable[tuple[bytes, bytes]], header: bytes) -> str:
+    """Who a WebSocket client is, for the per-client limits.
+
+    The peer's address; but a loopback peer is a local proxy (Navigator, which reverse-proxies the
+    cable path to the hub), and then the last address in `header` (client_ip_header, lower case):
+    Navigator appends the address it accepted the connection from to X-Forwarded-For itself, so a
+    client cannot choose it. Only a loopback peer is trusted with the header. An IPv6 address
+    stands for its /64, which one host or network holds as a whole.
+    """
+    host = peer[0] if isinstance(peer, tuple) and peer else ""
+    if _is_loopback(peer):
+        value = None
+        for name, field_value in headers:
+            if name == header:
+                value = field_value
+        if value is not None:
+            forwarded = address_key(value.rpartition(b",")[2].decode("latin-1"))
+            if forwarded is not None:
+                return forwarded
+    return address_key(host) or host
+
+
+def address_key(text: str) -> str | None:
+    """An IPv4 address (port dropped), or an IPv6 one as its /64 (IPv4-mapped ones as IPv4); None when `text` is neither."""
+    text = text.strip()
+    if text.startswith("["):  # [v6] or [v6]:port
+        text = text[1:].partition("]")[0]
+    elif text.count(":") == 1:  # v4:port
+        text = text.partition(":")[0]
+    try:
+        return socket.inet_ntop(socket.AF_INET, socket.inet_pton(socket.AF_INET, text))
+    except OSError:
+        pass
+    try:
+        packed = socket.inet_pton(socket.AF_INET6, text.partition("%")[0])
+    except OSError:
+        return None
+    if packed.startswith(_IPV4_MAPPED):
+        return socket.inet_ntop(socket.AF_INET, packed[12:])
+    return socket.inet_ntop(socket.AF_INET6, packed[:8] + bytes(8)) + "/64"
 
 
 def _h11_reason(error: h11.RemoteProtocolError) -> str:
@@ -98,7 +149,7 @@ class HttpState:
 class Connection(asyncio.Protocol):
     """One TCP connection: HTTP until it upgrades, then WebSocket frames."""
 
-    __slots__ = ("hub", "transport", "number", "http", "parser", "session", "seen", "closer", "write_paused", "read_paused")
+    __slots__ = ("hub", "transport", "number", "http", "parser", "session", "client", "seen", "closer", "write_paused", "read_paused")
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
@@ -108,6 +159,7 @@ class Connection(asyncio.Protocol):
         self.parser: FrameParser | None = None
         # None once the WebSocket is closing: nothing more is delivered to it.
         self.session: ActionCableSession | NavigatorSession | None = None
+        self.client: Client | None = None  # once upgraded: counted towards the per-client limits
         self.seen = 0.0
         self.closer: asyncio.TimerHandle | None = None  # aborts the transport if closing takes too long
         self.write_paused = False
@@ -351,6 +403,13 @@ class Connection(asyncio.Protocol):
             return
         http = self.http
         assert http is not None and self.transport is not None
+        address = client_address(self.transport.get_extra_info("peername"), request.headers, hub.client_ip_header)
+        client = hub.clients.admit(address, hub.config.limits.max_connections_per_client)
+        if client is None:
+            hub.log("upgrade_refused", level="warn", conn=self.number, why="too many connections from this client", client=address)
+            self._respond(429, b"too many connections from this client\n", close=True)
+            return
+        self.client = client
         self.transport.write(http.conn.send(h11.InformationalResponse(status_code=101, headers=headers)))
         leftover, _ = http.conn.trailing_data
         http.timer.cancel()
@@ -431,9 +490,11 @@ class Connection(asyncio.Protocol):
 
     def _end_session(self) -> None:
         session = self.session
-        assert session is not None
+        assert session is not None and self.client is not None
         self.session = None
         session.close()
+        self.hub.clients.release(self.client)
+        self.client = None
         self.hub.cable.discard(self)
         self.hub.navigator.discard(self)
 
@@ -457,7 +518,8 @@ class Hub:
         self.overrides = overrides
         self.log = log
         self.loop = loop
-        self.registry = StreamRegistry(config.limits.max_subscriptions_per_connection)
+        self.registry = StreamRegistry(config.limits.max_subscriptions_per_connection, config.limits.max_subscriptions_per_client)
+        self.clients = Clients()
         self.context = Context(self._policy(config), self.registry, log)
         self.sockets: set[Connection] = set()
         self.cable: set[Connection] = set()
@@ -493,6 +555,8 @@ class Hub:
     def _apply_config(self, config: HubConfig) -> None:
         self.output_buffer_bytes = config.limits.output_buffer_bytes
         self.registry.max_subscriptions_per_connection = config.limits.max_subscriptions_per_connection
+        self.registry.max_subscriptions_per_client = config.limits.max_subscriptions_per_client
+        self.client_ip_header = config.client_ip_header.lower().encode()
         self.navigator_open = config.navigator_protocol == "open"
         # Navigator with its cable off does not know either path: requests to them fall through to its
         # routes. The policy hub keeps both, to answer 503 on the cable path and to take broadcasts.
@@ -593,8 +657,9 @@ class Hub:
     def reload(self) -> None:
         try:
             config = load(self.config.navigator_path, self.overrides)
-        except (InputError, ValueError) as error:
-            self.log("reload_failed", level="error", error=str(error))
+        except Exception as error:  # noqa: BLE001 (MemoryError too: whatever the new files do, the running hub keeps its configuration)
+            why = str(error) if isinstance(error, InputError) else f"{type(error).__name__}: {error}".removesuffix(": ")
+            self.log("reload_failed", level="error", error=why)
             return
         old = self.config
         if (config.host, config.port) != (old.host, old.port):
@@ -699,18 +764,11 @@ class Hub:
         return 401
 
     def handle_broadcast(self, body: bytes) -> tuple[int, bytes]:
-        try:
-            doc = json.loads(body)
-        except (ValueError, RecursionError):
+        # Navigator decodes one object; an array does not fit it.
+        items = broadcast_items(body, batch=not self.navigator_open)
+        if isinstance(items, str):
             self.failed_broadcasts += 1
-            return 400, b"invalid JSON\n"
-        if isinstance(doc, list) and self.navigator_open:
-            self.failed_broadcasts += 1
-            return 400, b"invalid JSON\n"  # Navigator decodes one object; an array does not fit it
-        items = doc if isinstance(doc, list) else [doc]
-        if not all(isinstance(i, dict) and isinstance(i.get("stream"), str) and i["stream"] for i in items):
-            self.failed_broadcasts += 1
-            return 400, b"each broadcast needs a stream\n"
+            return 400, (items + "\n").encode()
         self.broadcasts += len(items)
         # With a broker, every hub (this one included) delivers it when it comes back from the broker.
         if self.broker is None or not self.broker.share(body, len(items)):
@@ -718,22 +776,23 @@ class Hub:
         return (200, b"") if self.navigator_open else (201, b"")
 
     def _deliver(self, items: list[dict[str, Any]]) -> None:
+        """One log line per request, however many broadcasts it holds."""
+        delivered = 0
         for item in items:
-            delivered = self.registry.broadcast(item["stream"], item.get("data"))
-            self.deliveries += delivered
-            self.log("broadcast", stream=item["stream"], delivered=delivered)
+            delivered += self.registry.broadcast(item["stream"], item.get("data"))
+        self.deliveries += delivered
+        if len(items) == 1:
+            self.log("broadcast", stream=items[0]["stream"], delivered=delivered)
+        else:
+            self.log("broadcast", items=len(items), streams=len({item["stream"] for item in items}), delivered=delivered)
 
-    def deliver_body(self, body: bytes) -> bool:
-        """A broadcast request's body from the broker (any hub's): False when it is not one."""
-        try:
-            doc = json.loads(body)
-        except (ValueError, RecursionError):
-            return False
-        items = doc if isinstance(doc, list) else [doc]
-        if not all(isinstance(i, dict) and isinstance(i.get("stream"), str) and i["stream"] for i in items):
-            return False
+    def deliver_body(self, body: bytes) -> str:
+        """A broadcast request's body from the broker (any hub's): "" once delivered, else why it is not one."""
+        items = broadcast_items(body)
+        if isinstance(items, str):
+            return items
         self._deliver(items)
-        return True
+        return ""
 
     def health(self) -> bytes:
         """200 either way: a hub whose broker is away still serves its own clients."""
@@ -744,6 +803,7 @@ class Hub:
             ("hub_connections", "gauge", "Open WebSocket connections.", len(self.cable) + len(self.navigator)),
             ("hub_subscriptions", "gauge", "Active stream subscriptions.", self.registry.subscriptions),
             ("hub_streams", "gauge", "Streams with at least one subscriber.", self.registry.stream_count),
+            ("hub_clients", "gauge", "Clients (addresses, an IPv6 one by its /64) with an open WebSocket.", len(self.clients)),
             ("hub_broadcasts_total", "counter", "Broadcast messages accepted.", self.broadcasts),
             ("hub_broadcast_deliveries_total", "counter", "Broadcast frames written to clients.", self.deliveries),
             ("hub_failed_broadcasts_total", "counter", "Broadcast requests refused.", self.failed_broadcasts),
@@ -757,6 +817,26 @@ class Hub:
         if self.broker is not None:
             rows += self.broker.metric_rows()
         return "".join(f"# HELP {n} {h}\n# TYPE {n} {t}\n{n} {v}\n" for n, t, h, v in rows)
+
+
+def broadcast_items(body: bytes, batch: bool = True) -> list[dict[str, Any]] | str:
+    """The broadcasts of a request's body (one object, or with `batch` an array of them), or why there are none.
+
+    JSON nested more deeply than hub.streams.MAX_JSON_DEPTH is refused here, before the broker
+    or any subscriber sees it: whatever passes can be encoded for subscribers.
+    """
+    try:
+        doc = loads(body)
+    except NestedTooDeep as error:
+        return str(error)
+    except ValueError:
+        return "invalid JSON"
+    if isinstance(doc, list) and not batch:
+        return "invalid JSON"
+    items = doc if isinstance(doc, list) else [doc]
+    if not all(isinstance(i, dict) and isinstance(i.get("stream"), str) and i["stream"] for i in items):
+        return "each broadcast needs a stream"
+    return items
 
 
 async def serve(config: HubConfig, overrides: Overrides, log: Logger) -> None:

@@ -42,6 +42,15 @@ _StrictResolver.add_implicit_resolver(
 )
 
 
+# What an alias may cost (a "billion laughs" document of 0.6 KB expands to gigabytes): uses of aliases in
+# one document, aliases reached through other aliases, and nodes brought in by expanding aliases, counted
+# as every consumer of the data sees them. A document nested deeper than MAX_DEPTH is refused too: its
+# consumers (schema checks included) recurse, and libyaml stops only at 1000 levels.
+MAX_ALIASES = 100
+MAX_ALIAS_NESTING = 4
+MAX_ALIAS_NODES = 10000
+MAX_DEPTH = 100
+
 if not getattr(yaml, "__with_libyaml__", False):
     raise ImportError("PyYAML was built without LibYAML; install a PyYAML wheel that includes it")
 
@@ -116,10 +125,7 @@ def parse_yaml_text(text: str, source: str) -> LoadedYaml:
         node = loader.get_single_node()
         if node is None:
             return LoadedYaml(source, None, {})
-        lines: dict[Path_, int] = {}
-        problems: list[str] = []
-        refused: list[str] = []
-        _index(node, (), lines, problems, refused, source)
+        lines, problems, refused = _index(node, source)
         if refused:
             # A list or mapping as a key cannot even be built: say why, with the duplicates found so far.
             raise InputError(refused + problems)
@@ -136,28 +142,74 @@ def parse_yaml_text(text: str, source: str) -> LoadedYaml:
     return LoadedYaml(source, data, lines, tuple(problems))
 
 
-def _index(
-    node: yaml.Node, path: Path_, lines: dict[Path_, int], problems: list[str], refused: list[str], source: str
-) -> None:
-    """Record each value's line and refuse duplicate keys, naming both lines."""
-    lines[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        first_seen: dict[Any, int] = {}
-        for key_node, value_node in node.value:
-            if not isinstance(key_node, yaml.ScalarNode):
-                refused.append(f"{source}:{key_node.start_mark.line + 1}: mapping keys must be plain scalars")
-                continue
-            key = key_node.value
-            line = key_node.start_mark.line + 1
-            if key in first_seen:
-                problems.append(
-                    f"{source}:{line}: duplicate key '{key}' (first defined on line {first_seen[key]})"
-                )
-            first_seen.setdefault(key, line)
-            _index(value_node, path + (_key_of(key_node),), lines, problems, refused, source)
-    elif isinstance(node, yaml.SequenceNode):
-        for position, item in enumerate(node.value):
-            _index(item, path + (position,), lines, problems, refused, source)
+def _index(root: yaml.Node, source: str) -> tuple[dict[Path_, int], list[str], list[str]]:
+    """Each value's line; duplicate keys (naming both lines); refusals that stop the load.
+
+    Walks the document as its consumers will see it, aliases expanded, without recursion; the
+    expansion is bounded before anything grows with it (see MAX_ALIASES). A node is an alias where
+    it is referred to after its first reference in document order; a mapping's keys are only checked
+    where it is defined, not again at each of its aliases.
+    """
+    lines: dict[Path_, int] = {}
+    problems: list[str] = []
+    refused: list[str] = []
+    seen: set[int] = set()  # nodes met so far: a later reference to one is an alias
+    aliased: dict[tuple[int, int], bool] = {}  # (parent, position) -> whether the reference there is an alias
+    aliases = brought = 0
+
+    def refuse(line: int, why: str) -> InputError:
+        return InputError([f"{source}:{line}: {why}"])
+
+    # node, its path, where it is referred to from ((parent, position), or None for the root), aliases on the
+    # way to it, and the line a refusal names: where it is referred to, or within an alias's expansion, where
+    # that alias is (the nodes' own marks are their anchor's)
+    stack: list[tuple[yaml.Node, Path_, tuple[int, int] | None, int, int]] = [(root, (), None, 0, root.start_mark.line + 1)]
+    while stack:
+        node, path, reference, nested, line = stack.pop()
+        first = id(node) not in seen
+        if reference is not None:
+            alias = aliased.get(reference)
+            if alias is None:  # the first time this reference is walked: in document order
+                alias = aliased[reference] = not first
+                if alias:
+                    aliases += 1
+                    if aliases > MAX_ALIASES:
+                        raise refuse(line, f"more than {MAX_ALIASES} aliases in one document")
+            if alias:
+                nested += 1
+                if nested > MAX_ALIAS_NESTING:
+                    raise refuse(line, f"aliases nested more than {MAX_ALIAS_NESTING} deep (an alias of a value that holds"
+                                       " aliases, and so on, or an alias inside its own anchor)")
+            if nested:
+                brought += 1
+                if brought > MAX_ALIAS_NODES:
+                    raise refuse(line, f"aliases expand to more than {MAX_ALIAS_NODES} values")
+        if len(path) > MAX_DEPTH:
+            raise refuse(line, f"nested more than {MAX_DEPTH} deep")
+        seen.add(id(node))
+        own_line = node.start_mark.line + 1
+        lines[path] = own_line
+        children: list[tuple[yaml.Node, Path_, int]] = []
+        if isinstance(node, yaml.MappingNode):
+            first_seen: dict[Any, int] = {}
+            for key_node, value_node in node.value:
+                key_line = key_node.start_mark.line + 1
+                if not isinstance(key_node, yaml.ScalarNode):
+                    if first:
+                        refused.append(f"{source}:{key_line}: mapping keys must be plain scalars")
+                    continue
+                key = key_node.value
+                if first and key in first_seen:
+                    problems.append(f"{source}:{key_line}: duplicate key '{key}' (first defined on line {first_seen[key]})")
+                first_seen.setdefault(key, key_line)
+                children.append((value_node, path + (_key_of(key_node),), line if nested else key_line))
+        elif isinstance(node, yaml.SequenceNode):
+            at = line if nested else own_line
+            children = [(item, path + (position,), at) for position, item in enumerate(node.value)]
+        for position in range(len(children) - 1, -1, -1):  # pushed last first: popped in document order
+            child, child_path, child_line = children[position]
+            stack.append((child, child_path, (id(node), position), nested, child_line))
+    return lines, problems, refused
 
 
 def _key_of(key_node: yaml.ScalarNode) -> str | int:

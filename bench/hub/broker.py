@@ -62,7 +62,9 @@ class Hub:
         self.name = name
         self.log = WORK / f"{name}.log"
         config = WORK / f"{name}.yml"
-        text = "server: {listen: 0}\npublic_streams: true\nlimits: {max_connections: 20000}\n"
+        # Every load-generator connection comes from 127.0.0.1, one client to the per-client limits.
+        text = ("server: {listen: 0}\npublic_streams: true\n"
+                "limits: {max_connections: 20000, max_connections_per_client: 20000, max_subscriptions_per_client: 20000}\n")
         if broker is not None:
             text += f"broker: {{kind: {broker.kind}, url: '{broker.url}', prefix: bench}}\n"
         config.write_text(text)

@@ -83,7 +83,9 @@ def hub_server(levels: list[int], compiled: bool = True) -> Server:
         "server": {"listen": 0, "health_check": {"path": "/up"}},
         "cable": {"enabled": True, "path": "/cable", "broadcast_path": "/_broadcast"},
     }
-    options = {"public_streams": True, "limits": {"max_connections": 20000}}
+    # Every load-generator connection comes from 127.0.0.1, one client to the per-client limits.
+    limits = {"max_connections": 20000, "max_connections_per_client": 20000, "max_subscriptions_per_client": 20000}
+    options = {"public_streams": True, "limits": limits}
     (WORK / "navigator.yml").write_text(yaml.safe_dump(navigator))
     (WORK / "hub.yml").write_text(yaml.safe_dump(options))
 

@@ -32,11 +32,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from hub.cable import ActionCableSession, Context, Policy  # noqa: E402
 from hub.log import Logger  # noqa: E402
-from hub.streams import StreamRegistry  # noqa: E402
+from hub.streams import Client, StreamRegistry  # noqa: E402
 
 
 class Subscriber:
-    __slots__ = ()
+    __slots__ = ("client",)
+
+    def __init__(self) -> None:
+        self.client = Client("127.0.0.1")  # counted per client too, as the hub counts a connection
 
     def send_frame(self, frame: bytes) -> None:
         pass
@@ -64,7 +67,7 @@ def timing_overhead_ns(iterations: int) -> float:
 
 def session_round(held: int, iterations: int, log: Any) -> tuple[float, float]:
     """Mean ns of one subscribe and of one unsubscribe, over `iterations` of each."""
-    registry = StreamRegistry(held + 1)
+    registry = StreamRegistry(held + 1, held + 1)
     session = ActionCableSession(Context(Policy(True, None, {}), registry, log), Subscriber())
     for i in range(held):
         assert session.receive(command("subscribe", f"held-{i}"))
@@ -85,7 +88,7 @@ def session_round(held: int, iterations: int, log: Any) -> tuple[float, float]:
 
 
 def registry_round(held: int, iterations: int) -> tuple[float, float]:
-    registry = StreamRegistry(held + 1)
+    registry = StreamRegistry(held + 1, held + 1)
     subscriber = Subscriber()
     for i in range(held):
         registry.add(f"held-{i}", identifier(f"held-{i}"), subscriber)

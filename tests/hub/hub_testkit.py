@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 from websockets.exceptions import ConnectionClosed
 
+from hub.streams import Client
+
 from tests.polling import wait_for
 
 
@@ -39,8 +41,9 @@ def client_frame(opcode: int, payload: bytes, *, fin: bool = True, rsv: int = 0,
 class FakeSubscriber:
     """Stands in for a connection in the registry: records the frames written to it."""
 
-    def __init__(self, name: str = "c") -> None:
+    def __init__(self, name: str = "c", client: Client | None = None) -> None:
         self.name = name
+        self.client = client
         self.frames: list[bytes] = []
 
     def send_frame(self, frame: bytes) -> None:

@@ -161,6 +161,29 @@ def test_messages_from_the_broker_that_are_not_broadcasts_are_dropped_and_counte
     assert hub.metric("hub_broker_received_total") == 6
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_json_nested_too_deep_never_reaches_the_broker_and_what_the_broker_passes_on_is_dropped(kind, tmp_path, start_hub, brokers) -> None:
+    """976 levels pass json.loads but used to fail when encoded for subscribers: with Redis every hub then
+    dropped its connection to the broker; with NATS the broadcast was answered 201 and lost."""
+    brokers.append(broker := Broker(kind, tmp_path / "broker"))
+    hubs = [shared_hub(start_hub, broker) for _ in range(2)]
+    clients = [client(hub) for hub in hubs]
+    deep = ('{"stream":"' + STREAM + '","data":' + "[" * 976 + "1" + "]" * 976 + "}").encode()
+    assert hubs[1].request("POST", "/_broadcast", deep, {"Content-Type": "application/json"}) == (400, b"JSON nested more than 100 deep\n")
+    assert hubs[1].metric("hub_broker_published_total") == 0
+    publish_raw(broker, [b"0123456789abcdef:%d\n%s" % (n, deep) for n in (1, 2, 3)])  # as a hub of another version could
+    for hub in hubs:
+        wait_for(lambda: hub.metric("hub_broker_dropped_total") == 3, what="the messages to be dropped")
+    assert hubs[1].broadcast({"stream": STREAM, "data": {"hub": 1, "n": 1}}) == 201
+    for ws in clients:
+        assert numbers(messages_until(ws, lambda r: len(r) == 1)) == [(1, 1)]
+    for hub in hubs:
+        assert hub.metric("hub_broker_connected") == 1 and hub.metric("hub_broker_reconnects_total") == 0
+        hub.wait_log("broker_message_dropped", dropped=2)
+        dropped = [line for line in hub.lines if line["event"] == "broker_message_dropped"]
+        assert [(line["dropped"], line["why"]) for line in dropped] == [(n, "JSON nested more than 100 deep") for n in (1, 2)]
+
+
 def publish_raw(broker: Broker, messages: list[bytes]) -> None:
     """Publish to the hubs' subject as any other client of the broker could (its own wire protocol)."""
     with socket.create_connection(("127.0.0.1", broker.port), timeout=10) as sock:

@@ -4,9 +4,11 @@ shell driven through a stand-in link, and how the client libraries are imported.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
 import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -198,15 +200,31 @@ def fake_link(monkeypatch):
     return FakeLink
 
 
-def run(coroutine_function):
-    return asyncio.run(asyncio.wait_for(coroutine_function(), 20))
+def run(scenario: Callable[[], Awaitable[None]]) -> None:
+    """Run `scenario` on a loop of its own for at most 20 s; then whatever it left running is cancelled and
+    waited for at most 5 s more (asyncio.run waits for ever, and a task that loses its cancellation never ends)."""
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(asyncio.wait_for(scenario(), 20))
+    finally:
+        leftover = asyncio.all_tasks(loop)
+        for task in leftover:
+            task.cancel()
+        if leftover:
+            loop.run_until_complete(asyncio.wait(leftover, timeout=5))
+        loop.close()
 
 
-def started_broker(delivered: list[bytes], log: LogRecorder, stall: float = 60.0) -> Broker:
+@contextlib.asynccontextmanager
+async def started_broker(delivered: list[bytes], log: LogRecorder, stall: float = 60.0) -> AsyncIterator[Broker]:
+    """A Broker over the stand-in link, closed when the block ends, however it ends."""
     settings = BrokerSettings("nats", "nats://127.0.0.1:4222", stall_timeout_seconds=stall)
-    broker = Broker(settings, lambda body: delivered.append(body) or True, log, asyncio.get_running_loop(), 4096)
+    broker = Broker(settings, lambda body: delivered.append(body) or "", log, asyncio.get_running_loop(), 4096)
     broker.start()
-    return broker
+    try:
+        yield broker
+    finally:
+        await broker.close()
 
 
 def body(n: int) -> bytes:
@@ -216,25 +234,25 @@ def body(n: int) -> bytes:
 def test_past_the_bound_the_broker_is_given_up_and_everything_is_delivered_locally_in_order(fake_link, log) -> None:
     async def scenario() -> None:
         delivered: list[bytes] = []
-        broker = started_broker(delivered, log)
-        broker.sharing.max_pending = 3
-        await until(lambda: broker.connected, "the connection")
-        assert [broker.share(body(n), 1) for n in range(3)] == [True, True, True]
-        await until(lambda: len(fake_link.made[0].published) == 3, "the messages to be handed over")
-        assert delivered == []  # nothing came back yet
-        assert broker.share(body(3), 1) is False  # the caller delivers this one itself, right after:
-        assert delivered == [body(0), body(1), body(2)]
-        assert broker.overflows == 1 and broker.sharing.unshared == 4 and not broker.connected
-        fake_link.made[0].echo()  # the old connection's copies are ignored
-        assert delivered == [body(0), body(1), body(2)]
-        await until(lambda: broker.connected and len(fake_link.made) == 2, "a new connection")
-        assert fake_link.made[0].closed and broker.reconnects == 1
-        assert broker.share(body(4), 1) is True
-        await until(lambda: fake_link.made[1].published, "the new message to be handed over")
-        fake_link.made[1].echo()
-        assert delivered[-1] == body(4) and broker.published == 4
-        await broker.close()
-        assert fake_link.made[1].closed and ("broker_closed", ) == tuple(e for e, _ in log.events[-1:])
+        async with started_broker(delivered, log) as broker:
+            broker.sharing.max_pending = 3
+            await until(lambda: broker.connected, "the connection")
+            assert [broker.share(body(n), 1) for n in range(3)] == [True, True, True]
+            await until(lambda: len(fake_link.made[0].published) == 3, "the messages to be handed over")
+            assert delivered == []  # nothing came back yet
+            assert broker.share(body(3), 1) is False  # the caller delivers this one itself, right after:
+            assert delivered == [body(0), body(1), body(2)]
+            assert broker.overflows == 1 and broker.sharing.unshared == 4 and not broker.connected
+            fake_link.made[0].echo()  # the old connection's copies are ignored
+            assert delivered == [body(0), body(1), body(2)]
+            await until(lambda: broker.connected and len(fake_link.made) == 2, "a new connection")
+            assert fake_link.made[0].closed and broker.reconnects == 1
+            assert broker.share(body(4), 1) is True
+            await until(lambda: fake_link.made[1].published, "the new message to be handed over")
+            fake_link.made[1].echo()
+            assert delivered[-1] == body(4) and broker.published == 4
+            await broker.close()
+            assert fake_link.made[1].closed and ("broker_closed", ) == tuple(e for e, _ in log.events[-1:])
 
     run(scenario)
 
@@ -244,18 +262,60 @@ def test_a_broadcast_too_large_for_the_broker_is_delivered_locally_in_its_turn(f
 
     async def scenario() -> None:
         delivered: list[bytes] = []
-        broker = started_broker(delivered, log)
-        await until(lambda: broker.connected, "the connection")
-        large = json.dumps({"stream": "s", "data": "x" * 100}).encode()
-        assert broker.share(large, 1) is False  # nothing on its way: the hub delivers it now
-        assert broker.share(body(1), 1) is True
-        assert broker.share(large, 1) is True  # behind body(1)
-        await until(lambda: len(fake_link.made[0].published) == 1, "the small one to be handed over")
-        assert delivered == []
-        fake_link.made[0].echo()
-        assert delivered == [body(1), large] and broker.sharing.unshared == 2 and broker.connected
-        await broker.close()
+        async with started_broker(delivered, log) as broker:
+            await until(lambda: broker.connected, "the connection")
+            large = json.dumps({"stream": "s", "data": "x" * 100}).encode()
+            assert broker.share(large, 1) is False  # nothing on its way: the hub delivers it now
+            assert broker.share(body(1), 1) is True
+            assert broker.share(large, 1) is True  # behind body(1)
+            await until(lambda: len(fake_link.made[0].published) == 1, "the small one to be handed over")
+            assert delivered == []
+            fake_link.made[0].echo()
+            assert delivered == [body(1), large] and broker.sharing.unshared == 2 and broker.connected
 
+    run(scenario)
+
+
+def test_a_failed_assertion_inside_a_scenario_fails_the_test_instead_of_hanging_it(fake_link, log) -> None:
+    """The shape of the test above, failing right after a publish: asyncio.run used to wait for ever on the
+    broker's task, which had lost its cancellation (see the next test); the scenario now closes it."""
+
+    async def scenario() -> None:
+        async with started_broker([], log) as broker:
+            await until(lambda: broker.connected, "the connection")
+            assert broker.share(body(1), 1) is True
+            raise AssertionError("failed in the middle")
+
+    with pytest.raises(AssertionError, match="failed in the middle"):
+        run(scenario)
+    assert fake_link.made[0].closed
+
+
+def test_close_ends_the_broker_even_when_its_cancellation_arrives_as_a_publish_completes(fake_link, monkeypatch, log) -> None:
+    """Python 3.11's asyncio.wait_for returns the result when the cancellation of its caller arrives after
+    the awaited publish completed: the pump went on waiting for more to publish, and close() waited for it for ever."""
+    closing: list[asyncio.Task[None]] = []
+    original = FakeLink.publish
+
+    async def publish_then_close(self, messages: list[bytes]) -> None:
+        await original(self, messages)
+        # close() starts after the publish completes and before the pump resumes from it.
+        loop = asyncio.get_running_loop()
+        loop.call_soon(lambda: closing.append(loop.create_task(broker.close())))
+
+    monkeypatch.setattr(FakeLink, "publish", publish_then_close)
+
+    async def scenario() -> None:
+        nonlocal broker
+        async with started_broker([], log) as broker:
+            await until(lambda: broker.connected, "the connection")
+            assert broker.share(body(1), 1) is True
+            await until(lambda: closing, "close() to be called")
+            done, _ = await asyncio.wait(closing, timeout=5)
+            assert done, "close() did not return"
+            assert fake_link.made[0].closed and log.names()[-1] == "broker_closed"
+
+    broker: Broker
     run(scenario)
 
 
@@ -267,25 +327,22 @@ def test_a_connection_lost_while_it_opens_is_a_failed_attempt(fake_link, monkeyp
     monkeypatch.setattr(FakeLink, "open", open_then_lose)
 
     async def scenario() -> None:
-        broker = started_broker([], log)
-        await until(lambda: broker.connected, "the second attempt to connect")
-        assert broker.connect_failures == 1 and broker.connections == 1 and len(fake_link.made) == 2
-        assert fake_link.made[0].closed
-        await broker.close()
+        async with started_broker([], log) as broker:
+            await until(lambda: broker.connected, "the second attempt to connect")
+            assert broker.connect_failures == 1 and broker.connections == 1 and len(fake_link.made) == 2
+            assert fake_link.made[0].closed
 
     run(scenario)
 
 
 def test_while_disconnected_broadcasts_are_refused_for_local_delivery_and_never_published(fake_link, log) -> None:
     async def scenario() -> None:
-        delivered: list[bytes] = []
-        broker = started_broker(delivered, log)
-        await until(lambda: broker.connected, "the connection")
-        broker._lost(broker._generation, "test")
-        assert broker.share(body(1), 2) is False and broker.sharing.unshared == 2
-        await until(lambda: len(fake_link.made) == 2 and broker.connected, "a new connection")
-        assert fake_link.made[0].published == [] and fake_link.made[1].published == []
-        await broker.close()
+        async with started_broker([], log) as broker:
+            await until(lambda: broker.connected, "the connection")
+            broker._lost(broker._generation, "test")
+            assert broker.share(body(1), 2) is False and broker.sharing.unshared == 2
+            await until(lambda: len(fake_link.made) == 2 and broker.connected, "a new connection")
+            assert fake_link.made[0].published == [] and fake_link.made[1].published == []
 
     run(scenario)
 
@@ -293,13 +350,39 @@ def test_while_disconnected_broadcasts_are_refused_for_local_delivery_and_never_
 def test_a_stall_gives_the_connection_up(fake_link, log) -> None:
     async def scenario() -> None:
         delivered: list[bytes] = []
-        broker = started_broker(delivered, log, stall=0.05)
-        await until(lambda: broker.connected, "the connection")
-        assert broker.share(body(1), 1) is True
-        await until(lambda: delivered == [body(1)], "local delivery after the stall")
-        assert broker.stalls == 1 and broker.sharing.lost_in_transit == 1
-        assert log.names().count("broker_stalled") == 1
-        await broker.close()
+        async with started_broker(delivered, log, stall=0.05) as broker:
+            await until(lambda: broker.connected, "the connection")
+            assert broker.share(body(1), 1) is True
+            await until(lambda: delivered == [body(1)], "local delivery after the stall")
+            assert broker.stalls == 1 and broker.sharing.lost_in_transit == 1
+            assert log.names().count("broker_stalled") == 1
+
+    run(scenario)
+
+
+def test_a_bad_message_from_the_broker_is_dropped_and_logged_and_the_connection_kept(fake_link, log) -> None:
+    """Whatever a message holds, the hub's deliver says why it is not a broadcast; the log says so on the 1st,
+    2nd, 4th, ... such message, and the connection is not given up over it."""
+    problems = {b"deep": "JSON nested more than 100 deep", b"ok": ""}
+
+    async def scenario() -> None:
+        settings = BrokerSettings("nats", "nats://127.0.0.1:4222")
+        broker = Broker(settings, lambda body: problems[body], log, asyncio.get_running_loop(), 4096)
+        broker.start()
+        try:
+            await until(lambda: broker.connected, "the connection")
+            link = fake_link.made[0]
+            for message in [envelope(OTHER, 1, b"deep"), b"no envelope", envelope(OTHER, 2, b"ok"), envelope(OTHER, 3, b"deep")]:
+                link.on_message(message)
+            dropped = [fields for event, fields in log.events if event == "broker_message_dropped"]
+            assert [(d["dropped"], d["why"]) for d in dropped] == [
+                (1, "JSON nested more than 100 deep"),
+                (2, "not in the hubs' format, or over limits.max_broadcast_bytes"),
+            ]  # the 3rd is counted, not logged
+            assert broker.sharing.malformed == 3 and broker.received == 4
+            assert broker.connected and len(fake_link.made) == 1 and "broker_lost" not in log.names()
+        finally:
+            await broker.close()
 
     run(scenario)
 

@@ -15,7 +15,8 @@ from hub.cable import Channel
 from hub.errors import InputError
 from hub.config import SCHEMA_PATH, Overrides, load, parse_channel_flag, parse_listen, schema_errors
 from hub.log import Logger
-from hub.server import Hub, _is_loopback
+from hub.server import PROXY_HEADERS, Hub, _is_loopback
+from hub_testkit import FakeSubscriber, LogRecorder
 
 SCHEMA = json.loads(open(SCHEMA_PATH).read())
 
@@ -213,6 +214,48 @@ def test_broadcast_auth(tmp_path) -> None:
         assert hub.broadcast_auth([(b"authorization", b"bearer key")], ("192.0.2.7", 1)) == 0
         assert hub.broadcast_auth([(b"authorization", b"Bearer nope")], ("127.0.0.1", 1)) == 401
         assert hub.broadcast_auth([], ("127.0.0.1", 1)) == 401
+    finally:
+        loop.close()
+
+
+# Headers proxies add that the list used to miss, Fly.io's first: a broadcast carrying one came through a proxy.
+MISSED_PROXY_HEADERS = [
+    "Fly-Client-IP", "Fly-Forwarded-Port", "X-Forwarded-Port", "X-Forwarded-Ssl", "True-Client-IP", "CF-Connecting-IP",
+    "X-Client-IP", "X-Original-Forwarded-For", "X-Forwarded-Server", "X-Cluster-Client-IP",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("header", MISSED_PROXY_HEADERS)
+def test_a_broadcast_through_any_common_proxy_is_refused_without_a_key(tmp_path, header: str) -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        hub = Hub(load(write(tmp_path, "{}\n"), Overrides(), {}), Overrides(), Logger(stream=io.StringIO()), loop)
+        assert hub.broadcast_auth([(header.lower().encode(), b"203.0.113.9")], ("127.0.0.1", 1)) == 403
+    finally:
+        loop.close()
+
+
+def test_every_proxy_header_is_refused_as_h11_hands_it_over(start_hub) -> None:
+    hub = start_hub()
+    for name in sorted(PROXY_HEADERS):
+        assert hub.broadcast({"stream": "s", "data": 1}, {name.decode(): "203.0.113.9"}) == 403, name
+    assert hub.broadcast({"stream": "s", "data": 1}) == 201
+
+
+def test_a_batch_broadcast_is_logged_as_one_line(tmp_path) -> None:
+    """A 1 MiB batch used to write one log line per item (58,000 of them)."""
+    log = LogRecorder()
+    loop = asyncio.new_event_loop()
+    try:
+        hub = Hub(load(write(tmp_path, "{}\n"), Overrides(), {}), Overrides(), log, loop)
+        subscriber = FakeSubscriber()
+        hub.registry.add("s1", None, subscriber)
+        batch = [{"stream": f"s{n % 3}", "data": n} for n in range(5000)]
+        assert hub.handle_broadcast(json.dumps(batch).encode()) == (201, b"")
+        assert log.events == [("broadcast", {"items": 5000, "streams": 3, "delivered": 1667})]
+        assert hub.broadcasts == 5000 and hub.deliveries == 1667 and len(subscriber.frames) == 1667
+        assert hub.handle_broadcast(b'{"stream": "s1", "data": 1}') == (201, b"")
+        assert log.events[1] == ("broadcast", {"stream": "s1", "delivered": 1})
     finally:
         loop.close()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
 import signal
 import socket
@@ -12,7 +14,11 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
+from hub import server as server_module
 from hub import signing
+from hub.config import Overrides, load
+from hub.log import Logger
+from hub.server import Hub
 from hub.frames import OP_CONT, OP_TEXT
 from hub_testkit import RawClient, assert_closed_with, recv_json, recv_until, subscribe
 from tests.polling import wait_for
@@ -255,6 +261,47 @@ def test_sighup_with_an_invalid_file_keeps_the_old_config(showcase) -> None:
     assert showcase.request("GET", "/healthz")[0] == 200
     with cable_client(showcase) as ws:
         assert recv_json(ws)["type"] == "welcome"
+
+
+def test_sighup_with_an_alias_bomb_keeps_the_old_config_and_the_hub_serving(start_hub) -> None:
+    """The bomb used to be expanded by the reload until the hub grew to about 1 GB and died; it runs here under
+    a 1 GiB address-space limit, so the old loader fails on memory instead of the machine."""
+    launcher = (sys.executable, "-c", "import resource, runpy; resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30));"
+                " runpy.run_module('hub', run_name='__main__', alter_sys=True)")  # fmt: skip
+    hub = start_hub(navigator=None, hub="server: {listen: 0}\npublic_streams: true\n", launcher=launcher)
+    with connect(hub.ws_url("/cable"), subprotocols=["actioncable-v1-json"], open_timeout=10) as ws:
+        identifier, reply = subscribe(ws, channel="$pubsub", stream_name="s")
+        assert reply["type"] == "confirm_subscription"
+        lines = ["server: {listen: 0}", "l0: &l0 [" + ", ".join(["lol"] * 9) + "]"]
+        lines += [f"l{n}: &l{n} [" + ", ".join([f"*l{n - 1}"] * 9) + "]" for n in range(1, 9)]
+        hub.hub_path.write_text("\n".join(lines) + "\n")
+        hub.signal(signal.SIGHUP)
+        failed = hub.wait_log("reload_failed")
+        assert failed["error"] == f"{hub.hub_path}:6: aliases expand to more than 10000 values"
+        assert hub.broadcast({"stream": "s", "data": "still here"}) == 201
+        assert recv_until(ws, lambda m: m.get("identifier") == identifier and "message" in m)["message"] == "still here"
+    assert hub.proc.poll() is None
+
+
+def test_a_reload_that_fails_in_any_way_keeps_the_old_config(tmp_path, monkeypatch) -> None:
+    """MemoryError (or anything else the new files cause) used to escape the reload; it is logged, nothing changes."""
+    (tmp_path / "hub.yml").write_text("server: {listen: 0}\npublic_streams: true\n")
+    out = io.StringIO()
+    loop = asyncio.new_event_loop()
+    try:
+        config = load(None, Overrides(hub_config=str(tmp_path / "hub.yml")), {})
+        hub = Hub(config, Overrides(hub_config=str(tmp_path / "hub.yml")), Logger("json", out), loop)
+
+        def exhausted(*args) -> None:
+            raise MemoryError
+
+        monkeypatch.setattr(server_module, "load", exhausted)
+        hub.reload()
+        assert hub.config is config and hub.context.policy.public_streams is True
+        (line,) = [json.loads(text) for text in out.getvalue().splitlines()]
+        assert (line["event"], line["level"], line["error"]) == ("reload_failed", "error", "MemoryError")
+    finally:
+        loop.close()
 
 
 def test_sighup_cable_disabled_disconnects_without_reconnect_then_enabled_again(showcase) -> None:

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from hub.errors import InputError
-from hub.yaml_loader import load_yaml_file, load_yaml_text, parse_yaml_text
+from hub.yaml_loader import MAX_ALIAS_NODES, MAX_ALIASES, MAX_DEPTH, load_yaml_file, load_yaml_text, parse_yaml_text
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_a_duplicate_key_anywhere_is_an_error_naming_both_lines():
@@ -91,3 +97,59 @@ def test_a_complex_key_below_the_top_is_refused_too(text):
 
 def test_an_empty_document_is_located_in_its_file():
     assert load_yaml_text("", "f.yml").where(()) == "f.yml"
+
+
+# --- aliases and depth: bounded before anything is expanded -------------------------------------
+
+
+def alias_bomb(levels: int = 9, width: int = 9) -> str:
+    """A "billion laughs": each level a list of `width` aliases of the level before (0.6 KB, 9**9 values)."""
+    lines = ["l0: &l0 [" + ", ".join(["lol"] * width) + "]"]
+    for level in range(1, levels):
+        lines.append(f"l{level}: &l{level} [" + ", ".join([f"*l{level - 1}"] * width) + "]")
+    return "\n".join(lines) + "\n"
+
+
+def test_an_alias_bomb_is_refused_in_a_process_that_could_not_hold_its_expansion(tmp_path):
+    """It used to be expanded (walking every path to record its line) until MemoryError at 1.5 GB; here under
+    a 1 GiB address-space limit, so the old loader fails on memory rather than taking the machine's."""
+    path = tmp_path / "bomb.yml"
+    path.write_text(alias_bomb())
+    assert len(path.read_bytes()) < 700
+    probe = (
+        "import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))\n"
+        "from hub.errors import InputError\nfrom hub.yaml_loader import load_yaml_file\n"
+        "try:\n    load_yaml_file(sys.argv[1])\nexcept InputError as error:\n    print(error)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert (done.returncode, done.stdout, done.stderr) == (0, f"{path}:5: aliases expand to more than {MAX_ALIAS_NODES} values\n", "")
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("a: &a [1]\n" + "".join(f"k{i}: *a\n" for i in range(MAX_ALIASES + 1)), f"f.yml:{MAX_ALIASES + 2}: more than {MAX_ALIASES} aliases in one document"),
+        ("a: &a [1]\nb: &b [*a]\nc: &c [*b]\nd: &d [*c]\ne: &e [*d]\nf: [*e]\n", "f.yml:6: aliases nested more than 4 deep"),
+        ("a: &a [x, *a]\n", "f.yml:1: aliases nested more than 4 deep"),  # an alias inside its own anchor
+        ("a: &a [" + ", ".join(["x"] * 2500) + "]\nb: [*a, *a, *a, *a]\n", f"f.yml:2: aliases expand to more than {MAX_ALIAS_NODES} values"),
+        ("a:\n  b: " + "[" * MAX_DEPTH + "]" * MAX_DEPTH + "\n", f"f.yml:2: nested more than {MAX_DEPTH} deep"),
+        ("a: " + "[" * 998 + "]" * 998 + "\n", f"f.yml:1: nested more than {MAX_DEPTH} deep"),  # used to be a RecursionError
+    ],
+)
+def test_aliases_and_nesting_past_their_bounds_are_refused_naming_the_line(text, problem):
+    with pytest.raises(InputError) as caught:
+        load_yaml_text(text, "f.yml")
+    (found,) = caught.value.problems
+    assert found.startswith(problem)
+
+
+def test_aliases_within_the_bounds_load_as_before_and_their_keys_are_checked_once():
+    text = "base: &base {port: 1, port: 2}\nkeys: &keys [a, b]\nx: {settings: *base, names: *keys}\ny: *keys\n"
+    loaded = parse_yaml_text(text, "f.yml")
+    assert loaded.data == {"base": {"port": 2}, "keys": ["a", "b"], "x": {"settings": {"port": 2}, "names": ["a", "b"]}, "y": ["a", "b"]}
+    assert loaded.duplicates == ("f.yml:1: duplicate key 'port' (first defined on line 1)",)
+    assert loaded.where(("x", "names", 1)) == "f.yml:2" and loaded.where(("y",)) == "f.yml:2"  # an alias's value is where its anchor is
+    nested = "a:\n  b: " + "[" * (MAX_DEPTH - 1) + "]" * (MAX_DEPTH - 1) + "\n"
+    assert load_yaml_text(nested, "f.yml").data["a"]["b"] is not None
+    chain = "a: &a [1]\nb: &b [*a]\nc: &c [*b]\nd: &d [*c]\ne: [*d]\n"  # four deep: allowed
+    assert load_yaml_text(chain, "f.yml").data["e"] == [[[[[1]]]]]
