@@ -6,8 +6,10 @@ import ctypes
 import errno
 import fcntl
 import os
+import secrets
 import shlex
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -22,12 +24,32 @@ RENAME_EXCHANGE = 2
 # Errors that mean "you may not write there", reported like the checks of check_output_dir.
 _NOT_WRITABLE = frozenset({errno.EROFS, errno.EACCES, errno.ENOTDIR, errno.EPERM})
 _RETIRED = ".retired"
+# A directory the publisher holds: opened once, never through a symbolic link.
+_DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 @dataclass(frozen=True, slots=True)
 class OutputFile:
     text: str
     executable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """A name in a directory held open: every call goes through the descriptor; `path` only names it in errors."""
+
+    directory: int
+    name: str
+    path: Path
+
+
+@dataclass(frozen=True, slots=True)
+class _Directory:
+    descriptor: int
+    path: Path  # for errors only: nothing is resolved through it
+
+    def entry(self, name: str) -> _Entry:
+        return _Entry(self.descriptor, name, self.path / name)
 
 
 def write_file_atomic(path: Path, text: str) -> None:
@@ -59,7 +81,9 @@ def publish_directories(out_dir: Path | str, units: Mapping[PurePosixPath, Mappi
     Everything is written and synced in a staging directory beside `out_dir`
     first; then each unit replaces the current one in a single rename, so after
     a crash at any point every unit is wholly old or wholly new. Nothing else
-    in `out_dir` is touched.
+    in `out_dir` is touched. `out_dir` (a symbolic link to it is resolved once,
+    here), its parent and the lock beside it are opened without following a
+    symbolic link and held: swapping one for a link later changes nothing.
     """
     check_output_dir(out_dir)
     _check_units(units)
@@ -67,10 +91,13 @@ def publish_directories(out_dir: Path | str, units: Mapping[PurePosixPath, Mappi
     try:
         _publish(target, units)
     except OSError as error:
-        if error.errno not in _NOT_WRITABLE:
-            raise
         where = error.filename or target
-        message = f"--out {shlex.quote(str(out_dir))}: cannot write there ({error.strerror}: {where})"
+        if error.errno == errno.ELOOP:
+            message = f"--out {shlex.quote(str(out_dir))}: {where} is a symbolic link, which a render never follows; remove it"
+        elif error.errno in _NOT_WRITABLE:
+            message = f"--out {shlex.quote(str(out_dir))}: cannot write there ({error.strerror}: {where})"
+        else:
+            raise
         raise InputError([message]) from error
 
 
@@ -105,24 +132,49 @@ def _check_units(units: Mapping[PurePosixPath, Mapping[str, OutputFile]]) -> Non
 
 def _publish(target: Path, units: Mapping[PurePosixPath, Mapping[str, OutputFile]]) -> None:
     _ensure_directory(target.parent)
-    with _exclusive_lock(target.parent / f".{target.name}.lock"):
-        _ensure_directory(target)
-        prefix = f".{target.name}.staging."
-        # With the lock held, any staging directory left is from a run that crashed.
-        for leftover in [path for path in target.parent.iterdir() if path.name.startswith(prefix)]:
-            _discard(leftover, target)
-        staging = Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))
+    with (
+        _opened(_Entry(AT_FDCWD, str(target.parent), target.parent)) as parent,
+        _exclusive_lock(parent.entry(f".{target.name}.lock")),
+    ):
+        out = parent.entry(target.name)
+        if not _exists(out):
+            with _naming(out.path):
+                os.mkdir(out.name, dir_fd=out.directory)
+            os.fsync(parent.descriptor)
+        with _opened(out) as held:
+            prefix = f".{target.name}.staging."
+            # With the lock held, any staging directory left is from a run that crashed. A symbolic link named
+            # like one is not: this program makes real directories.
+            with os.scandir(parent.descriptor) as entries:
+                leftovers = [entry.name for entry in entries
+                             if entry.name.startswith(prefix) and entry.is_dir(follow_symlinks=False)]
+            for name in leftovers:
+                _discard(parent.entry(name), held)
+            staging = _make_staging(parent, prefix)
+            try:
+                with _opened(staging) as staged:
+                    _stage_and_swap(staged, held, units)
+            finally:
+                _discard(staging, held)
+
+
+def _make_staging(parent: _Directory, prefix: str) -> _Entry:
+    """A new directory in `parent` that only this user can enter, as tempfile.mkdtemp makes one."""
+    while True:
+        staging = parent.entry(prefix + secrets.token_hex(4))
         try:
-            _stage_and_swap(staging, target, units)
-        finally:
-            _discard(staging, target)
+            with _naming(staging.path):
+                os.mkdir(staging.name, 0o700, dir_fd=parent.descriptor)
+        except FileExistsError:
+            continue
+        return staging
 
 
-def _stage_and_swap(staging: Path, target: Path, units: Mapping[PurePosixPath, Mapping[str, OutputFile]]) -> None:
+def _stage_and_swap(staging: _Directory, out: _Directory, units: Mapping[PurePosixPath, Mapping[str, OutputFile]]) -> None:
     for unit, files in units.items():
-        _write_tree(staging / "new" / unit, files)
+        _write_tree(staging.path / "new" / unit, files)
     for unit in units:
-        _put_in_place(staging / "new" / unit, target / unit, staging / f"{unit}{_RETIRED}")
+        _put_in_place(staging.entry(f"new/{unit}"), out.entry(str(unit)), staging.entry(f"{unit}{_RETIRED}"))
 
 
 def _write_tree(root: Path, files: Mapping[str, OutputFile]) -> None:
@@ -145,42 +197,82 @@ def _write_file(path: Path, file: OutputFile) -> None:
         handle.write(file.text.encode())
 
 
-def _put_in_place(staged: Path, current: Path, retired: Path) -> None:
-    if not os.path.lexists(current):
+def _put_in_place(staged: _Entry, current: _Entry, retired: _Entry) -> None:
+    if not _exists(current):
         _rename(staged, current)
     elif not _exchange(staged, current):
         # Not atomic: a crash between these two renames leaves `current` missing;
         # _discard (here or in the next run) puts the retired copy back.
         _rename(current, retired)
         _rename(staged, current)
-    _fsync(current.parent)
+    os.fsync(current.directory)
 
 
-def _discard(staging: Path, target: Path) -> None:
+def _discard(staging: _Entry, out: _Directory) -> None:
     """Put back retired units a crash left missing, then delete `staging` and the old trees in it."""
-    for retired in staging.glob(f"*{_RETIRED}"):
-        current = target / retired.name.removesuffix(_RETIRED)
-        if not os.path.lexists(current):
-            _rename(retired, current)
-            _fsync(current.parent)
-    shutil.rmtree(staging)
+    with _opened(staging) as held:
+        for name in sorted(name for name in os.listdir(held.descriptor) if name.endswith(_RETIRED)):
+            current = out.entry(name.removesuffix(_RETIRED))
+            if not _exists(current):
+                _rename(held.entry(name), current)
+                os.fsync(out.descriptor)
+    with _naming(staging.path):
+        shutil.rmtree(staging.name, dir_fd=staging.directory)
 
 
-def _rename(source: Path, destination: Path) -> None:
+def _rename(source: _Entry, destination: _Entry) -> None:
     """Every rename of a unit goes through here, so tests can make one fail, or kill the process there."""
-    os.rename(source, destination)
+    with _naming(source.path, destination.path):
+        os.rename(source.name, destination.name, src_dir_fd=source.directory, dst_dir_fd=destination.directory)
 
 
-def _exchange(first: Path, second: Path) -> bool:
-    """Swap two paths in one step; False if this system or filesystem cannot."""
+def _exchange(first: _Entry, second: _Entry) -> bool:
+    """Swap two entries in one step; False if this system or filesystem cannot."""
     if _renameat2 is None:
         return False
-    if _renameat2(AT_FDCWD, os.fsencode(first), AT_FDCWD, os.fsencode(second), RENAME_EXCHANGE) == 0:
+    if _renameat2(first.directory, os.fsencode(first.name), second.directory, os.fsencode(second.name), RENAME_EXCHANGE) == 0:
         return True
     code = ctypes.get_errno()
     if code in (errno.ENOSYS, errno.EINVAL):
         return False
-    raise OSError(code, os.strerror(code), str(first), None, str(second))
+    raise OSError(code, os.strerror(code), str(first.path), None, str(second.path))
+
+
+def _exists(entry: _Entry) -> bool:
+    try:
+        os.stat(entry.name, dir_fd=entry.directory, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+@contextmanager
+def _opened(entry: _Entry) -> Iterator[_Directory]:
+    """`entry`, a directory, held open for the block; ELOOP if it is a symbolic link."""
+    with _naming(entry.path):
+        try:
+            descriptor = os.open(entry.name, _DIRECTORY, dir_fd=entry.directory)
+        except NotADirectoryError:
+            # With O_DIRECTORY, O_NOFOLLOW reports a link as ENOTDIR too: tell the two apart.
+            if stat.S_ISLNK(os.stat(entry.name, dir_fd=entry.directory, follow_symlinks=False).st_mode):
+                raise OSError(errno.ELOOP, os.strerror(errno.ELOOP)) from None
+            raise
+    try:
+        yield _Directory(descriptor, entry.path)
+    finally:
+        os.close(descriptor)
+
+
+@contextmanager
+def _naming(path: Path, second: Path | None = None) -> Iterator[None]:
+    """An OSError raised in the block names `path` (and `second`): a call through a descriptor names only the entry."""
+    try:
+        yield
+    except OSError as error:
+        error.filename = str(path)
+        if second is not None:
+            error.filename2 = str(second)
+        raise
 
 
 def _load_renameat2() -> Callable[[int, bytes, int, bytes, int], int] | None:
@@ -218,8 +310,9 @@ _syncfs = _load_syncfs()
 
 
 @contextmanager
-def _exclusive_lock(path: Path) -> Iterator[None]:
-    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+def _exclusive_lock(lock: _Entry) -> Iterator[None]:
+    with _naming(lock.path):
+        descriptor = os.open(lock.name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=lock.directory)
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX)
         yield

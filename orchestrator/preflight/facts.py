@@ -17,7 +17,7 @@ from orchestrator.preflight import javascript, ruby
 from orchestrator.preflight.cable_config import CableEnvironment, read_cable_yml
 from orchestrator.preflight.findings import Where
 from orchestrator.preflight.packages import Importmap, gemfile_gems, importmap, lockfile_gems, package_json_dependencies
-from orchestrator.preflight.source import MAX_FILE_BYTES, AppTree
+from orchestrator.preflight.source import AppTree
 from orchestrator.stream_templates import PER_USER_WORDS
 
 CHANNEL_BASE = "ApplicationCable::Channel"
@@ -109,7 +109,6 @@ def scan(tree: AppTree) -> AppFacts:
     packages, unreadable = _client_packages(tree)
     tokens = _tokens(tree)
     redis = _redis(tree, gems)
-    too_large = tuple((Where(path), f"larger than {MAX_FILE_BYTES} bytes") for path in dict.fromkeys(tree.too_large))
     return AppFacts(
         channels=channels,
         connection_auth=connection_auth,
@@ -123,7 +122,7 @@ def scan(tree: AppTree) -> AppFacts:
         redis=redis,
         cable=cable,
         cable_problem=cable_problem,
-        skipped=unreadable + too_large,
+        skipped=unreadable + tuple((Where(path), why) for path, why in tree.skipped.items()),
     )
 
 
@@ -377,7 +376,7 @@ def _client_packages(tree: AppTree) -> tuple[list[tuple[str, Where]], tuple[tupl
         try:
             dependencies = package_json_dependencies(text)
         except ValueError as error:
-            dependencies, unreadable = {}, ((Where("package.json"), f"not valid JSON: {error}"),)
+            dependencies, unreadable = {}, ((Where("package.json"), f"cannot be read as JSON: {error}"),)
         found.extend((name, Where("package.json", line)) for name, line in dependencies.items() if name in javascript.ACTION_CABLE_PACKAGES)
     pins = _importmap(tree).pins
     found.extend((name, Where("config/importmap.rb", line)) for name, line in pins.items() if name in javascript.ACTION_CABLE_PACKAGES)

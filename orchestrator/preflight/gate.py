@@ -18,6 +18,7 @@ from orchestrator.preflight.findings import Severity
 from orchestrator.preflight.report import audit, count, plural
 from orchestrator.rollout.model import RegionKey
 from orchestrator.rollout.plan import RegionHistory, Selection, schedule, stage_keys
+from orchestrator.terminal import printable
 
 _PASSED = ("done", "baking")  # a stage's status on the schedule once all its regions passed
 _LISTED = 3  # blocking findings named in a refusal; the rest are counted
@@ -69,7 +70,7 @@ def check_first_stage(
             verdicts.append(f"{mode} ready ({plural(warnings, 'warning')})")
             continue
         verdicts.append(f"{mode} not ready ({len(blocking)} blocking)")
-        listed = ", ".join(f"{finding.where} {finding.code.value}" for finding in blocking[:_LISTED])
+        listed = ", ".join(f"{printable(str(finding.where))} {finding.code.value}" for finding in blocking[:_LISTED])
         more = f" and {len(blocking) - _LISTED} more" if len(blocking) > _LISTED else ""
         blocked.append(f"preflight of {path} for the {mode} mode found {plural(len(blocking), 'blocking finding')} "
                        f"({listed}{more}): see `orchestrate preflight --app {path} --mode {mode}`")

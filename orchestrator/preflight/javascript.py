@@ -259,8 +259,9 @@ def analyse(tokens: Sequence[Token], coffee: bool = False) -> ClientFile:
             if assigned:
                 subscription_names.add(assigned)
         elif name in ("subscribeTo", "streamFrom", "streamFromSigned") and called and is_punct(index - 1, "."):
-            literal = tokens[index + 2] if index + 2 < count and tokens[index + 2].kind is Kind.STRING else None
-            channel = "$pubsub" if name != "subscribeTo" else (literal.text if literal else None)
+            # turbo-rails' cable.subscribeTo takes what subscriptions.create does: "Name" or {channel: "Name", ...}
+            end = matches[index + 1] if parenthesised else count - 1
+            channel = "$pubsub" if name != "subscribeTo" else _channel_name(tokens, index + (2 if parenthesised else 1), end)
             subscriptions.append(Subscription(channel, token.line))
             assigned = _assignee(tokens, _chain_start(tokens, index))
             if assigned:

@@ -8,9 +8,14 @@ a dependency.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 
 from orchestrator.preflight.ruby import Kind, Token, tokenize
+
+# package.json is a few levels deep; Python's json module recurses once per level and fails far below 100,000.
+MAX_JSON_DEPTH = 64
+_JSON_STRING_OR_BRACKET = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +71,9 @@ def lockfile_gems(text: str) -> dict[str, int]:
 
 
 def package_json_dependencies(text: str) -> dict[str, int]:
-    """The names in dependencies, devDependencies and peerDependencies -> line; ValueError if not JSON."""
+    """The names in dependencies, devDependencies and peerDependencies -> line; ValueError if not JSON, or
+    nested deeper than MAX_JSON_DEPTH."""
+    _check_depth(text)
     document = json.loads(text)
     if not isinstance(document, dict):
         raise ValueError("not a JSON object")
@@ -79,6 +86,19 @@ def package_json_dependencies(text: str) -> dict[str, int]:
         for name in entries:
             found.setdefault(name, next((number for number, line in enumerate(lines, 1) if _is_key(line, name)), 1))
     return found
+
+
+def _check_depth(text: str) -> None:
+    """ValueError when arrays and objects nest deeper than MAX_JSON_DEPTH (brackets in strings do not count)."""
+    depth = 0
+    for match in _JSON_STRING_OR_BRACKET.finditer(text):
+        token = match.group()
+        if token in ("[", "{"):
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
+        elif token in ("]", "}"):
+            depth -= 1
 
 
 def _is_key(line: str, name: str) -> bool:

@@ -13,6 +13,7 @@ from orchestrator.preflight.facts import AppFacts, scan
 from orchestrator.preflight.findings import Finding, Severity
 from orchestrator.preflight.rules import CableSettings, judge
 from orchestrator.preflight.source import AppTree
+from orchestrator.terminal import printable
 
 # The modes that take the app off Action Cable: without a chosen mode, the app is ready when one of them fits.
 MIGRATION_MODES: tuple[Mode, ...] = ("anycable", "integrated", "hub")
@@ -44,7 +45,8 @@ class Report:
 
 def audit(app: Path, inventory: Inventory | None, mode: Mode | None, mode_source: str = "") -> Report:
     """Scan the app once, then judge it for each mode; InputError when `app` is not a Rails app."""
-    facts = scan(AppTree.open(app))
+    with AppTree.open(app) as tree:
+        facts = scan(tree)
     settings = CableSettings.of(inventory)
     by_mode = {each: tuple(judge(facts, each, settings)) for each in MODES}
     chosen = (mode,) if mode is not None else MODES
@@ -96,7 +98,8 @@ def report_text(report: Report) -> str:
         lines.append(f"{report.mode}: {verdict}: {plural(blocking, 'blocking finding')}, {plural(warnings, 'warning')}")
     summary = ", ".join(f"{mode} {count(report.by_mode[mode], Severity.BLOCKING)}" for mode in MODES)
     lines.append(f"modes that fit: {', '.join(report.fit) or 'none'} (blocking findings per mode: {summary})")
-    return "\n".join(lines) + "\n"
+    # File names and source text are the app's: a newline or a terminal escape in them is shown, not obeyed.
+    return "".join(printable(line) + "\n" for line in lines)
 
 
 def _protocols(facts: AppFacts) -> str:
