@@ -86,7 +86,8 @@ def _add_rollout_commands(commands: argparse._SubParsersAction) -> None:
     rollout.add_argument("--dry-run", action="store_true", help="print the steps and run none")
     rollout.add_argument("--image", metavar="REF", help="fly target: deploy this image instead of building one")
     rollout.add_argument("--app", metavar="PATH", help="the app's checkout, audited (orchestrate preflight) before the "
-                                                       "first stage that has not passed (default: the inventory's app.checkout)")
+                                                       "first stage that has not passed, and on the fly target the folder "
+                                                       "the image is built from (default: the inventory's app.checkout)")
     rollout.add_argument("--yes", action="store_true", help="do not ask before starting")
     rollout.add_argument("--resume", action="store_true", help="finish the rollout that was interrupted")
     rollout.add_argument("--force", action="store_true", help="start although the previous stage has not baked or passed")
@@ -99,9 +100,8 @@ def _add_rollout_commands(commands: argparse._SubParsersAction) -> None:
     rollback_which = rollback.add_mutually_exclusive_group()
     rollback_which.add_argument("--region", action="append", metavar="R", help="a region; repeatable")
     rollback_which.add_argument("--all", action="store_true", help="every region with a deployment")
-    rollback.add_argument("--to-previous", action="store_true", help="the previous deployment's files from the journal")
-    rollback.add_argument("--image", metavar="REF",
-                          help="fly target: with --to-previous, deploy this image (default: the previous one in fly releases)")
+    rollback.add_argument("--to-previous", action="store_true",
+                          help="the previous deployment's files from the journal (fly target: each machine's previous image)")
     rollback.add_argument("--yes", action="store_true", help="do not ask before starting")
     rollback.add_argument("--reason", metavar="TEXT", help="why (recorded in the audit)")
     rollback.add_argument("--lock-wait", type=float, default=0.0, metavar="SECONDS")

@@ -594,6 +594,7 @@ def _build(path: Path, loaded: LoadedYaml, events: list[Tenant], tenant_list: Sh
             max_connections=hub.get("max_connections", 10000),
             max_message_bytes=hub.get("max_message_bytes", 65536),
             broker=_broker(hub.get("broker")),
+            client_ip_header=hub.get("client_ip_header", "Fly-Client-IP"),
         ),
         memory_budgets_mb=_budgets(budgets),
         rollout=Rollout(

@@ -275,6 +275,8 @@ class HubMode:
     max_connections: int
     max_message_bytes: int
     broker: Broker | None = None
+    # Who a client is, to the hub's per-client limits: the header Fly's proxy sets to the client's address.
+    client_ip_header: str = "Fly-Client-IP"
 
 
 @dataclass(frozen=True)
@@ -380,6 +382,13 @@ class Inventory:
         (modes.anycable.broker in anycable mode, modes.hub.broker otherwise)."""
         default = self.anycable.broker if mode == "anycable" else self.hub.broker
         return self.regions[region].broker or default
+
+    def secret_env_names(self) -> tuple[str, ...]:
+        """Every environment variable the inventory names for a secret: the WebSocket's and the brokers'."""
+        brokers = [self.hub.broker, self.anycable.broker, *(region.broker for region in self.regions.values())]
+        names = [self.websocket.signing_secret_env, self.websocket.broadcast_key_env,
+                 *(name for broker in brokers if broker for name in (broker.password_env, broker.token_env))]
+        return tuple(dict.fromkeys(name for name in names if name))
 
     def memory_budget(self, region: str, mode: Mode) -> MemoryBudget:
         own = self.regions[region].memory_budgets_mb

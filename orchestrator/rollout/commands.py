@@ -21,11 +21,11 @@ from orchestrator.atomic import write_file_atomic
 from orchestrator.errors import EXIT_INVALID_INPUT, EXIT_REFUSED, EXIT_RENDER_FAILED, EXIT_ROLLOUT_FAILED, InputError, RenderError
 from orchestrator.inventory import load_inventory
 from orchestrator.model import Inventory
-from orchestrator.preflight.gate import check_first_stage
+from orchestrator.preflight.gate import check_first_stage, checkout
 from orchestrator.rollout.engine import Engine, StepOutcome
-from orchestrator.rollout.gates import probe_http
+from orchestrator.rollout.gates import observe
 from orchestrator.rollout.journal import JOURNAL_FILE, Actor, Journal, JournalError, LockHeld
-from orchestrator.rollout.model import RegionKey, RegionState, StepState
+from orchestrator.rollout.model import Gate, GateTiming, Machine, RegionKey, RegionState, StepState
 from orchestrator.rollout.plan import (
     DEPLOYED_FILES,
     RegionHistory,
@@ -116,8 +116,6 @@ def open_context(options: argparse.Namespace) -> Context:
         state_dir = Path(options.state)
     else:
         state_dir = path.parent / (inventory.rollout.state_dir or DEFAULT_STATE_DIR)
-    websocket = inventory.websocket
-    secret_names = tuple(name for name in (websocket.signing_secret_env, websocket.broadcast_key_env) if name)
     if (options.target or inventory.rollout.target) == "ssh":
         from orchestrator.targets.ssh import SshTarget
 
@@ -125,15 +123,12 @@ def open_context(options: argparse.Namespace) -> Context:
     elif (options.target or inventory.rollout.target) == "fly":
         from orchestrator.targets.fly import FlyTarget
 
-        fly = FlyTarget(inventory, getattr(options, "image", None))
-        if getattr(options, "to_previous", False) and fly.image is None:
-            # The image of the release before the current one (releases are per app: one environment at a time).
-            environments = sorted({key.environment for key in all_keys(inventory)})
-            if len(environments) == 1:
-                fly.image = fly.previous_image(environments[0])
-        target = fly
+        # The image is built from the app's checkout: --app, else app.checkout, else where orchestrate runs.
+        app = getattr(options, "app", None)
+        found = Path(app) if app else checkout(inventory, path)
+        target = FlyTarget(inventory, getattr(options, "image", None), (found or Path.cwd()).resolve())
     else:
-        target = LocalTarget(state_dir, secret_names)
+        target = LocalTarget(state_dir, inventory.secret_env_names())
     return Context(inventory, path, state_dir, target, Actor.current())
 
 
@@ -203,13 +198,17 @@ def rollout_command(context: Context, options: argparse.Namespace) -> int:
             print(preflight.note, file=sys.stderr)
         blocked = list(preflight.blocked) if preflight is not None else []
         refusal = "; ".join(problems + blocked) + " (use --force --reason TEXT to go ahead anyway)"
+        missing = context.target.readiness(steps)
         if options.dry_run:
             # The steps are shown either way; the exit status says whether a real run would start.
             print(plan_text(make_plan(inventory, context.target, steps, histories, now, now)), end="")
+            if missing:
+                print(f"a real run would not start: {_not_ready(context.target, missing)}", file=sys.stderr)
             if (problems or blocked) and not chosen["force"]:
                 print(f"a real run would not start: {refusal}", file=sys.stderr)
-                return EXIT_REFUSED
-            return 0
+            return EXIT_REFUSED if missing or ((problems or blocked) and not chosen["force"]) else 0
+        if missing:
+            raise Refused(_not_ready(context.target, missing))
         if (problems or blocked) and not chosen["force"]:
             raise Refused(refusal)
         assert journal is not None
@@ -239,6 +238,11 @@ def rollout_command(context: Context, options: argparse.Namespace) -> int:
         finally:
             journal.release_lock(context.actor)
     return _report_outcomes(outcomes)
+
+
+def _not_ready(target: Target, missing: Sequence[str]) -> str:
+    """One message listing everything the target lacks; nothing has been touched."""
+    return f"the {target.name} target is not ready, nothing was touched:\n" + "\n".join(f"  - {line}" for line in missing)
 
 
 def _chosen(options: argparse.Namespace) -> dict[str, Any]:
@@ -365,6 +369,9 @@ def rollback_command(context: Context, options: argparse.Namespace) -> int:
         histories = {key: region_history(journal, key) for key in keys}
         steps = rollback_steps(inventory, context.target, keys, histories, options.to_previous)
         kind = "to the previous deployment" if options.to_previous else "with the WebSocket switch off"
+        missing = context.target.readiness(steps)
+        if missing:
+            raise Refused(_not_ready(context.target, missing))
         if not _confirm(f"roll back {len(keys)} regions {kind}?", options.yes):
             raise Refused("not confirmed (add --yes to run without the question)")
         _take_lock(journal, context.actor, f"rollback {kind}", options.lock_wait, False)
@@ -415,37 +422,72 @@ def _region_status(context: Context, key: RegionKey) -> dict[str, Any]:
     row: dict[str, Any] = {"region": str(key), "deployed": None}
     if last is not None:
         row["last_step"] = {"id": last.step_id, "state": str(last.state), "at": _iso(last.updated_at), "detail": last.detail}
-        row["gates"] = [{"gate": gate.gate, "ok": gate.ok, "evidence": gate.evidence, "at": _iso(gate.at)} for gate in gates]
+        row["gates"] = [{"gate": gate.gate, "machine": gate.machine, "ok": gate.ok, "evidence": gate.evidence,
+                         "at": _iso(gate.at)} for gate in gates]
     if deployed is None:
         return row
     state = deployed.state
-    row["deployed"] = {"mode": state.mode, "websocket": state.switch, "at": _iso(deployed.at), "files": deployed.hashes}
-    health = context.inventory.rollout.health_check
+    row["deployed"] = {"mode": state.mode, "websocket": state.switch, "at": _iso(deployed.at), "files": deployed.hashes,
+                       "images": dict(state.images)}
     try:
-        row["drift"] = _drift(context, key, state)
-        row["memory_mb"] = _measured_mb(context, key)
-        observation = probe_http(context.target.http_url(key, health.path), health.timeout_seconds)
-        row["health"] = {"ok": observation.ok, "evidence": observation.evidence}
-    except TargetError as error:  # an unreachable host or a stopped region is a status, not a crash
+        machines = context.target.machines(key)
+    except TargetError as error:  # an unreachable host or app is a status, not a crash
         row["health"] = {"ok": False, "evidence": str(error)}
+        return row
+    row["machines"] = [_machine_status(context, key, state, machine) for machine in machines]
+    row["drift"] = [drift for entry in row["machines"] for drift in entry.pop("drift", ())]
+    observed = [entry for entry in row["machines"] if "health" in entry]
+    down = next((entry for entry in observed if not entry["health"]["ok"]), None)
+    asleep = len(machines) - len(observed)
+    if down is not None:
+        row["health"] = {"ok": False, "evidence": f"{down['id']}: {down['health']['evidence']}" if len(machines) > 1
+                         else down["health"]["evidence"]}
+    elif observed:
+        row["health"] = {"ok": True, "evidence": observed[0]["health"]["evidence"] if len(machines) == 1
+                         else f"{len(observed)} of {len(machines)} machines up, {asleep} not running"}
+    else:
+        row["health"] = {"ok": None, "evidence": f"no machine running ({', '.join(m.describe() for m in machines)}): "
+                                                 "status starts none to look"}
+    sizes = [entry["memory_mb"] for entry in observed if entry.get("memory_mb") is not None]
+    row["memory_mb"] = max(sizes) if sizes else None
     return row
 
 
-def _drift(context: Context, key: RegionKey, state: RegionState) -> list[dict[str, str]]:
-    """Each live file that differs from what the journal says was deployed, with its diff."""
+def _machine_status(context: Context, key: RegionKey, state: RegionState, machine: Machine) -> dict[str, Any]:
+    """What one machine runs now; a machine that is not running is only listed: status changes nothing."""
+    entry: dict[str, Any] = {"id": machine.id, "state": machine.state, "image": machine.image or None}
+    recorded = state.images.get(machine.id)
+    if recorded and machine.image and recorded != machine.image:
+        entry["image_drift"] = recorded
+    if machine.state != "started":
+        return entry
+    health = context.inventory.rollout.health_check
+    gate = Gate("http", health.path, GateTiming(0, health.timeout_seconds, health.timeout_seconds, 1, 0))
+    try:
+        entry["drift"] = _drift(context, key, state, machine.id)
+        entry["memory_mb"] = _measured_mb(context, key, machine.id)
+        observation = observe(gate, context.target, key, machine.id)
+        entry["health"] = {"ok": observation.ok, "evidence": observation.evidence}
+    except TargetError as error:
+        entry["health"] = {"ok": False, "evidence": str(error)}
+    return entry
+
+
+def _drift(context: Context, key: RegionKey, state: RegionState, machine: str) -> list[dict[str, str]]:
+    """Each live file on `machine` that differs from what the journal says was deployed, with its diff."""
     names = tuple(sorted(set(DEPLOYED_FILES) | set(state.files)))
-    live = context.target.live_files(key, names)
+    live = context.target.live_files(key, names, machine)
     return [
-        {"file": name, "diff": "".join(difflib.unified_diff(
+        {"file": name, "machine": machine, "diff": "".join(difflib.unified_diff(
             (state.files.get(name) or "").splitlines(keepends=True), (live[name] or "").splitlines(keepends=True),
-            f"journal/{key}/{name}", f"live/{key}/{name}", n=1))}
+            f"journal/{key}/{name}", f"live/{key}/{machine}/{name}", n=1))}
         for name in names if live[name] != state.files.get(name)
     ]
 
 
-def _measured_mb(context: Context, key: RegionKey) -> float | None:
-    """Resident MB of the region's front and cable processes now, read through the target; None when unreadable."""
-    result = context.target.run(key, context.target.memory_command(key))
+def _measured_mb(context: Context, key: RegionKey, machine: str) -> float | None:
+    """Resident MB of the machine's front and cable processes now, read through the target; None when unreadable."""
+    result = context.target.run(key, context.target.memory_command(key, machine))
     try:
         return round(sum(json.loads(result.stdout).values()) / 1048576, 1) if result.ok else None
     except (ValueError, TypeError, AttributeError):
@@ -453,7 +495,8 @@ def _measured_mb(context: Context, key: RegionKey) -> float | None:
 
 
 def _print_status(row: dict[str, Any]) -> None:
-    """One line per region; the gate results and the diff only where something is wrong."""
+    """One line per region (and one per machine where there are several); the gate results and the diff
+    only where something is wrong."""
     deployed = row["deployed"]
     if deployed is None:
         print(f"{row['region']:<16} nothing deployed yet")
@@ -461,16 +504,25 @@ def _print_status(row: dict[str, Any]) -> None:
     health = row.get("health", {})
     memory = "?" if row.get("memory_mb") is None else f"{row['memory_mb']:.1f} MB"
     last = row.get("last_step") or {}
+    up = {True: "up", False: "DOWN", None: "asleep"}[health.get("ok", False)]
     print(f"{row['region']:<16} {deployed['mode']:<12} websocket {deployed['websocket']:<3}  {memory:>8}  "
-          f"{'up' if health.get('ok') else 'DOWN'}  last step {last.get('state', '-')} {deployed['at']}")
-    if not health.get("ok"):
+          f"{up}  last step {last.get('state', '-')} {deployed['at']}")
+    if health.get("ok") is not True:
         print(f"{'':<16} health: {health.get('evidence', '')}")
+    machines = row.get("machines", ())
+    if len(machines) > 1 or any(entry.get("image") for entry in machines):
+        for entry in machines:
+            size = f"  {entry['memory_mb']:.1f} MB" if entry.get("memory_mb") is not None else ""
+            image = f"  {entry['image']}" if entry.get("image") else ""
+            changed = f"  (the journal recorded {entry['image_drift']})" if entry.get("image_drift") else ""
+            print(f"{'':<16} machine {entry['id']} {entry['state']}{size}{image}{changed}")
     if last.get("state") not in (None, "passed"):
         print(f"{'':<16} {last['id']}: {last['detail']}")
         for gate in row.get("gates", ()):
-            print(f"{'':<16}   {gate['gate']}: {'pass' if gate['ok'] else 'FAIL'} {gate['evidence']}")
+            on = f" on {gate['machine']}" if gate.get("machine") and len(machines) > 1 else ""
+            print(f"{'':<16}   {gate['gate']}{on}: {'pass' if gate['ok'] else 'FAIL'} {gate['evidence']}")
     for drift in row.get("drift", ()):
-        print(f"{'':<16} DRIFT {drift['file']} differs from what the journal says was deployed:")
+        print(f"{'':<16} DRIFT {drift['file']} on {drift['machine']} differs from what the journal says was deployed:")
         print("".join(f"{'':<18}{line}" for line in drift["diff"].splitlines(keepends=True)), end="")
 
 
@@ -526,8 +578,7 @@ def lock_command(context: Context, options: argparse.Namespace) -> int:
 
 
 def _lock_line(held: Any) -> str:
-    stale = f" (stale: process {held.pid} is gone)" if held.stale else ""
-    return f"held by {held.user}@{held.host} pid {held.pid} since {_iso(held.acquired_at)}: {held.message}{stale}"
+    return f"held by {held.describe()}"
 
 
 def _iso(moment: datetime) -> str:

@@ -3,21 +3,41 @@
 A region's phase is written to the journal before and after each thing that
 changes it, so a crash leaves a step at a known phase and `--resume` runs it
 again from the start (steps are idempotent). A region is recorded as deployed
-only once its files are in place and its processes took them.
+only once its files are in place and its processes took them, with the image
+each of its machines runs where the target has images.
+
+A region is the machines its target lists. A command naming a machine runs
+while the target keeps that machine awake (a suspended or stopped one is
+started for it and put back after), the machines must be the ones the step was
+planned for, and every gate is observed on every machine, its result recorded
+with the machine's id.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from itertools import groupby
 from typing import TypeVar
 
 from orchestrator.rollout.gates import GateResult, Observation, Verdict, run_gates
 from orchestrator.rollout.journal import Actor, Journal, StepRecord
-from orchestrator.rollout.model import FINAL_STATES, Command, Deployment, Gate, RegionKey, Step, StepState, WriteFile
-from orchestrator.targets.base import Target, TargetError
+from orchestrator.rollout.model import (
+    FINAL_STATES,
+    Command,
+    Deployment,
+    Gate,
+    Machine,
+    Operation,
+    RegionKey,
+    Step,
+    StepState,
+    WriteFile,
+)
+from orchestrator.targets.base import ProbedOnMachine, Target, TargetError
 
 ProgressEvent = Callable[[RegionKey, str, str], None]
 T = TypeVar("T")
@@ -135,18 +155,55 @@ class Engine:
         return StepOutcome(step, StepState.ROLLED_BACK, what, evidence)
 
     def _deploy(self, row: int, step: Step, deployment: Deployment, phase: StepState, detail: str = "") -> None:
+        """Every operation in order; a machine's commands run while the target keeps that machine awake."""
         key = step.key
         self._transition(row, phase, detail or deployment.state.describe(), key)
-        for operation in deployment.operations:
-            if isinstance(operation, WriteFile):
-                try:
-                    self.target.write(key, operation)
-                except TargetError as error:
-                    raise _Failed(operation.label, str(error)) from None
-            else:
-                self.progress(key, str(phase), operation.label)
-                self._run(key, operation)
-        self._journal(self.journal.record_deployed, key, row, deployment.state)
+        machines = {machine.id: machine for machine in self._machines(key, deployment.operations)}
+        for machine_id, batch in groupby(deployment.operations, key=_machine_of):
+            operations = list(batch)
+            if machine_id:
+                machine = machines[machine_id]
+                self.progress(key, str(phase), f"machine {machine.describe()}")
+                with self._awake(key, machine):
+                    for command in operations:
+                        assert isinstance(command, Command)
+                        self.progress(key, str(phase), command.label)
+                        self._run(key, command)
+                continue
+            for operation in operations:
+                if isinstance(operation, WriteFile):
+                    try:
+                        self.target.write(key, operation)
+                    except TargetError as error:
+                        raise _Failed(operation.label, str(error)) from None
+                else:
+                    self.progress(key, str(phase), operation.label)
+                    self._run(key, operation)
+        images = {machine.id: machine.image for machine in self._machines(key, ()) if machine.image}
+        self._journal(self.journal.record_deployed, key, row, replace(deployment.state, images=images))
+
+    def _machines(self, key: RegionKey, operations: Sequence[Operation]) -> tuple[Machine, ...]:
+        """The region's machines now, which must be the ones the operations were planned for."""
+        try:
+            machines = self.target.machines(key)
+        except TargetError as error:
+            raise _Failed("list the machines", str(error)) from None
+        if not machines:
+            raise _Failed("list the machines", f"{key} has no machine")
+        planned = {machine for operation in operations if (machine := _machine_of(operation))}
+        listed = {machine.id for machine in machines}
+        if planned and planned != listed:
+            raise _Failed("list the machines", f"{key} has the machines {', '.join(sorted(listed))} now, but this step "
+                                               f"was planned for {', '.join(sorted(planned))}: plan again")
+        return machines
+
+    @contextmanager
+    def _awake(self, key: RegionKey, machine: Machine) -> Iterator[None]:
+        try:
+            with self.target.awake(key, machine):
+                yield
+        except TargetError as error:
+            raise _Failed(f"keep machine {machine.id} awake", str(error)) from None
 
     def _run(self, key: RegionKey, command: Command) -> None:
         result = self.target.run(key, command)
@@ -155,21 +212,29 @@ class Engine:
             raise _Failed(command.label, f"exit {result.exit_code}: " + (" | ".join(lines[-6:]) or "no output"))
 
     def _gate(self, row: int, key: RegionKey, gates: tuple[Gate, ...]) -> None:
+        """Every gate on every machine of the region, each machine kept awake while it is observed."""
         self._journal(self.journal.transition, row, StepState.GATING, ", ".join(gate.kind for gate in gates))
+        machines = self._machines(key, ())
+        named = len(machines) > 1 or isinstance(self.target, ProbedOnMachine)
+        for machine in machines:
+            where = f"{machine.id}: " if named else ""
 
-        def observed(gate: Gate, observation: Observation) -> None:
-            self.progress(key, "gating", f"{gate.kind} {'ok' if observation.ok else 'not yet'}: {observation.evidence}")
+            def observed(gate: Gate, observation: Observation, where: str = where) -> None:
+                self.progress(key, "gating", f"{where}{gate.kind} {'ok' if observation.ok else 'not yet'}: {observation.evidence}")
 
-        results: tuple[GateResult, ...] = run_gates(
-            gates, self.target, key, on_observation=observed, signing_secret_env=self.signing_secret_env
-        )
-        for result in results:
-            self._journal(self.journal.record_gate, row, result.gate.kind, result.verdict == Verdict.PASS, result.evidence)
-        failed = next((result for result in results if result.verdict != Verdict.PASS), None)
-        if failed is not None:
-            raise _Failed(f"{failed.gate.kind} gate", failed.evidence)
-        if len(results) < len(gates):
-            raise _Failed("gates", "not every gate ran")
+            with self._awake(key, machine):
+                results: tuple[GateResult, ...] = run_gates(
+                    gates, self.target, key, machine=machine.id, on_observation=observed,
+                    signing_secret_env=self.signing_secret_env,
+                )
+            for result in results:
+                self._journal(self.journal.record_gate, row, result.gate.kind, result.verdict == Verdict.PASS,
+                              result.evidence, machine.id)
+            failed = next((result for result in results if result.verdict != Verdict.PASS), None)
+            if failed is not None:
+                raise _Failed(f"{failed.gate.kind} gate", f"{where}{failed.evidence}")
+            if len(results) < len(gates):
+                raise _Failed("gates", f"{where}not every gate ran")
 
     def _transition(self, row: int, state: StepState, detail: str, key: RegionKey) -> None:
         self._journal(self.journal.transition, row, state, detail)
@@ -178,3 +243,7 @@ class Engine:
     def _journal(self, method: Callable[..., T], *arguments: object) -> T:
         with self._journal_lock:
             return method(*arguments)
+
+
+def _machine_of(operation: Operation) -> str:
+    return operation.machine if isinstance(operation, Command) else ""

@@ -21,7 +21,6 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
-from secrets import token_hex
 from typing import Any
 
 import httpx
@@ -29,19 +28,25 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketExce
 from websockets.sync.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
-from hub.signing import sign
 from orchestrator.rollout.model import Command, Gate, GateTiming, RegionKey
-from orchestrator.targets.base import Target, TargetError
+from orchestrator.targets.base import ProbedFromHere, ProbedOnMachine, Target, TargetError
+from orchestrator.targets.onhost import (
+    ACTION_CABLE_SUBPROTOCOL,
+    MAX_MESSAGE_BYTES,
+    ProbeFailed,
+    actioncable_round_trip,
+    excerpt,
+    json_object,
+    milliseconds_since,
+    navigator_round_trip,
+    probe_payload,
+)
 
 MIB = 1024 * 1024
-# The probe's own messages are tiny; anything near this is not the probe's and is refused unread.
-MAX_MESSAGE_BYTES = 65536
-ACTION_CABLE_SUBPROTOCOL = "actioncable-v1-json"
-TURBO_CHANNEL = "Turbo::StreamsChannel"
-PROBE_STREAM_PREFIX = "orchestrate-probe-"
 # Closing after the verdict is known is cleanup: bounded, and short.
 MAX_CLOSE_SECONDS = 1.0
-EXCERPT_CHARS = 80
+# What a machine prints as evidence is kept, up to this much.
+MAX_EVIDENCE_CHARS = 400
 
 Publish = Callable[[str, str], "Observation"]
 
@@ -120,6 +125,7 @@ class GateResult:
     verdict: Verdict  # PASS or FAIL
     observations: tuple[Observation, ...]
     reason: str = ""  # the Watch's reason: "3 successes in a row", "2 failures > failure limit 1", ...
+    machine: str = ""  # the machine observed
 
     @property
     def evidence(self) -> str:
@@ -136,18 +142,9 @@ class GateResult:
 # --- probes -------------------------------------------------------------------------------
 
 
-def _ms(started: float) -> int:
-    return round((time.monotonic() - started) * 1000)
-
-
-def _excerpt(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= EXCERPT_CHARS else text[: EXCERPT_CHARS - 3] + "..."
-
-
 def _last_line(text: str) -> str:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return _excerpt(lines[-1]) if lines else "no output on stderr"
+    return excerpt(lines[-1]) if lines else "no output on stderr"
 
 
 def probe_http(url: str, timeout: float, headers: Mapping[str, str] | None = None) -> Observation:
@@ -160,18 +157,10 @@ def probe_http(url: str, timeout: float, headers: Mapping[str, str] | None = Non
     except httpx.TimeoutException:
         return Observation(False, f"GET {url}: no answer within {timeout:g} s")
     except httpx.ConnectError as error:
-        return Observation(False, f"GET {url}: cannot connect ({_excerpt(str(error)) or type(error).__name__})")
+        return Observation(False, f"GET {url}: cannot connect ({excerpt(str(error)) or type(error).__name__})")
     except (httpx.HTTPError, httpx.InvalidURL, OSError) as error:
-        return Observation(False, f"GET {url}: {type(error).__name__}: {_excerpt(str(error))}")
-    return Observation(status == 200, f"GET {url}: {status} in {_ms(started)} ms")
-
-
-class _ProbeFailed(Exception):
-    """Ends a WebSocket probe; its one argument is the evidence, safe to show (no secret, no signed name)."""
-
-    @property
-    def evidence(self) -> str:
-        return str(self.args[0])
+        return Observation(False, f"GET {url}: {type(error).__name__}: {excerpt(str(error))}")
+    return Observation(status == 200, f"GET {url}: {status} in {milliseconds_since(started)} ms")
 
 
 class _Probe:
@@ -190,7 +179,7 @@ class _Probe:
     def open(self, subprotocol: str | None) -> ClientConnection:
         remaining = self.remaining()
         if remaining <= 0:
-            raise _ProbeFailed(f"no WebSocket handshake with {self.url} within {self.timeout:g} s")
+            raise ProbeFailed(f"no WebSocket handshake with {self.url} within {self.timeout:g} s")
         return connect(
             self.url,
             subprotocols=[Subprotocol(subprotocol)] if subprotocol else None,
@@ -203,22 +192,26 @@ class _Probe:
             max_size=MAX_MESSAGE_BYTES,
         )
 
-    def receive(self, ws: ClientConnection, waiting_for: str) -> dict[str, Any]:
-        """The next JSON object from the server, within the deadline."""
+
+class _Channel:
+    """The round trips' view of a `websockets` connection: every message within the probe's deadline."""
+
+    def __init__(self, probe: _Probe, ws: ClientConnection) -> None:
+        self.probe = probe
+        self.ws = ws
+
+    def send(self, text: str) -> None:
+        self.ws.send(text)
+
+    def receive(self, waiting_for: str) -> dict[str, Any]:
         try:
             # A timeout of 0 still returns a message that has already arrived.
-            text = ws.recv(timeout=self.remaining())
+            text = self.ws.recv(timeout=self.probe.remaining())
         except TimeoutError:
-            raise _ProbeFailed(f"{waiting_for} not received within {self.timeout:g} s") from None
+            raise ProbeFailed(f"{waiting_for} not received within {self.probe.timeout:g} s") from None
         if isinstance(text, bytes):
-            raise _ProbeFailed(f"unexpected binary message while waiting for {waiting_for}")
-        try:
-            message = json.loads(text)
-        except (ValueError, RecursionError):
-            message = None
-        if not isinstance(message, dict):
-            raise _ProbeFailed(f"unexpected message that is not a JSON object while waiting for {waiting_for}")
-        return message
+            raise ProbeFailed(f"unexpected binary message while waiting for {waiting_for}")
+        return json_object(text, waiting_for)
 
 
 def _describe_closed(error: ConnectionClosed) -> str:
@@ -228,97 +221,8 @@ def _describe_closed(error: ConnectionClosed) -> str:
         who, frame = "the server", error.rcvd
     else:
         return "connection closed by the server without a close frame"
-    reason = f" {_excerpt(frame.reason)}" if frame.reason else ""
+    reason = f" {excerpt(frame.reason)}" if frame.reason else ""
     return f"connection closed by {who} (code {frame.code}{reason})"
-
-
-def _type_of(message: Mapping[str, Any]) -> str:
-    kind = message.get("type")
-    return _excerpt(repr(kind)) if isinstance(kind, str) else "none"
-
-
-def _navigator_round_trip(probe: _Probe, stream: str, data: Any, data_json: str, publish: Publish) -> None:
-    with probe.open(None) as ws:
-        ws.send(json.dumps({"type": "subscribe", "stream": stream}))
-        waiting_for = "subscription confirmation for the probe stream"
-        while True:
-            message = probe.receive(ws, waiting_for)
-            kind = message.get("type")
-            if kind == "ping":
-                continue
-            if kind == "subscribed" and message.get("stream") == stream:
-                break
-            raise _ProbeFailed(f"unexpected message of type {_type_of(message)} while waiting for {waiting_for}")
-        _publish(publish, stream, data_json)
-        while True:
-            message = probe.receive(ws, "probe")
-            kind = message.get("type")
-            if kind == "ping":
-                continue
-            if kind == "message" and message.get("stream") == stream:
-                if "data" in message and message["data"] == data:
-                    return
-                got = json.dumps(message.get("data")) if "data" in message else "no data"
-                raise _ProbeFailed(f"probe stream delivered different data: {_excerpt(got)}")
-            raise _ProbeFailed(f"unexpected message of type {_type_of(message)} while waiting for probe")
-
-
-def _actioncable_round_trip(
-    probe: _Probe, stream: str, data: Any, data_json: str, publish: Publish, secret: bytes
-) -> None:
-    identifier = json.dumps({"channel": TURBO_CHANNEL, "signed_stream_name": sign(stream, secret)})
-
-    def describe(message: Mapping[str, Any], waiting_for: str) -> str:
-        # Never the identifier itself: it carries the signed name.
-        if message.get("type") == "disconnect":
-            reason = message.get("reason")
-            why = _excerpt(reason) if isinstance(reason, str) else "none given"
-            return f"server sent disconnect (reason {why}) while waiting for {waiting_for}"
-        whose = ""
-        if "identifier" in message:
-            whose = " for the probe subscription" if message["identifier"] == identifier else " for another subscription"
-        return f"unexpected message of type {_type_of(message)}{whose} while waiting for {waiting_for}"
-
-    with probe.open(ACTION_CABLE_SUBPROTOCOL) as ws:
-        if ws.subprotocol != ACTION_CABLE_SUBPROTOCOL:
-            raise _ProbeFailed(f"server did not accept the {ACTION_CABLE_SUBPROTOCOL} subprotocol")
-        while True:
-            message = probe.receive(ws, "welcome")
-            kind = message.get("type")
-            if kind == "ping":
-                continue
-            if kind == "welcome":
-                break
-            raise _ProbeFailed(describe(message, "welcome"))
-        ws.send(json.dumps({"command": "subscribe", "identifier": identifier}))
-        waiting_for = "subscription confirmation for the probe stream"
-        while True:
-            message = probe.receive(ws, waiting_for)
-            kind = message.get("type")
-            if kind == "ping":
-                continue
-            if message.get("identifier") == identifier and kind == "confirm_subscription":
-                break
-            if message.get("identifier") == identifier and kind == "reject_subscription":
-                raise _ProbeFailed(f"{TURBO_CHANNEL} subscription to the probe stream rejected (reject_subscription)")
-            raise _ProbeFailed(describe(message, waiting_for))
-        _publish(publish, stream, data_json)
-        while True:
-            message = probe.receive(ws, "probe")
-            kind = message.get("type")
-            if kind == "ping" or (kind == "confirm_subscription" and message.get("identifier") == identifier):
-                continue  # a repeated confirmation is harmless
-            if message.get("identifier") == identifier and "message" in message and "type" not in message:
-                if message["message"] == data:
-                    return
-                raise _ProbeFailed(f"probe stream delivered different data: {_excerpt(json.dumps(message['message']))}")
-            raise _ProbeFailed(describe(message, "probe"))
-
-
-def _publish(publish: Publish, stream: str, data_json: str) -> None:
-    published = publish(stream, data_json)
-    if not published.ok:
-        raise _ProbeFailed(f"publish failed: {published.evidence}")
 
 
 def probe_websocket(
@@ -336,19 +240,27 @@ def probe_websocket(
         return _probe_refused(url, gate, timeout, headers)
     if gate.protocol == "actioncable" and secret is None:
         return Observation(False, "no signing secret for the actioncable probe")
-    stream = f"{PROBE_STREAM_PREFIX}{token_hex(8)}"
-    data = {"probe": token_hex(8)}
-    data_json = json.dumps(data)
+    stream, data, data_json = probe_payload()
+
+    def publish_probe(stream: str, data_json: str) -> None:
+        published = publish(stream, data_json)
+        if not published.ok:
+            raise ProbeFailed(f"publish failed: {published.evidence}")
+
     probe = _Probe(url, timeout, headers)
     try:
         if gate.protocol == "navigator":
-            _navigator_round_trip(probe, stream, data, data_json, publish)
+            with probe.open(None) as ws:
+                navigator_round_trip(_Channel(probe, ws), stream, data, data_json, publish_probe)
         elif gate.protocol == "actioncable":
             assert secret is not None
-            _actioncable_round_trip(probe, stream, data, data_json, publish, secret)
+            with probe.open(ACTION_CABLE_SUBPROTOCOL) as ws:
+                if ws.subprotocol != ACTION_CABLE_SUBPROTOCOL:
+                    raise ProbeFailed(f"server did not accept the {ACTION_CABLE_SUBPROTOCOL} subprotocol")
+                actioncable_round_trip(_Channel(probe, ws), stream, data, data_json, publish_probe, secret)
         else:
             raise ValueError(f"websocket gate at {gate.path}: unknown protocol {gate.protocol!r}")
-    except _ProbeFailed as failed:
+    except ProbeFailed as failed:
         return Observation(False, failed.evidence)
     except ConnectionClosed as error:
         return Observation(False, _describe_closed(error))
@@ -357,10 +269,10 @@ def probe_websocket(
     except TimeoutError:
         return Observation(False, f"no WebSocket handshake with {url} within {timeout:g} s")
     except WebSocketException as error:
-        return Observation(False, f"WebSocket to {url} failed: {type(error).__name__}: {_excerpt(str(error))}")
+        return Observation(False, f"WebSocket to {url} failed: {type(error).__name__}: {excerpt(str(error))}")
     except OSError as error:
-        return Observation(False, f"cannot connect to {url}: {_excerpt(error.strerror or str(error))}")
-    return Observation(True, f"probe received over {url} ({gate.protocol} protocol) in {_ms(probe.started)} ms")
+        return Observation(False, f"cannot connect to {url}: {excerpt(error.strerror or str(error))}")
+    return Observation(True, f"probe received over {url} ({gate.protocol} protocol) in {milliseconds_since(probe.started)} ms")
 
 
 def _probe_refused(url: str, gate: Gate, timeout: float, headers: Mapping[str, str] | None) -> Observation:
@@ -373,14 +285,14 @@ def _probe_refused(url: str, gate: Gate, timeout: float, headers: Mapping[str, s
         return Observation(True, f"upgrade refused: HTTP {error.response.status_code}")
     except ConnectionRefusedError:
         return Observation(True, "upgrade refused: connection refused")
-    except _ProbeFailed as failed:
+    except ProbeFailed as failed:
         return Observation(False, failed.evidence)
     except TimeoutError:
         return Observation(False, f"no answer to the WebSocket upgrade at {url} within {timeout:g} s")
     except WebSocketException as error:
-        return Observation(False, f"WebSocket upgrade at {url} failed: {type(error).__name__}: {_excerpt(str(error))}")
+        return Observation(False, f"WebSocket upgrade at {url} failed: {type(error).__name__}: {excerpt(str(error))}")
     except OSError as error:
-        return Observation(False, f"cannot connect to {url}: {_excerpt(error.strerror or str(error))}")
+        return Observation(False, f"cannot connect to {url}: {excerpt(error.strerror or str(error))}")
     return Observation(False, "cable path still accepts WebSocket upgrades")
 
 
@@ -393,9 +305,9 @@ def probe_memory(rss_json: str, budget_mb: float) -> Observation:
     try:
         doc = json.loads(rss_json)
     except (ValueError, RecursionError):
-        return Observation(False, f"memory output is not JSON: {_excerpt(rss_json) or 'empty'}")
+        return Observation(False, f"memory output is not JSON: {excerpt(rss_json) or 'empty'}")
     if not isinstance(doc, dict) or not all(_is_bytes(v) for v in doc.values()):
-        return Observation(False, f"memory output is not an object of process: bytes: {_excerpt(rss_json)}")
+        return Observation(False, f"memory output is not an object of process: bytes: {excerpt(rss_json)}")
     if not doc:
         return Observation(False, "memory output names no processes")
     total = sum(doc.values()) / MIB
@@ -413,7 +325,7 @@ def _run_command(target: Target, key: RegionKey, command: Command) -> str | Obse
     try:
         result = target.run(key, command)
     except TargetError as error:
-        return Observation(False, _excerpt(str(error)))
+        return Observation(False, excerpt(str(error)))
     if not result.ok:
         return Observation(False, f"{command.label} exited {result.exit_code}: {_last_line(result.stderr)}")
     return result.stdout
@@ -441,63 +353,90 @@ def _missing_secret(gate: Gate, signing_secret_env: str | None, secrets: Mapping
     return value.encode(), ""
 
 
-def run_gate(
-    gate: Gate,
-    target: Target,
-    key: RegionKey,
-    *,
-    monotonic: Callable[[], float] = time.monotonic,
-    sleep: Callable[[float], None] = time.sleep,
-    on_observation: Callable[[Gate, Observation], None] | None = None,
-    secrets: Mapping[str, str] | None = None,
-    signing_secret_env: str | None = None,
-) -> GateResult:
-    """Observe `gate` on `key` until it passes or fails.
+def observe_on_machine(target: ProbedOnMachine, key: RegionKey, machine: str, gate: Gate, timeout: float) -> Observation:
+    """One observation of `gate` made on `machine` itself; its evidence is what the machine printed."""
+    output = _run_command(target, key, target.probe_command(key, machine, gate, timeout))  # type: ignore[arg-type]
+    if isinstance(output, Observation):
+        return output
+    lines = [line for line in output.splitlines() if line.strip()]
+    try:
+        verdict = json.loads(lines[-1]) if lines else None
+    except (ValueError, RecursionError):
+        verdict = None
+    if not (isinstance(verdict, dict) and isinstance(verdict.get("ok"), bool) and isinstance(verdict.get("evidence"), str)):
+        return Observation(False, f"machine {machine}: the probe printed no verdict: {excerpt(output) or 'nothing'}")
+    return Observation(verdict["ok"], verdict["evidence"][:MAX_EVIDENCE_CHARS])
 
-    `signing_secret_env` names the environment variable (looked up in `secrets`,
-    default os.environ) holding the secret that signs the actioncable probe's
-    stream. When it is missing the gate fails at once: waiting cannot fix it.
-    """
-    _check_gate(gate)
-    secret, missing = _missing_secret(gate, signing_secret_env, os.environ if secrets is None else secrets)
-    if missing:
-        observation = Observation(False, missing)
-        if on_observation is not None:
-            on_observation(gate, observation)
-        return GateResult(gate, Verdict.FAIL, (observation,), "signing secret missing")
+
+def observe(gate: Gate, target: Target, key: RegionKey, machine: str, secret: bytes | None = None) -> Observation:
+    """One observation of `gate` on `machine`: from here through the target's URLs, or on the machine itself.
+    `secret` signs the actioncable probe made from here."""
     timing = gate.timing
 
     def publish(stream: str, data_json: str) -> Observation:
+        assert isinstance(target, ProbedFromHere)
         command = target.publish_command(key, stream, data_json)
         # Bounded like the rest of the observation, whatever the target's default.
         command = replace(command, timeout_seconds=min(command.timeout_seconds, timing.timeout_seconds))
         output = _run_command(target, key, command)
         return output if isinstance(output, Observation) else Observation(True, f"{command.label}: ok")
 
-    def observe_once() -> Observation:
-        if gate.kind == "http":
-            assert gate.path is not None
-            return probe_http(target.http_url(key, gate.path), timing.timeout_seconds, target.request_headers(key))
-        if gate.kind == "websocket":
-            assert gate.path is not None
-            return probe_websocket(
-                target.cable_url(key, gate.path), gate, publish, timing.timeout_seconds, secret, target.request_headers(key)
-            )
+    if gate.kind == "memory":
         assert gate.budget_mb is not None
-        output = _run_command(target, key, target.memory_command(key))
+        output = _run_command(target, key, target.memory_command(key, machine))
         return output if isinstance(output, Observation) else probe_memory(output, gate.budget_mb)
+    if isinstance(target, ProbedOnMachine):
+        return observe_on_machine(target, key, machine, gate, timing.timeout_seconds)
+    assert isinstance(target, ProbedFromHere) and gate.path is not None
+    if gate.kind == "http":
+        return probe_http(target.http_url(key, gate.path), timing.timeout_seconds, target.request_headers(key))
+    return probe_websocket(
+        target.cable_url(key, gate.path), gate, publish, timing.timeout_seconds, secret, target.request_headers(key)
+    )
 
+
+def run_gate(
+    gate: Gate,
+    target: Target,
+    key: RegionKey,
+    *,
+    machine: str = "",
+    monotonic: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+    on_observation: Callable[[Gate, Observation], None] | None = None,
+    secrets: Mapping[str, str] | None = None,
+    signing_secret_env: str | None = None,
+) -> GateResult:
+    """Observe `gate` on `machine` of `key` until it passes or fails.
+
+    Targets probed from here are reached through their URLs; a target probed on
+    the machine runs each observation there. `signing_secret_env` names the
+    environment variable (looked up in `secrets`, default os.environ) holding the
+    secret that signs the actioncable probe's stream here; when it is missing the
+    gate fails at once: waiting cannot fix it. On the machine, the machine's own
+    environment provides it.
+    """
+    _check_gate(gate)
+    on_machine = isinstance(target, ProbedOnMachine)
+    secret, missing = (None, "") if on_machine else _missing_secret(
+        gate, signing_secret_env, os.environ if secrets is None else secrets)
+    if missing:
+        observation = Observation(False, missing)
+        if on_observation is not None:
+            on_observation(gate, observation)
+        return GateResult(gate, Verdict.FAIL, (observation,), "signing secret missing", machine)
+    timing = gate.timing
     watch = Watch(timing, monotonic())
     observations: list[Observation] = []
     while True:
         began = monotonic()
-        observation = observe_once()
+        observation = observe(gate, target, key, machine, secret)
         observations.append(observation)
         if on_observation is not None:
             on_observation(gate, observation)
         verdict = watch.observe(observation.ok, monotonic())
         if verdict is not Verdict.WAIT:
-            return GateResult(gate, verdict, tuple(observations), watch.reason)
+            return GateResult(gate, verdict, tuple(observations), watch.reason, machine)
         delay = watch.next_at(began) - monotonic()
         if delay > 0:
             sleep(delay)

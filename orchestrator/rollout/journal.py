@@ -29,14 +29,24 @@ from types import TracebackType
 from typing import Any
 
 from orchestrator.rollout.model import RegionKey, RegionState, StepState, content_hash
+from orchestrator.terminal import printable
 
 JOURNAL_FILE = "journal.sqlite3"
 # "RJNL": marks the database as a rollout journal (PRAGMA application_id).
 APPLICATION_ID = 0x524A4E4C
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_SECONDS = 30.0
 # How often acquire_lock looks again while it waits for the lock.
 LOCK_POLL_SECONDS = 0.1
+
+_DEPLOYED_MACHINES = """
+CREATE TABLE deployed_machines (
+    deployed_id INTEGER NOT NULL REFERENCES deployed(id),
+    machine TEXT NOT NULL,
+    image TEXT NOT NULL,
+    PRIMARY KEY (deployed_id, machine)
+) WITHOUT ROWID;
+"""
 
 _SCHEMA = """
 CREATE TABLE runs (
@@ -96,13 +106,15 @@ CREATE TABLE deployed_files (
     hash TEXT NOT NULL REFERENCES blobs(hash),
     PRIMARY KEY (deployed_id, name)
 ) WITHOUT ROWID;
+""" + _DEPLOYED_MACHINES + """
 CREATE TABLE gates (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     step_row INTEGER NOT NULL REFERENCES steps(row),
     gate TEXT NOT NULL,
     at TEXT NOT NULL,
     ok INTEGER NOT NULL,
-    evidence TEXT NOT NULL
+    evidence TEXT NOT NULL,
+    machine TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX gates_by_step ON gates(step_row, id);
 CREATE TABLE audit (
@@ -124,6 +136,12 @@ CREATE TABLE lock (
     message TEXT NOT NULL
 );
 """
+
+# What takes a journal of schema N to N + 1; run in one transaction when such a journal is opened.
+_MIGRATIONS = {
+    # 2: the image each machine runs, with every deployment; the machine of every gate result.
+    1: _DEPLOYED_MACHINES + "ALTER TABLE gates ADD COLUMN machine TEXT NOT NULL DEFAULT ''",
+}
 
 
 def utc_now() -> datetime:
@@ -173,20 +191,29 @@ class Actor:
 
 @dataclass(frozen=True)
 class LockInfo:
-    """Who holds the rollout lock. `stale`: the holder ran on this machine and its process is gone."""
+    """Who holds the rollout lock. `stale`: the holder ran on this machine and its process is gone.
+
+    A row edited by hand is read as it is: a pid that is not a process number is
+    its text (never stale), a time that is not one the text stored.
+    """
 
     user: str
     host: str
-    pid: int
-    acquired_at: datetime
+    pid: int | str
+    acquired_at: datetime | str
     message: str
     stale: bool
 
     def describe(self) -> str:
-        text = f"{self.user}@{self.host} (pid {self.pid}) since {iso_z(self.acquired_at)}: {self.message}"
+        """One line, safe on a terminal whatever the row holds."""
+        if isinstance(self.acquired_at, datetime):
+            since = iso_z(self.acquired_at)
+        else:
+            since = f"an unknown time (the lock row holds {self.acquired_at!r}, not a time)"
+        text = f"{self.user}@{self.host} (pid {self.pid}) since {since}: {self.message}"
         if self.stale:
             text += f" (stale: process {self.pid} is gone)"
-        return text
+        return printable(text)
 
 
 class JournalError(Exception):
@@ -244,6 +271,7 @@ class GateRecord:
     at: datetime
     ok: bool
     evidence: str
+    machine: str = ""
 
 
 @dataclass(frozen=True)
@@ -388,10 +416,13 @@ class Journal:
                 identity = self._identity(connection)
             if identity is None:
                 with _transaction_on(connection, "BEGIN IMMEDIATE"):
-                    for statement in _SCHEMA.split(";"):
-                        if statement.strip():
-                            connection.execute(statement)
+                    _execute_script(connection, _SCHEMA)
                     connection.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                    connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            elif identity < SCHEMA_VERSION:
+                with _transaction_on(connection, "BEGIN IMMEDIATE"):
+                    for version in range(identity, SCHEMA_VERSION):
+                        _execute_script(connection, _MIGRATIONS[version])
                     connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if mode != "wal":
@@ -404,7 +435,8 @@ class Journal:
             raise JournalError(f"{self.path} is not a rollout journal: {error}") from error
 
     def _identity(self, connection: sqlite3.Connection) -> int | None:
-        """The schema version of our database; None for an empty one; JournalError for anything else."""
+        """The schema version of our database (an older one is migrated); None for an empty one;
+        JournalError for anything else."""
         application_id = connection.execute("PRAGMA application_id").fetchone()[0]
         version = connection.execute("PRAGMA user_version").fetchone()[0]
         objects = connection.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
@@ -417,7 +449,7 @@ class Journal:
                 f"{self.path} was written by a newer version of this program "
                 f"(journal schema {version}; this one reads schema {SCHEMA_VERSION})"
             )
-        if version != SCHEMA_VERSION:
+        if version != SCHEMA_VERSION and version not in _MIGRATIONS:
             raise JournalError(f"{self.path} has an unknown journal schema version {version}")
         return int(version)
 
@@ -594,9 +626,10 @@ class Journal:
     # -- deployed files --------------------------------------------------------
 
     def record_deployed(self, key: RegionKey, step_row: int | None, state: RegionState) -> None:
-        """The region now runs `state`; each file's text is stored once, by its content hash."""
+        """The region now runs `state`; each file's text is stored once, by its content hash, and the
+        image of each machine beside it."""
         hashes = state.hashes
-        fingerprint = _fingerprint(hashes)
+        fingerprint = _fingerprint(hashes, state.images)
         now = _stored(self._now())
         with self._write() as db:
             if step_row is not None and db.execute("SELECT 1 FROM steps WHERE row = ?", (step_row,)).fetchone() is None:
@@ -612,6 +645,10 @@ class Journal:
                 db.execute(
                     "INSERT INTO deployed_files (deployed_id, name, hash) VALUES (?, ?, ?)", (deployed_id, name, digest)
                 )
+            for machine, image in sorted(state.images.items()):
+                db.execute(
+                    "INSERT INTO deployed_machines (deployed_id, machine, image) VALUES (?, ?, ?)", (deployed_id, machine, image)
+                )
 
     def deployed(self, key: RegionKey) -> DeployedRecord | None:
         """What the region runs now: the newest record for it."""
@@ -623,7 +660,7 @@ class Journal:
             return None if row is None else _deployed_record(db, row)
 
     def previous_deployed(self, key: RegionKey) -> DeployedRecord | None:
-        """The newest record for the region whose files differ from what it runs now."""
+        """The newest record for the region whose files (or machines' images) differ from what it runs now."""
         with self._read() as db:
             row = db.execute(
                 f"SELECT {_DEPLOYED_COLUMNS} FROM deployed WHERE environment = ? AND region = ? AND fingerprint != ("
@@ -647,23 +684,23 @@ class Journal:
 
     # -- gates -----------------------------------------------------------------
 
-    def record_gate(self, step_row: int, gate: str, ok: bool, evidence: str) -> None:
+    def record_gate(self, step_row: int, gate: str, ok: bool, evidence: str, machine: str = "") -> None:
         now = _stored(self._now())
         with self._write() as db:
             if db.execute("SELECT 1 FROM steps WHERE row = ?", (step_row,)).fetchone() is None:
                 raise JournalError(f"{self.path}: there is no step row {step_row}")
             db.execute(
-                "INSERT INTO gates (step_row, gate, at, ok, evidence) VALUES (?, ?, ?, ?, ?)",
-                (step_row, gate, now, int(bool(ok)), evidence),
+                "INSERT INTO gates (step_row, gate, at, ok, evidence, machine) VALUES (?, ?, ?, ?, ?, ?)",
+                (step_row, gate, now, int(bool(ok)), evidence, machine),
             )
 
     def gate_results(self, step_row: int) -> list[GateRecord]:
         rows = self._all(
-            "SELECT step_row, gate, at, ok, evidence FROM gates WHERE step_row = ? ORDER BY id", (step_row,)
+            "SELECT step_row, gate, at, ok, evidence, machine FROM gates WHERE step_row = ? ORDER BY id", (step_row,)
         )
         return [
-            GateRecord(step_row=row, gate=gate, at=_loaded(at), ok=bool(ok), evidence=evidence)
-            for row, gate, at, ok, evidence in rows
+            GateRecord(step_row=row, gate=gate, at=_loaded(at), ok=bool(ok), evidence=evidence, machine=machine)
+            for row, gate, at, ok, evidence, machine in rows
         ]
 
     # -- audit -----------------------------------------------------------------
@@ -783,14 +820,25 @@ def _make_state_dir(state_dir: Path) -> None:
     os.chmod(state_dir, 0o700)  # whatever the umask
 
 
+def _execute_script(connection: sqlite3.Connection, script: str) -> None:
+    """Each statement of `script` inside the caller's transaction (executescript would commit it)."""
+    for statement in script.split(";"):
+        if statement.strip():
+            connection.execute(statement)
+
+
 def _rowid(cursor: sqlite3.Cursor) -> int:
     rowid = cursor.lastrowid
     assert rowid is not None
     return rowid
 
 
-def _fingerprint(hashes: Mapping[str, str]) -> str:
-    return content_hash(json.dumps(sorted(hashes.items())))
+def _fingerprint(hashes: Mapping[str, str], images: Mapping[str, str]) -> str:
+    """What tells deployments apart: the files and, where the target has images, each machine's image
+    (without images, the same value as before images were recorded)."""
+    if not images:
+        return content_hash(json.dumps(sorted(hashes.items())))
+    return content_hash(json.dumps([sorted(hashes.items()), sorted(images.items())]))
 
 
 def _insert_audit(
@@ -804,14 +852,20 @@ def _insert_audit(
 
 
 def _lock_info(row: Row) -> LockInfo:
+    """The lock row, whatever a hand edit left in it (SQLite keeps a value of any type in any column)."""
     user, host, pid, acquired_at, message = row
+    try:
+        acquired: datetime | str = _loaded(acquired_at)
+    except (TypeError, ValueError):
+        acquired = str(acquired_at)
+    process = isinstance(pid, int) and 0 < pid < 2**31  # what os.kill can be asked about
     return LockInfo(
-        user=user,
-        host=host,
-        pid=pid,
-        acquired_at=_loaded(acquired_at),
-        message=message,
-        stale=host == socket.gethostname() and _process_gone(pid),
+        user=str(user),
+        host=str(host),
+        pid=pid if isinstance(pid, int) else str(pid),
+        acquired_at=acquired,
+        message=str(message),
+        stale=process and host == socket.gethostname() and _process_gone(pid),
     )
 
 
@@ -823,10 +877,14 @@ def _deployed_record(db: sqlite3.Connection, row: Row) -> DeployedRecord:
         " WHERE deployed_files.deployed_id = ? ORDER BY deployed_files.name",
         (deployed_id,),
     ).fetchall()
+    images: list[tuple[str, str]] = db.execute(
+        "SELECT machine, image FROM deployed_machines WHERE deployed_id = ? ORDER BY machine", (deployed_id,)
+    ).fetchall()
     return DeployedRecord(
         key=RegionKey(environment, region),
         step_row=step_row,
         at=_loaded(at),
-        state=RegionState(mode=mode, websocket_enabled=bool(enabled), files={name: text for name, _, text in files}),
+        state=RegionState(mode=mode, websocket_enabled=bool(enabled), files={name: text for name, _, text in files},
+                          images=dict(images)),
         hashes={name: digest for name, digest, _ in files},
     )

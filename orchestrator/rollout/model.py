@@ -52,12 +52,27 @@ def content_hash(text: str) -> str:
 
 
 @dataclass(frozen=True)
+class Machine:
+    """One machine of a region as its target lists it. A region is the set of machines its target lists:
+    one on the local fleet and over ssh, any number on Fly, each in any state."""
+
+    id: str
+    state: str = "started"
+    image: str = ""  # the exact image it runs ("registry/repository:tag@digest"), where the target has images
+
+    def describe(self) -> str:
+        return f"{self.id} ({self.state})"
+
+
+@dataclass(frozen=True)
 class RegionState:
-    """What a region runs: its mode, the WebSocket switch, and the configuration files (name -> text)."""
+    """What a region runs: its mode, the WebSocket switch, the configuration files (name -> text),
+    and, where the target has images, the image each machine runs (machine id -> image)."""
 
     mode: Mode
     websocket_enabled: bool
     files: Mapping[str, str] = field(repr=False)
+    images: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def hashes(self) -> dict[str, str]:
@@ -73,13 +88,18 @@ class RegionState:
 
 @dataclass(frozen=True)
 class Command:
-    """A program to run on the target, as argv. Secrets are passed by the names of environment variables."""
+    """A program to run on the target, as argv. Secrets are passed by the names of environment variables.
+
+    `machine`: the id of the region's machine it acts on ("" for none, or for a region of one
+    machine). The engine runs a machine's commands while the target keeps that machine awake.
+    """
 
     argv: tuple[str, ...]
     label: str
     env_names: tuple[str, ...] = ()
     timeout_seconds: float = 60.0
     host: str = ""  # where it runs, when that is not this machine (shown, not used to connect)
+    machine: str = ""
 
     def display(self) -> str:
         shown = _on_host(self.host, shlex.join(self.argv))
@@ -128,7 +148,8 @@ class Gate:
     http: `path` answers 200. websocket: with `expect_open`, a probe message
     published through the target arrives over `protocol` at `path` (the cable
     path); without, the cable path refuses the upgrade. memory: the region's
-    front and cable processes hold at most `budget_mb` resident.
+    front and cable processes hold at most `budget_mb` resident. `mode`: the
+    mode being judged, which says where a probe on the machine publishes.
     """
 
     kind: GateKind
@@ -137,6 +158,7 @@ class Gate:
     protocol: Protocol | None = None
     expect_open: bool = True
     budget_mb: float | None = None
+    mode: Mode | None = None
 
     def describe(self) -> str:
         if self.kind == "http":

@@ -152,7 +152,7 @@ def gates_for(inventory: Inventory, key: RegionKey, state: RegionState, memory: 
     budget = sum(expected_memory(inventory, key, state.mode, state.websocket_enabled).values())
     gates = (
         Gate("http", health.path, timing),
-        Gate("websocket", cable_path, timing, protocol=protocol, expect_open=state.websocket_enabled),
+        Gate("websocket", cable_path, timing, protocol=protocol, expect_open=state.websocket_enabled, mode=state.mode),
     )
     return (*gates, Gate("memory", None, timing, budget_mb=round(budget, 1))) if memory else gates
 

@@ -485,6 +485,7 @@ def _command_json(command: Command) -> dict[str, Any]:
         "argv": list(command.argv),
         "env_names": list(command.env_names),
         "timeout_seconds": command.timeout_seconds,
+        "machine": command.machine or None,
     }
 
 

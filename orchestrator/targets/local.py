@@ -14,12 +14,13 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 from orchestrator.atomic import write_file_atomic
 from orchestrator.errors import InputError
-from orchestrator.rollout.model import Command, Operation, RegionKey, RegionState, WriteFile
+from orchestrator.rollout.model import Command, Machine, Operation, RegionKey, RegionState, Step, WriteFile
 from orchestrator.targets import localctl
 from orchestrator.targets.base import CommandResult, TargetError
 from hub.yaml_loader import load_yaml_text
@@ -27,6 +28,7 @@ from hub.yaml_loader import load_yaml_text
 LOCALCTL = (sys.executable, "-m", "orchestrator.targets.localctl")
 # A restart waits for every process of the region to answer; Puma with Rails takes a few seconds.
 START_TIMEOUT_SECONDS = 60.0
+LOCAL_MACHINE = "localhost"
 
 
 class LocalTarget:
@@ -78,7 +80,17 @@ class LocalTarget:
             return CommandResult(127, "", f"{command.label}: {error.strerror}")
         return CommandResult(done.returncode, done.stdout, done.stderr)
 
-    def live_files(self, key: RegionKey, names: tuple[str, ...]) -> Mapping[str, str | None]:
+    def machines(self, key: RegionKey) -> tuple[Machine, ...]:
+        """A local region is one machine, this one, always up to take commands."""
+        return (Machine(LOCAL_MACHINE),)
+
+    def awake(self, key: RegionKey, machine: Machine) -> AbstractContextManager[None]:
+        return nullcontext()
+
+    def readiness(self, steps: Sequence[Step]) -> tuple[str, ...]:
+        return ()
+
+    def live_files(self, key: RegionKey, names: tuple[str, ...], machine: str = LOCAL_MACHINE) -> Mapping[str, str | None]:
         config = self.home(key) / "config"
         return {name: _read(config / name) for name in names}
 
@@ -99,7 +111,7 @@ class LocalTarget:
         argv = (*LOCALCTL, "publish", "--home", str(self.home(key)), "--stream", stream, "--data", data_json)
         return Command(argv, f"publish a probe on {key}", timeout_seconds=15)
 
-    def memory_command(self, key: RegionKey) -> Command:
+    def memory_command(self, key: RegionKey, machine: str = LOCAL_MACHINE) -> Command:
         return Command((*LOCALCTL, "rss", "--home", str(self.home(key))), f"read memory of {key}", timeout_seconds=15)
 
     def close(self) -> None:

@@ -29,18 +29,18 @@ What runs where:
   this machine forwarded over SSH (direct-tcpip) to it; the forwards live as long
   as the target. The cable path is always reached through the front: on a real
   host Navigator proxies it to the cable server in every mode.
-- Probes run on the host with its `python3` (standard library only): the
-  broadcast (Navigator accepts broadcasts only from loopback) and the memory
-  reading (/proc VmRSS of the pid in pid_file and of its descendants that are
-  redis-server, puma or anycable-go).
+- Probes run on the host with its `python3` (standard library only,
+  orchestrator/targets/onhost.py): the broadcast (Navigator accepts broadcasts
+  only from loopback) and the memory reading (/proc VmRSS of the pid in
+  pid_file and of its descendants that are redis-server, puma or anycable-go).
 
 Host keys: only the `known_hosts` file of the inventory (`~` expanded) is
 trusted; an unknown or changed key is refused (never added), with a message
 naming the host and the file. `~/.ssh/config` is not read: the inventory says
 everything about a connection.
 
-Secrets: commands name the variables they need (`Command.env_names`: the
-websocket's signing_secret_env and broadcast_key_env), never their values. When
+Secrets: commands name the variables they need (`Command.env_names`: every
+secret the inventory names, `Inventory.secret_env_names`), never their values. When
 a named variable is set in the orchestrator's environment, `run` sends its value
 on the command's standard input and the command is wrapped in
 `sh -c 'IFS= read -r NAME || exit 125; ...; export NAME; exec "$@"' sh ARGV...`,
@@ -67,8 +67,8 @@ import select
 import shlex
 import socket
 import threading
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,128 +80,18 @@ from invoke.exceptions import CommandTimedOut, ThreadException
 from orchestrator.errors import InputError
 from orchestrator.model import Inventory, SshSettings
 from orchestrator.render.image import REGION_SETTINGS
-from orchestrator.render.modes import broadcast_url, region_config_dir
-from orchestrator.rollout.model import Command, Operation, RegionKey, RegionState, WriteFile
+from orchestrator.render.modes import region_config_dir
+from orchestrator.rollout.model import Command, Machine, Operation, RegionKey, RegionState, Step, WriteFile
 from orchestrator.targets.base import CommandResult, TargetError
+from orchestrator.targets.host_probes import PROBE_TIMEOUT_SECONDS, memory_argv, publish_argv
 from orchestrator.targets.local import needs_restart
 
-REMOTE_PYTHON = "python3"
-# Probes are small; the gates bound them further by their own timeout.
-PROBE_TIMEOUT_SECONDS = 15.0
 TEMPORARY_MARK = ".orchestrate-"
 EXIT_TIMEOUT = 124
 EXIT_UNREACHABLE = 255
 EXIT_SECRET_NOT_SENT = 125
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _CHUNK = 32768
-
-# --- what runs on the host: python3 with the standard library only ---------------------------
-
-# argv: KIND URL STREAM DATA_JSON KEY_ENV SECRET_ENV TIMEOUT. KIND is "http" (Navigator's
-# built-in cable or the hub: {"stream", "data": <data>}), "anycable" (anycable-go's HTTP
-# broadcaster: {"stream", "data": "<data as JSON text>"}, keyed) or "redis" (Action Cable's
-# redis adapter: PUBLISH <stream> <data as JSON text>). Keys are read from the environment.
-PUBLISH_SCRIPT = r"""
-import hashlib, hmac, json, os, socket, sys, urllib.error, urllib.parse, urllib.request
-kind, url, stream, data_json, key_env, secret_env, timeout = sys.argv[1:8]
-timeout = float(timeout)
-data = json.loads(data_json)
-if kind == "redis":
-    parts = urllib.parse.urlsplit(url)
-    def encode(*words):
-        return b"*%d\r\n" % len(words) + b"".join(b"$%d\r\n%s\r\n" % (len(w), w) for w in words)
-    try:
-        with socket.create_connection((parts.hostname or "localhost", parts.port or 6379), timeout=timeout) as s:
-            replies = s.makefile("rb")
-            if parts.password:
-                auth = [parts.username, parts.password] if parts.username else [parts.password]
-                s.sendall(encode(b"AUTH", *(urllib.parse.unquote(w).encode() for w in auth)))
-                if not replies.readline().startswith(b"+"):
-                    sys.exit("redis AUTH refused")
-            s.sendall(encode(b"PUBLISH", stream.encode(), data_json.encode()))
-            reply = replies.readline().decode(errors="replace").strip()
-    except OSError as error:
-        sys.exit("PUBLISH to %s:%s: %s" % (parts.hostname, parts.port or 6379, error))
-    if not reply.startswith(":"):
-        sys.exit("PUBLISH answered %s" % reply)
-    print("published to %s subscribers" % reply[1:])
-    sys.exit(0)
-body = {"stream": stream, "data": data_json if kind == "anycable" else data}
-headers = {"Content-Type": "application/json"}
-key = os.environ.get(key_env) if key_env else None
-if not key and kind == "anycable" and secret_env and os.environ.get(secret_env):
-    key = hmac.new(os.environ[secret_env].encode(), b"broadcast-cable", hashlib.sha256).hexdigest()
-if key:
-    headers["Authorization"] = "Bearer " + key
-request = urllib.request.Request(url, json.dumps(body).encode(), headers, method="POST")
-opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-try:
-    with opener.open(request, timeout=timeout) as response:
-        print(response.status)
-except urllib.error.HTTPError as error:
-    hint = " (is %s set on this host?)" % key_env if error.code in (401, 403) and key_env and not key else ""
-    sys.exit("POST %s answered %s%s" % (url, error.code, hint))
-except OSError as error:
-    sys.exit("POST %s: %s" % (url, getattr(error, "reason", error)))
-"""
-
-# argv: PID_FILE. Prints {"front": bytes, "<process>": bytes, ...}: the pid in PID_FILE (its
-# first word) and those of its descendants that are cable servers or Redis.
-MEMORY_SCRIPT = r"""
-import json, os, sys
-WANTED = ("redis-server", "puma", "anycable-go", "nats-server")
-def read(path):
-    with open(path, "rb") as f:
-        return f.read().decode(errors="replace")
-def rss(pid):
-    try:
-        for line in read("/proc/%d/status" % pid).splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError):
-        pass
-    return None
-def name(pid):
-    try:
-        words = read("/proc/%d/cmdline" % pid).replace("\0", " ").split()
-    except OSError:
-        return None
-    if words[1:3] == ["-m", "hub"]:
-        return "cable-hub"
-    for word in words[:4]:
-        base = os.path.basename(word)
-        for wanted in WANTED:
-            if base == wanted or base.startswith(wanted + ":"):
-                return wanted
-    return None
-try:
-    front = int(read(sys.argv[1]).split()[0])
-except (OSError, ValueError, IndexError) as error:
-    sys.exit("cannot read the front's pid from %s: %s" % (sys.argv[1], error))
-sizes = {}
-size = rss(front)
-if size is None:
-    sys.exit("the front (pid %d from %s) is not running" % (front, sys.argv[1]))
-sizes["front"] = size
-children = {}
-for entry in os.listdir("/proc"):
-    if entry.isdigit():
-        try:
-            stat = read("/proc/%s/stat" % entry)
-        except OSError:
-            continue
-        parent = int(stat[stat.rfind(")") + 2:].split()[1])
-        children.setdefault(parent, []).append(int(entry))
-todo = list(children.get(front, []))
-while todo:
-    pid = todo.pop()
-    todo.extend(children.get(pid, []))
-    found, size = name(pid), rss(pid)
-    if found and size is not None:
-        sizes[found] = sizes.get(found, 0) + size
-print(json.dumps(sizes))
-"""
-
 
 # --- a region's host, from the inventory (pure) -------------------------------------------------
 
@@ -302,11 +192,6 @@ def _check_hub_config_path(inventory: Inventory, where: RegionHost) -> None:
         ])
 
 
-def secret_names(inventory: Inventory) -> tuple[str, ...]:
-    websocket = inventory.websocket
-    return tuple(name for name in (websocket.signing_secret_env, websocket.broadcast_key_env) if name)
-
-
 def build_operations(
     where: RegionHost, current: RegionState | None, desired: RegionState, env_names: tuple[str, ...]
 ) -> tuple[Operation, ...]:
@@ -330,30 +215,6 @@ def build_operations(
         host=shown_host,
     ))
     return tuple(operations)
-
-
-def publish_argv(inventory: Inventory, where: RegionHost, mode: str, stream: str, data_json: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(argv, env_names) of the broadcast run on the host: where the region's Rails app would publish in `mode`."""
-    websocket = inventory.websocket
-    key_env = websocket.broadcast_key_env or ""
-    secret_env = ""
-    if mode == "integrated":
-        kind, url = "http", f"http://127.0.0.1:{where.front_port}{websocket.broadcast_path}"
-    elif mode == "hub":  # straight to the hub's loopback port, as the Rails adapter does
-        kind, url = "http", broadcast_url(inventory, "hub")
-    elif mode == "anycable":
-        kind, url = "anycable", broadcast_url(inventory, "anycable")
-        secret_env = websocket.signing_secret_env or ""  # anycable-go derives its broadcast key from it
-    else:  # action_cable: Rails' redis adapter; the generated cable.yml sets no channel prefix
-        kind, url = "redis", inventory.action_cable.redis_url
-        key_env = ""
-    argv = (REMOTE_PYTHON, "-c", PUBLISH_SCRIPT, kind, url, stream, data_json, key_env, secret_env,
-            f"{PROBE_TIMEOUT_SECONDS:g}")
-    return argv, tuple(name for name in (key_env, secret_env) if name)
-
-
-def memory_argv(where: RegionHost) -> tuple[str, ...]:
-    return (REMOTE_PYTHON, "-c", MEMORY_SCRIPT, where.pid_file)
 
 
 def with_secrets_on_stdin(names: tuple[str, ...], argv: tuple[str, ...]) -> tuple[str, ...]:
@@ -638,7 +499,7 @@ class SshTarget:
     def __init__(self, inventory: Inventory, state_dir: Path) -> None:
         self.inventory = inventory
         self.state_dir = state_dir  # the orchestrator's; nothing of the ssh target is kept there
-        self.secret_env_names = secret_names(inventory)
+        self.secret_env_names = inventory.secret_env_names()
         self._lock = threading.Lock()
         self._pools: dict[str, ConnectionPool] = {}
         self._forwards: dict[tuple[Endpoint, int], _Forward] = {}
@@ -664,13 +525,13 @@ class SshTarget:
 
     def publish_command(self, key: RegionKey, stream: str, data_json: str) -> Command:
         where = self.where(key)
-        argv, env_names = publish_argv(self.inventory, where, self._mode(key), stream, data_json)
+        argv, env_names = publish_argv(self.inventory, where.front_port, self._mode(key), stream, data_json)
         return Command(argv, f"publish a probe on {key} from {where.host}", env_names=env_names,
                        timeout_seconds=PROBE_TIMEOUT_SECONDS, host=str(where.endpoint))
 
-    def memory_command(self, key: RegionKey) -> Command:
+    def memory_command(self, key: RegionKey, machine: str = "") -> Command:
         where = self.where(key)
-        return Command(memory_argv(where), f"read memory of {key} on {where.host}", timeout_seconds=PROBE_TIMEOUT_SECONDS,
+        return Command(memory_argv(where.pid_file), f"read memory of {key} on {where.host}", timeout_seconds=PROBE_TIMEOUT_SECONDS,
                        host=str(where.endpoint))
 
     # --- connections ---
@@ -772,7 +633,17 @@ class SshTarget:
             return CommandResult(EXIT_UNREACHABLE, "", f"{key}: {command.label}: connection to {where.endpoint} lost: {_reason(error)}")
         return CommandResult(result.exited if result.exited >= 0 else EXIT_UNREACHABLE, result.stdout, result.stderr)
 
-    def live_files(self, key: RegionKey, names: tuple[str, ...]) -> Mapping[str, str | None]:
+    def machines(self, key: RegionKey) -> tuple[Machine, ...]:
+        """A region's one host, named as the inventory names it; whether it answers is the gates' to find out."""
+        return (Machine(self.where(key).host),)
+
+    def awake(self, key: RegionKey, machine: Machine) -> AbstractContextManager[None]:
+        return nullcontext()
+
+    def readiness(self, steps: Sequence[Step]) -> tuple[str, ...]:
+        return ()
+
+    def live_files(self, key: RegionKey, names: tuple[str, ...], machine: str = "") -> Mapping[str, str | None]:
         where = self.where(key)
         files: dict[str, str | None] = {}
         try:

@@ -357,3 +357,16 @@ def test_every_rendered_configuration_is_in_navigator_s_own_key_order():
         if path.endswith(("/navigator.yml", "/boot.yml")):
             config = parsed(files, path)
             assert json.dumps(config) == json.dumps(in_schema_order(config, "navigator.schema.json")), path
+
+
+def test_the_hub_knows_a_client_by_the_address_fly_s_proxy_names_unless_told_otherwise(tmp_path):
+    """Behind Fly's proxy every client reaches Navigator from the proxy: its per-client limits need Fly-Client-IP."""
+    from hub.config import Overrides, load
+
+    default = parsed(rendered(mode="hub"), "navigator/regions/ord/hub.yml")
+    assert default["client_ip_header"] == "Fly-Client-IP"
+    own_hosts = copy_showcase(tmp_path, ("  integrated:\n", "  hub:\n    client_ip_header: X-Forwarded-For\n  integrated:\n"))
+    text = rendered(own_hosts, mode="hub")["navigator/regions/ord/hub.yml"]
+    path = tmp_path / "hub.yml"
+    path.write_text(text)
+    assert load(None, Overrides(hub_config=str(path)), {"CABLE_SIGNING_SECRET": "s"}).client_ip_header == "X-Forwarded-For"

@@ -77,8 +77,9 @@ def _answers(port: int) -> bool:
         return False
 
 
-def start_sshd(directory: Path, subsystem: str = "internal-sftp") -> Sshd:
-    """An sshd for the current user on 127.0.0.1, public key authentication only."""
+def start_sshd(directory: Path, subsystem: str = "internal-sftp", force_command: str | None = None) -> Sshd:
+    """An sshd for the current user on 127.0.0.1, public key authentication only; with `force_command`,
+    every session runs that instead, the client's command in $SSH_ORIGINAL_COMMAND."""
     from tests.ports import start_listening  # here: the file also runs as a script, without tests/ importable
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -104,6 +105,7 @@ def start_sshd(directory: Path, subsystem: str = "internal-sftp") -> Sshd:
             "Subsystem": f"sftp {subsystem}",
             "MaxSessions": "100",
             "MaxStartups": "100",
+            **({"ForceCommand": force_command} if force_command else {}),
         }
         argv = [SSHD, "-D", "-e", "-f", "/dev/null"]
         for name, value in options.items():

@@ -170,7 +170,7 @@ class HubTarget:
         argv = self.publish_argv or (sys.executable, "-c", PUBLISH_SCRIPT, f"{self.hub.base}/_broadcast", stream, data_json)
         return Command(argv, label="publish probe")
 
-    def memory_command(self, key: RegionKey) -> Command:
+    def memory_command(self, key: RegionKey, machine: str = "") -> Command:
         assert key == KEY, key  # the region asked about, passed through unchanged
         return Command(self.memory_argv or (sys.executable, "-c", RSS_SCRIPT, str(self.hub.proc.pid)), label="measure rss")
 

@@ -47,7 +47,7 @@ STAGING_IAD = RegionKey("staging", "iad")
 ALICE = Actor("alice", "web1.example", 4242)
 BOB = Actor("bob", "web2.example", 77)
 
-TABLES = {"audit", "blobs", "deployed", "deployed_files", "gates", "lock", "runs", "steps", "transitions"}
+TABLES = {"audit", "blobs", "deployed", "deployed_files", "deployed_machines", "gates", "lock", "runs", "steps", "transitions"}
 
 
 class FakeClock:
@@ -227,7 +227,7 @@ def test_open_creates_the_private_directory_the_schema_and_the_pragmas(tmp_path:
         assert connection.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     with raw(state_dir / JOURNAL_FILE) as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 1
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
         assert db.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID == 0x524A4E4C
         tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         assert tables - {"sqlite_sequence"} == TABLES
@@ -299,7 +299,7 @@ def test_a_database_with_another_application_id_is_refused(state_dir: Path) -> N
 
 
 @pytest.mark.parametrize(("version", "problem"), [
-    (2, "was written by a newer version of this program (journal schema 2; this one reads schema 1)"),
+    (3, "was written by a newer version of this program (journal schema 3; this one reads schema 2)"),
     (0, "has an unknown journal schema version 0"),
 ])
 def test_a_journal_of_another_schema_version_is_refused(state_dir: Path, version: int, problem: str) -> None:
@@ -341,7 +341,7 @@ def test_an_empty_file_becomes_a_journal(state_dir: Path) -> None:
     with Journal.open(state_dir) as journal:
         assert journal.runs() == []
     with raw(state_dir / JOURNAL_FILE) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 2
 
 
 @pytest.mark.parametrize("attempt", range(8))
@@ -687,6 +687,25 @@ def test_deployed_is_the_newest_record_with_its_files(journal: Journal, clock: F
     assert journal.deployments(IAD) == [record]
 
 
+def test_the_same_files_on_another_image_are_another_deployment(journal: Journal, clock: FakeClock) -> None:
+    """On Fly the image is part of what runs: going back must find the machines' earlier image."""
+    files = {"navigator.yml": "a\n"}
+    old = RegionState("integrated", True, files, {"m1": "registry.fly.io/smooth:one@sha256:01"})
+    new = RegionState("integrated", True, files, {"m1": "registry.fly.io/smooth:two@sha256:02"})
+    journal.record_deployed(IAD, None, old)
+    clock.advance(60)
+    journal.record_deployed(IAD, None, new)
+    clock.advance(60)
+    journal.record_deployed(IAD, None, new)  # the same again
+    previous = journal.previous_deployed(IAD)
+    assert previous is not None and previous.state.images == {"m1": "registry.fly.io/smooth:one@sha256:01"}
+    plain = RegionState("integrated", True, files)
+    journal.record_deployed(AMS, None, plain)
+    clock.advance(60)
+    journal.record_deployed(AMS, None, plain)
+    assert journal.previous_deployed(AMS) is None  # without images, files alone tell deployments apart, as before
+
+
 def test_previous_deployed_is_the_last_different_one(journal: Journal, clock: FakeClock) -> None:
     a = files_state("action_cable", False, **{"navigator.yml": "a\n"})
     b = files_state("anycable", True, **{"navigator.yml": "b\n"})
@@ -757,6 +776,41 @@ def test_a_deployment_of_an_unknown_step_is_refused(journal: Journal) -> None:
 
 
 # -- gates ------------------------------------------------------------------
+
+
+def test_a_schema_1_journal_is_migrated_in_place_and_keeps_everything(state_dir: Path, clock: FakeClock) -> None:
+    """Schema 2 adds the images of a deployment's machines and the machine of each gate result."""
+    state_dir.mkdir()
+    path = state_dir / JOURNAL_FILE
+    schema_1 = journal_module._SCHEMA.replace(journal_module._DEPLOYED_MACHINES, "")
+    schema_1 = schema_1.replace(",\n    machine TEXT NOT NULL DEFAULT ''", "")
+    assert "deployed_machines" not in schema_1 and "machine TEXT" not in schema_1
+    with raw(path) as db:
+        db.executescript(schema_1)
+        db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        db.execute("PRAGMA user_version = 1")
+        db.execute("INSERT INTO runs (command, options, actor_user, actor_host, actor_pid, started_at)"
+                   " VALUES ('rollout', '{}', 'alice', 'web1', 4242, '2026-11-28T21:04:05+00:00')")
+        db.execute("INSERT INTO steps (run_id, step_id, stage, environment, region, action, mode, websocket_enabled,"
+                   " state, started_at, updated_at, detail) VALUES (1, 'canary:production/iad', 'canary', 'production',"
+                   " 'iad', 'deploy', 'integrated', 1, 'passed', '2026-11-28T21:04:05+00:00',"
+                   " '2026-11-28T21:04:05+00:00', '')")
+        db.execute("INSERT INTO gates (step_row, gate, at, ok, evidence) VALUES (1, 'http', '2026-11-28T21:04:05+00:00', 1, 'ok')")
+        db.execute("INSERT INTO deployed (environment, region, step_row, at, mode, websocket_enabled, fingerprint)"
+                   " VALUES ('production', 'iad', 1, '2026-11-28T21:04:05+00:00', 'integrated', 1, 'f')")
+    with Journal.open(state_dir, clock=clock) as journal:
+        assert journal.gate_results(1) == [GateRecord(1, "http", T0, True, "ok", "")]
+        deployed = journal.deployed(IAD)
+        assert deployed is not None and deployed.state.images == {} and deployed.state.mode == "integrated"
+        journal.record_gate(1, "memory", True, "12 MB", "148e4d55f36278")
+        assert journal.gate_results(1)[-1].machine == "148e4d55f36278"
+        images = {"148e4d55f36278": "registry.fly.io/a:b@sha256:c"}
+        journal.record_deployed(IAD, 1, RegionState("integrated", True, {"navigator.yml": "x\n"}, images))
+        assert journal.deployed(IAD).state.images == {"148e4d55f36278": "registry.fly.io/a:b@sha256:c"}  # type: ignore[union-attr]
+    with raw(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        assert tables - {"sqlite_sequence"} == TABLES
 
 
 def test_gate_results_are_kept_per_step_in_order(journal: Journal, clock: FakeClock) -> None:

@@ -316,6 +316,7 @@ def test_plan_json_operations_gates_and_memory():
         "argv": ["fly", "deploy", "--region", "ord"],
         "env_names": ["FLY_API_TOKEN"],
         "timeout_seconds": 600,
+        "machine": None,
     }
     gate = data["steps"][1]["deployment"]["gates"][2]
     assert (gate["kind"], gate["budget_mb"], gate["timing"]["count"]) == ("memory", 60, 3)

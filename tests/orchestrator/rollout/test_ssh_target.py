@@ -26,14 +26,9 @@ from orchestrator.errors import InputError
 from orchestrator.inventory import load_inventory
 from orchestrator.rollout.model import Command, RegionKey, WriteFile
 from orchestrator.rollout.plan import region_state
-from orchestrator.targets.ssh import (
-    MEMORY_SCRIPT,
-    PUBLISH_SCRIPT,
-    ConnectionPool,
-    SshTarget,
-    publish_argv,
-    with_secrets_on_stdin,
-)
+from orchestrator.targets.host_probes import publish_argv
+from orchestrator.targets.onhost import program
+from orchestrator.targets.ssh import ConnectionPool, SshTarget, with_secrets_on_stdin
 from tests.orchestrator.rollout.fleet import BROADCAST_KEY, SIGNING_SECRET
 from tests.orchestrator.rollout.sshd import Sshd, keygen, missing_programs, start_sshd
 from tests.polling import wait_for
@@ -355,6 +350,27 @@ def test_run_sends_secrets_on_stdin_and_reports_exit_codes_and_unreachable_hosts
         assert f"production/ord: cannot connect to root@127.0.0.2 port {fleet.sshd.port}" in result.stderr
 
 
+def test_the_server_receives_the_secret_on_stdin_never_in_the_exec_request(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the SSH server itself was asked to run (each exec request, as sshd hands it to ForceCommand)."""
+    requests = tmp_path / "exec-requests.log"
+    recorder = tmp_path / "record"
+    recorder.write_text(f'#!/bin/sh\nprintf "%s\\n" "$SSH_ORIGINAL_COMMAND" >> {requests}\nexec sh -c "$SSH_ORIGINAL_COMMAND"\n')
+    recorder.chmod(0o755)
+    server = start_sshd(tmp_path / "sshd", force_command=str(recorder))
+    try:
+        fleet = SshFleet(tmp_path / "fleet", server, ("ord",))
+        fleet.write_inventory()
+        monkeypatch.setenv("CABLE_SIGNING_SECRET", SIGNING_SECRET)
+        with SshTarget(load_inventory(fleet.inventory), fleet.state) as target:
+            result = target.run(ORD, Command(("sh", "-c", 'printf %s "$CABLE_SIGNING_SECRET"'), "probe",
+                                             env_names=("CABLE_SIGNING_SECRET",)))
+        assert (result.exit_code, result.stdout) == (0, SIGNING_SECRET)  # it arrived, on standard input
+        received = requests.read_text()
+        assert "IFS= read -r CABLE_SIGNING_SECRET" in received and SIGNING_SECRET not in received
+    finally:
+        server.stop()
+
+
 def test_write_is_atomic_keeps_the_previous_file_and_creates_directories(fleet: SshFleet) -> None:
     config = fleet.hosts / "ord" / "config"
     with SshTarget(load_inventory(fleet.inventory), fleet.state) as target:
@@ -464,17 +480,17 @@ def test_probes_run_on_the_host_against_its_loopback(target: SshTarget) -> None:
     ams = RegionKey("production", "ams")
     inventory = target.inventory
     # The mode is the one the region's render.json names (publish_command reads it from the host).
-    argv, env_names = publish_argv(inventory, target.where(ORD), "integrated", "s1", '{"probe": 1}')
-    assert argv[:2] == ("python3", "-c") and argv[2] == PUBLISH_SCRIPT
-    assert argv[3:] == ("http", "http://127.0.0.1:3000/_broadcast", "s1", '{"probe": 1}', "CABLE_BROADCAST_KEY", "", "15")
+    argv, env_names = publish_argv(inventory, target.where(ORD).front_port, "integrated", "s1", '{"probe": 1}')
+    assert argv[:3] == ("python3", "-c", program())
+    assert argv[3:] == ("publish", "http", "http://127.0.0.1:3000/_broadcast", "s1", '{"probe": 1}', "CABLE_BROADCAST_KEY", "", "15")
     assert env_names == ("CABLE_BROADCAST_KEY",)
-    argv, env_names = publish_argv(inventory, target.where(ams), "anycable", "s1", "{}")
-    assert argv[3:5] == ("anycable", f"http://localhost:{inventory.anycable.broadcast_port}/_broadcast")
+    argv, env_names = publish_argv(inventory, target.where(ams).front_port, "anycable", "s1", "{}")
+    assert argv[4:6] == ("anycable", f"http://localhost:{inventory.anycable.broadcast_port}/_broadcast")
     assert env_names == ("CABLE_BROADCAST_KEY", "CABLE_SIGNING_SECRET")
-    argv, env_names = publish_argv(inventory, target.where(ORD), "action_cable", "s1", "{}")
-    assert argv[3:5] == ("redis", inventory.action_cable.redis_url) and env_names == ()
+    argv, env_names = publish_argv(inventory, target.where(ORD).front_port, "action_cable", "s1", "{}")
+    assert argv[4:6] == ("redis", inventory.action_cable.redis_url) and env_names == ()
     memory = target.memory_command(ams)
-    assert memory.argv == ("python3", "-c", MEMORY_SCRIPT, "/tmp/navigator.pid")
+    assert memory.argv == ("python3", "-c", program(), "memory", "/tmp/navigator.pid")
     assert memory.label == "read memory of production/ams on ams.example.net"
 
 
@@ -507,8 +523,8 @@ def test_the_hub_mode_needs_the_hub_yml_where_the_rendered_process_reads_it(targ
     operations = SshTarget(load_inventory(path), tmp_path).operations(ORD, None, hub)
     assert "write /etc/navigator/regions/ord/hub.yml" in [op.label for op in operations]
     # The probe is published where the Rails processes publish in this mode: the hub's own port.
-    argv, _ = publish_argv(target.inventory, target.where(ORD), "hub", "s1", "{}")
-    assert argv[3:5] == ("http", "http://localhost:28080/_broadcast")
+    argv, _ = publish_argv(target.inventory, target.where(ORD).front_port, "hub", "s1", "{}")
+    assert argv[4:6] == ("http", "http://localhost:28080/_broadcast")
 
 
 def test_the_front_port_is_per_region_then_per_environment_then_app_listen(target: SshTarget, tmp_path: Path) -> None:
@@ -541,7 +557,7 @@ def test_no_secret_value_is_ever_in_a_command_line(target: SshTarget, monkeypatc
     for desired in (on, region_state(target.inventory, ORD, websocket_enabled=False), region_state(target.inventory, ORD, mode="action_cable")):
         commands += [op for op in target.operations(ORD, on, desired) if isinstance(op, Command)]
     for mode in ("integrated", "anycable", "action_cable"):
-        argv, env_names = publish_argv(target.inventory, target.where(ORD), mode, "stream", '{"probe": "x"}')
+        argv, env_names = publish_argv(target.inventory, target.where(ORD).front_port, mode, "stream", '{"probe": "x"}')
         commands.append(Command(argv, "publish", env_names=env_names))
     commands.append(target.memory_command(ORD))
     assert any(command.env_names for command in commands)
@@ -569,7 +585,7 @@ def test_the_memory_script_reads_the_front_and_its_cable_and_redis_children(tmp_
         pid_file.write_text(f"{front.pid}\n")
 
         def reading() -> dict[str, int] | None:
-            done = subprocess.run(["python3", "-c", MEMORY_SCRIPT, str(pid_file)], capture_output=True, text=True, check=True)
+            done = subprocess.run(["python3", "-c", program(), "memory", str(pid_file)], capture_output=True, text=True, check=True)
             sizes = json.loads(done.stdout)
             return sizes if set(sizes) == {"front", "redis-server", "puma", "cable-hub"} else None
 
@@ -578,7 +594,7 @@ def test_the_memory_script_reads_the_front_and_its_cable_and_redis_children(tmp_
     finally:
         os.killpg(front.pid, signal.SIGKILL)  # the shell and its children: a group of their own
         front.wait()
-    missing = subprocess.run(["python3", "-c", MEMORY_SCRIPT, str(tmp_path / "none.pid")], capture_output=True, text=True)
+    missing = subprocess.run(["python3", "-c", program(), "memory", str(tmp_path / "none.pid")], capture_output=True, text=True)
     assert missing.returncode == 1 and "cannot read the front's pid" in missing.stderr
 
 
@@ -594,7 +610,7 @@ def test_the_publish_script_publishes_on_redis_as_action_cables_adapter_does(tmp
             subscriber.sendall(b"*2\r\n$9\r\nSUBSCRIBE\r\n$6\r\nprobe1\r\n")
             replies = subscriber.makefile("rb")
             assert [replies.readline() for _ in range(6)][-1] == b":1\r\n"  # subscribed
-            done = subprocess.run(["python3", "-c", PUBLISH_SCRIPT, "redis", f"redis://127.0.0.1:{port}/1", "probe1",
+            done = subprocess.run(["python3", "-c", program(), "publish", "redis", f"redis://127.0.0.1:{port}/1", "probe1",
                                    '{"probe": "abc"}', "", "", "5"], capture_output=True, text=True)
             assert done.returncode == 0, done.stderr
             assert done.stdout.strip() == "published to 1 subscribers"
