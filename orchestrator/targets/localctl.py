@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import glob
 import io
 import json
 import os
@@ -230,22 +231,42 @@ def read_ports(home: str) -> dict[str, int]:
 
 
 def ensure_ports(home: str) -> dict[str, int]:
-    """ports.json, allocating what is missing once; later starts reuse the same ports."""
+    """ports.json, allocating what is missing once; later starts reuse the same ports.
+
+    Regions start side by side (in threads, or in other processes), and a port handed out
+    here is not bound until its process starts: allocation takes a lock shared by the regions
+    beside this one and never hands out a port one of them has recorded.
+    """
     ports = read_ports(home)
     missing = [name for name in PORT_NAMES if name not in ports]
-    if missing:
+    if not missing:
+        return ports
+    fleet = os.path.dirname(os.path.dirname(os.path.abspath(home)))
+    with _exclusive(os.path.join(fleet, ".ports.lock")):
+        taken = {port for other in glob.glob(os.path.join(fleet, "*", "*", "run", "ports.json"))
+                 if os.path.dirname(os.path.dirname(other)) != os.path.abspath(home)
+                 for port in read_ports(os.path.dirname(os.path.dirname(other))).values()}
         sockets = []
         try:  # all held open together, so the kernel hands out distinct ports
-            for name in missing:
+            while missing:
                 s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
                 sockets.append(s)
                 s.bind(("127.0.0.1", 0))
-                ports[name] = s.getsockname()[1]
+                port = s.getsockname()[1]
+                if port not in taken and port not in ports.values():
+                    ports[missing.pop(0)] = port
         finally:
             for s in sockets:
                 s.close()
         _write_atomically(os.path.join(home, "run", "ports.json"), json.dumps(ports, indent=2, sort_keys=True) + "\n")
     return ports
+
+
+@contextmanager
+def _exclusive(path: str) -> Iterator[None]:
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
 
 
 def port_free(port: int) -> bool:
@@ -725,8 +746,7 @@ def publish(region: Region, stream: str, data_text: str, timeout: float) -> None
 def home_lock(home: str) -> Iterator[None]:
     """One start/stop at a time per home: two would race for the same pid files and ports."""
     os.makedirs(os.path.join(home, "run"), exist_ok=True)
-    with open(os.path.join(home, "run", ".lock"), "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+    with _exclusive(os.path.join(home, "run", ".lock")):
         yield
 
 

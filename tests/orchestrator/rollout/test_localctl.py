@@ -422,3 +422,30 @@ def test_the_module_imports_no_heavy_libraries() -> None:
     code = "import sys, orchestrator.targets.localctl; print(sorted({m.split('.')[0] for m in sys.modules}))"
     loaded = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.replace("'", '"'))
     assert not {"httpx", "jinja2", "fabric", "jsonschema", "asyncio"} & set(loaded)
+
+
+def test_a_region_is_never_given_a_port_another_region_has_recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ports are handed out before their processes bind them: the kernel may offer one a region beside got."""
+    from orchestrator.targets import localctl
+
+    ams, dfw = tmp_path / "fleet" / "production" / "ams", tmp_path / "fleet" / "production" / "dfw"
+    (ams / "run").mkdir(parents=True)
+    (dfw / "run").mkdir(parents=True)
+    (ams / "run" / "ports.json").write_text(json.dumps({"front": 41001, "cable": 41002, "redis": 41003, "broker": 41004}))
+    offered = iter([41001, 41003, 42001, 41002, 42002, 42003, 41004, 42004])
+
+    class Offering:
+        def __init__(self, *args: object) -> None:
+            self.port = next(offered)
+
+        def bind(self, address: object) -> None:
+            pass
+
+        def getsockname(self) -> tuple[str, int]:
+            return ("127.0.0.1", self.port)
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(localctl.socket, "socket", Offering)
+    assert localctl.ensure_ports(str(dfw)) == {"front": 42001, "cable": 42002, "redis": 42003, "broker": 42004}

@@ -148,6 +148,45 @@ def test_promotion_needs_the_previous_stage_passed_and_baked(inventory: Inventor
         "stage canary bakes until 2026-12-01 13:00:00 UTC (59m 59s left)")
 
 
+WAVE = [RegionKey("production", code) for code in ("ams", "dfw")]
+# wave, now of two regions, followed by a stage of its own
+TWO_STAGES = ("    - {name: wave, environment: production, regions: [ams, dfw, sjc], bake: 0s}\n",
+              "    - {name: wave, environment: production, regions: [ams, dfw], bake: 1h}\n"
+              "    - {name: last, environment: production, regions: [sjc], bake: 0s}\n")
+
+
+def test_a_stage_of_several_regions_bakes_from_the_last_to_pass(tmp_path: Path) -> None:
+    """wave is followed by a stage: its bake counts from the region that passed last, on the schedule too."""
+    inventory = load_inventory(make_fleet(tmp_path, TWO_STAGES).inventory)
+    histories = {key: passed("wave", NOON + timedelta(minutes=minutes)) for key, minutes in zip(WAVE, (40, 20))}
+    assert promotion_problem(inventory, "last", histories, NOON + timedelta(hours=1, minutes=10)) == (
+        "stage wave bakes until 2026-12-01 13:40:00 UTC (30m left)")
+    assert promotion_problem(inventory, "last", histories, NOON + timedelta(hours=1, minutes=40)) is None
+    planned = {stage.name: stage for stage in schedule(inventory, histories, NOON, NOON + timedelta(hours=1))}
+    assert (planned["wave"].status, planned["wave"].starts) == ("baking", NOON + timedelta(minutes=19))
+    assert planned["wave"].bake_ends == NOON + timedelta(hours=1, minutes=40)
+
+
+def test_a_stage_with_one_region_rolled_back_has_not_passed(tmp_path: Path) -> None:
+    inventory = load_inventory(make_fleet(tmp_path, TWO_STAGES).inventory)
+    histories = {key: passed("wave", NOON) for key in WAVE}
+    histories[WAVE[1]] = RegionHistory(last_stage="wave", last_action="deploy", last_state=StepState.ROLLED_BACK,
+                                       last_started=NOON, last_finished=NOON)
+    assert promotion_problem(inventory, "last", histories, NOON + timedelta(days=1)) == (
+        "stage wave has not passed: production/dfw's last step is deploy wave, rolled_back")
+    assert {stage.name: stage.status for stage in schedule(inventory, histories, NOON, NOON)}["wave"] == "failed"
+
+
+def test_a_deploy_with_the_switch_off_is_judged_without_the_cable_server_s_budget(inventory: Inventory, target: LocalTarget) -> None:
+    for mode in ("action_cable", "hub", "integrated"):
+        (step,) = rollout_steps(inventory, target, Selection((ORD,), None, mode, False), {})  # type: ignore[arg-type]
+        budget = inventory.memory_budget("ord", mode)  # type: ignore[arg-type]
+        memory = next(gate for gate in step.deployment.gates if gate.kind == "memory")
+        assert memory.budget_mb == round(budget.navigator + budget.redis, 1), mode
+        if budget.cable_server:
+            assert memory.budget_mb < round(budget.navigator + budget.redis + budget.cable_server, 1)
+
+
 def test_the_schedule_places_each_stage_after_the_previous_bake(inventory: Inventory) -> None:
     planned = schedule(inventory, {IAD: passed("staging", NOON)}, NOON, NOON + timedelta(minutes=5))
     assert [(stage.name, stage.status) for stage in planned] == [("staging", "done"), ("canary", "next"), ("wave", "later")]
