@@ -11,7 +11,7 @@ of times: no regular expression runs over the source.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -54,6 +54,9 @@ _MAX_TERMINATOR = 100  # a quoted heredoc terminator is looked for this far, no 
 # Strings inside interpolations inside strings: past this depth, inner quotes are read as plain characters.
 MAX_NESTING = 8
 _NO_INTERPOLATION = "qwis"
+# Classes and modules nested deeper than this are not outlined (their `end`s still balance): real code nests a
+# handful, and every class keeps its enclosing names, so a file nesting thousands would take quadratic time.
+MAX_SCOPE_DEPTH = 32
 
 
 def _word_char(char: str) -> bool:
@@ -462,6 +465,7 @@ class _Walker:
         self.calls: list[Call] = []
         self.loop_open = False  # `while x do`: the do belongs to the loop, one end closes both
         self.inline_private: bool | None = None  # `private def x`
+        self.scope_depth = 0  # class and module frames on the stack
 
     def token(self, index: int) -> Token | None:
         return self.tokens[index] if index < len(self.tokens) else None
@@ -499,7 +503,7 @@ class _Walker:
             return self.open_class(index)
         if word == "module":
             name, after = self.constant_path(index + 1)
-            self.stack.append(_Frame("module", name, line=token.line))
+            self.open_scope(lambda: _Frame("module", name, line=token.line))
             return after
         if word == "def":
             return self.define(index)
@@ -553,9 +557,15 @@ class _Walker:
         superclass = None
         if self.is_punct(after, "<"):
             superclass, after = self.constant_path(after + 1)
-        scope = self.scope()
-        self.stack.append(_Frame("class", name, superclass or None, scope, token.line))
+        self.open_scope(lambda: _Frame("class", name, superclass or None, self.scope(), token.line))
         return after
+
+    def open_scope(self, frame: Callable[[], _Frame]) -> None:
+        if self.scope_depth >= MAX_SCOPE_DEPTH:
+            self.stack.append(_Frame("block"))  # too deep to outline; its `end` still closes it
+            return
+        self.scope_depth += 1
+        self.stack.append(frame())
 
     def define(self, index: int) -> int:
         token = self.tokens[index]
@@ -692,6 +702,8 @@ class _Walker:
 
     def close(self) -> None:
         frame = self.stack.pop()
+        if frame.kind in ("class", "module"):
+            self.scope_depth -= 1
         if frame.kind == "sclass":
             owner = self.innermost("class")
             if owner is not None:

@@ -161,10 +161,6 @@ def _loaded(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
-def _one_line(text: str) -> str:
-    return text.replace("\r", "\\r").replace("\n", "\\n")
-
-
 @dataclass(frozen=True)
 class Actor:
     """Who does something: a user on a host, as one process."""
@@ -284,11 +280,11 @@ class AuditRecord:
 
     def line(self) -> str:
         """[2026-11-28T21:04:05Z] [user@host pid 123] action: message (reason: ...)"""
-        text = f"[{iso_z(self.at)}] [{self.actor}] {_one_line(self.action)}"
+        text = f"[{iso_z(self.at)}] [{printable(str(self.actor))}] {printable(self.action)}"
         if self.message:
-            text += f": {_one_line(self.message)}"
+            text += f": {printable(self.message)}"
         if self.reason:
-            text += f" (reason: {_one_line(self.reason)})"
+            text += f" (reason: {printable(self.reason)})"
         return text
 
 
@@ -354,10 +350,12 @@ class Journal:
         *,
         clock: Callable[[], datetime] = utc_now,
         sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.path = Path(state_dir) / JOURNAL_FILE
         self._clock = clock
         self._sleep = sleep
+        self._monotonic = monotonic
         self._connection: sqlite3.Connection | None = None
         self._guard = threading.RLock()
         _make_state_dir(Path(state_dir))
@@ -388,8 +386,9 @@ class Journal:
         *,
         clock: Callable[[], datetime] = utc_now,
         sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> Journal:
-        return cls(state_dir, clock=clock, sleep=sleep)
+        return cls(state_dir, clock=clock, sleep=sleep, monotonic=monotonic)
 
     def close(self) -> None:
         with self._guard:
@@ -729,12 +728,12 @@ class Journal:
         frees itself, so it is reported at once: release it by force. The lock
         is not re-entrant: the holder asking again gets LockHeld too.
         """
-        deadline = time.monotonic() + wait_seconds
+        deadline = self._monotonic() + wait_seconds
         while True:
             holder = self._try_lock(actor, message)
             if holder is None:
                 return
-            remaining = deadline - time.monotonic()
+            remaining = deadline - self._monotonic()
             if holder.stale or remaining <= 0:
                 raise LockHeld(holder)
             self._sleep(min(LOCK_POLL_SECONDS, remaining))

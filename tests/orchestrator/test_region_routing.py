@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from orchestrator.inventory import load_inventory
-from tests.orchestrator.conftest import SHOWCASE_INVENTORY, region_config, rendered, showcase_with_anycable_image
+from tests.orchestrator.conftest import SHOWCASE_INVENTORY, copy_showcase, region_config, rendered, showcase_with_anycable_image
 from tests.orchestrator.navigator_model import NavigatorModel, Outcome
 
 INVENTORY = load_inventory(SHOWCASE_INVENTORY)
@@ -98,3 +98,13 @@ def test_a_public_index_tenant_needs_no_login_anywhere_below_it(models, tmp_path
     assert not models["ord"].is_public("/showcase/anything/at/all")
     inventory = showcase_with_anycable_image(tmp_path, ("    database: index\n", "    database: index\n    public: true\n"))
     assert NavigatorModel.from_config(region_config(rendered(inventory))).is_public("/showcase/anything/at/all")
+
+
+def test_the_generator_makes_the_cable_path_public_whatever_public_paths_says(tmp_path):
+    """Showcase's own public_paths already cover /showcase/regions/: without them, the cable path must stay public."""
+    inventory = copy_showcase(tmp_path, ("      - /showcase/cable\n", ""), ("      - /showcase/regions/\n", ""))
+    config = region_config(rendered(inventory, mode="integrated"), "ord")
+    assert not any(path.startswith(("/showcase/regions", "/showcase/cable")) for path in config["auth"]["public_paths"])
+    model = NavigatorModel.from_config(config)
+    assert model.is_public("/showcase/regions/ord/cable")
+    assert model.dispatch("/showcase/regions/ord/cable") == Outcome("cable")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import time
+
+import pytest
 
 from orchestrator.preflight import javascript, ruby
 from orchestrator.preflight.packages import gemfile_gems, importmap, lockfile_gems, package_json_dependencies
@@ -103,13 +104,30 @@ end
     assert (first.pieces, first.interpolations) == (("out_", ""), ("params[:user_id]",))
 
 
-def test_ruby_scanner_is_linear_on_adversarial_input() -> None:
-    # Unclosed interpolations, brackets and literals: each character is looked at a bounded number of times.
-    hostile = ('"#{' * 20_000) + ("(" * 50_000) + ("%w[" * 20_000) + ("/" * 50_000) + ("<<~X " * 20_000)
-    started = time.monotonic()
-    tokens = ruby.tokenize(hostile + "\n" + "class A\n" * 20_000)
-    ruby.outline(tokens, ("stream_from",))
-    assert time.monotonic() - started < 5
+HOSTILE_RUBY = {  # constructs left open, each repeated: a scanner that backtracks on them takes quadratic time
+    "interpolation": '"#{', "parenthesis": "(", "word list": "%w[", "slash": "/", "heredoc": "<<~X ", "class": "class A\n",
+}
+
+
+@pytest.mark.parametrize("construct", HOSTILE_RUBY)
+def test_ruby_scanner_takes_adversarial_input_to_its_end(construct: str) -> None:
+    """Bounded in time by the test timeout; how the time grows with the input is measured by
+    bench/preflight_scanners.py (linear: bench/results/preflight-scanners.md)."""
+    source = HOSTILE_RUBY[construct] * 20_000 + "\nstream_from 'after'\n"
+    tokens = ruby.tokenize(source)
+    assert tokens, construct
+    outline = ruby.outline(tokens, ("stream_from",))
+    last_line = source.count("\n") + 1
+    assert all(1 <= token.line <= last_line for token in tokens)
+    assert len(outline.calls) <= 1
+    assert len(outline.classes) <= ruby.MAX_SCOPE_DEPTH
+
+
+def test_classes_nested_past_the_outline_s_depth_are_not_outlined_and_their_ends_still_balance() -> None:
+    nested = "".join(f"class C{depth}\n" for depth in range(40)) + "end\n" * 40 + "class After < ApplicationCable::Channel\nend\n"
+    names = [cls.name for cls in ruby.outline(ruby.tokenize(nested), ()).classes]
+    assert len(names) == ruby.MAX_SCOPE_DEPTH + 1 and names[-1] == "After"
+    assert names[0] == "::".join(f"C{depth}" for depth in range(ruby.MAX_SCOPE_DEPTH))
 
 
 def test_javascript_scanner_ignores_comments_and_strings_and_tells_subscriptions_from_sockets() -> None:

@@ -992,20 +992,20 @@ def test_without_a_wait_a_held_lock_fails_at_once(state_dir: Path) -> None:
 
 def test_waiting_for_a_lock_that_stays_held_ends_in_lock_held(state_dir: Path) -> None:
     naps: list[float] = []
+    now = [1000.0]
 
     def nap(seconds: float) -> None:
         naps.append(seconds)
-        time.sleep(seconds)
+        now[0] += seconds
 
     holder = Actor("bob", HOST, os.getpid())
-    with Journal.open(state_dir, sleep=nap) as journal:
+    with Journal.open(state_dir, sleep=nap, monotonic=lambda: now[0]) as journal:
         journal.acquire_lock(holder, "holding")
         with pytest.raises(LockHeld) as raised:
             journal.acquire_lock(ALICE, "mine", wait_seconds=0.25)
         assert raised.value.lock.user == "bob"
         assert journal.lock_status().user == "bob"  # type: ignore[union-attr]
-    assert naps
-    assert all(0 < seconds <= LOCK_POLL_SECONDS for seconds in naps)
+    assert naps == [0.1, 0.1, pytest.approx(0.05)]  # polled until the 0.25 s were up, the last nap only what was left
     assert LOCK_POLL_SECONDS == 0.1
 
 

@@ -88,3 +88,11 @@ def test_lock_held_from_the_api_is_one_safe_line(tmp_path: Path) -> None:
         journal.close()
     assert str(raised.value).endswith(f": {SHOWN}")
     assert str(raised.value).isprintable()
+
+
+def test_the_audit_lines_of_history_cannot_drive_the_terminal(tmp_path: Path) -> None:
+    with Journal.open(tmp_path / "state") as journal:
+        journal.audit(Actor("eve\x1b[2J", "web1", 7), "lock released by force", "took it\x1b]0;owned\x07", "because\nreasons")
+        (line,) = [record.line() for record in journal.audit_records()]
+    assert "\x1b" not in line and "\x07" not in line and "\n" not in line
+    assert line.endswith("[eve\\x1b[2J@web1 pid 7] lock released by force: took it\\x1b]0;owned\\x07 (reason: because\\nreasons)")

@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import sqlite3
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -104,8 +105,8 @@ def test_kill_9_in_the_middle_of_a_wave_then_resume_finishes_it_consistently(tmp
         wait_for(lambda: "gating" in states(fleet).values() and len(states(fleet)) >= 3, timeout=60, what="a region gating")
         os.kill(process.pid, signal.SIGKILL)
         process.wait()
-        interrupted = states(fleet)
-        assert any(state not in ("passed", "rolled_back", "failed") for state in interrupted.values())
+        # One region at a time: killed while the first was gated, the wave's run cannot have finished.
+        assert fleet.query("SELECT count(*) FROM runs WHERE command = 'rollout' AND finished_at IS NULL") == [(1,)]
 
         locked = fleet.orchestrate("rollout", "--stage", "wave", "--yes")
         assert locked.code == 3 and "stale" in locked.err
@@ -123,25 +124,28 @@ def test_kill_9_in_the_middle_of_a_wave_then_resume_finishes_it_consistently(tmp
         fleet.stop_all()
 
 
-def lock_rows(fleet: Fleet) -> int:
-    """Rows in the journal's lock table; 0 while the journal or its tables are still being created."""
-    try:
-        return int(fleet.query("SELECT count(*) FROM lock")[0][0])  # type: ignore[call-overload]
-    except sqlite3.OperationalError:  # no file yet, or no table yet
-        return 0
+HOLDER = """
+import sys
+from orchestrator.rollout.journal import Actor, Journal
+journal = Journal.open(sys.argv[1])
+journal.acquire_lock(Actor.current(), "rollout stage staging: staging/iad")
+print("locked", flush=True)
+sys.stdin.readline()
+"""
 
 
 def test_a_second_rollout_fails_at_once_naming_the_holder_and_a_dead_holder_is_stale(tmp_path: Path) -> None:
-    # The first rollout's health gate cannot pass before its deadline: it holds the lock meanwhile.
-    fleet = make_fleet(tmp_path, ("  health_check:\n", "  health_check:\n    path: /not-the-health-path\n"),
-                       ("failure_limit: 1", "failure_limit: 1000"), ("deadline_seconds: 20", "deadline_seconds: 120"))
-    first = fleet.start("rollout", "--stage", "staging", "--yes")
+    fleet = make_fleet(tmp_path)
+    # Another process holds the lock for as long as this test wants: it waits on its standard input.
+    first = subprocess.Popen([sys.executable, "-c", HOLDER, str(fleet.state)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True, env=fleet.env)
     try:
-        wait_for(lambda: lock_rows(fleet) == 1, timeout=30, what="the first rollout's lock")
+        assert first.stdout is not None and first.stdout.readline() == "locked\n"
         second = fleet.orchestrate("rollout", "--stage", "staging", "--yes")
         assert second.code == 3
         assert f"pid {first.pid}" in second.err and "rollout stage staging" in second.err
         assert "stale" not in second.err
+        assert not fleet.home("staging/iad").exists()  # refused before anything was deployed
         os.kill(first.pid, signal.SIGKILL)
         first.wait()
         status = fleet.orchestrate("lock", "status")
