@@ -12,7 +12,7 @@ import shutil
 import stat
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from itertools import takewhile
 from pathlib import Path, PurePosixPath
@@ -172,28 +172,51 @@ def _make_staging(parent: _Directory, prefix: str) -> _Entry:
 
 def _stage_and_swap(staging: _Directory, out: _Directory, units: Mapping[PurePosixPath, Mapping[str, OutputFile]]) -> None:
     for unit, files in units.items():
-        _write_tree(staging.path / "new" / unit, files)
+        _write_tree(staging, PurePosixPath("new") / unit, files)
     for unit in units:
         _put_in_place(staging.entry(f"new/{unit}"), out.entry(str(unit)), staging.entry(f"{unit}{_RETIRED}"))
 
 
-def _write_tree(root: Path, files: Mapping[str, OutputFile]) -> None:
-    root.mkdir(parents=True)
-    for name, file in files.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _write_file(path, file)
-    # One syncfs makes every file and directory just written durable; fsyncing
-    # each of them was most of a render's time. Without syncfs, fsync them all.
-    if _syncfs is not None and _syncfs(os.open(root, os.O_RDONLY | os.O_CLOEXEC)) == 0:
-        return
-    for path in sorted([*root.rglob("*"), root], reverse=True):
-        _fsync(path)
+def _write_tree(staging: _Directory, root: PurePosixPath, files: Mapping[str, OutputFile]) -> None:
+    """`files` under `root` in the staging directory, every name made through a descriptor held on its
+    directory (never a path: a directory replaced by a link meanwhile is not followed)."""
+    created: list[_Entry] = []
+    written: list[_Entry] = []
+    with ExitStack() as held:
+        opened: dict[PurePosixPath, _Directory] = {PurePosixPath("."): staging}
+
+        def directory(path: PurePosixPath) -> _Directory:
+            if path not in opened:
+                parent = directory(path.parent)
+                entry = parent.entry(path.name)
+                if not _exists(entry):
+                    with _naming(entry.path):
+                        os.mkdir(entry.name, dir_fd=entry.directory)
+                    created.append(entry)
+                opened[path] = held.enter_context(_opened(entry))
+            return opened[path]
+
+        top = directory(root)
+        for name, file in files.items():
+            relative = PurePosixPath(name)
+            entry = directory(root / relative.parent).entry(relative.name)
+            _write_file(entry, file)
+            written.append(entry)
+        # One syncfs makes every file and directory just written durable; fsyncing
+        # each of them was most of a render's time. Without syncfs, fsync them all.
+        if _syncfs is not None and _syncfs(os.dup(top.descriptor)) == 0:
+            return
+        for entry in [*written, *reversed(created)]:
+            _fsync_at(entry)
 
 
-def _write_file(path: Path, file: OutputFile) -> None:
-    with open(path, "xb") as handle:
-        os.fchmod(handle.fileno(), 0o755 if file.executable else 0o644)
+def _write_file(entry: _Entry, file: OutputFile) -> None:
+    mode = 0o755 if file.executable else 0o644
+    with _naming(entry.path):
+        descriptor = os.open(entry.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode,
+                             dir_fd=entry.directory)
+    with os.fdopen(descriptor, "wb") as handle:
+        os.fchmod(handle.fileno(), mode)  # whatever the umask
         handle.write(file.text.encode())
 
 
@@ -326,6 +349,16 @@ def _ensure_directory(directory: Path) -> None:
     for path in reversed(missing):
         path.mkdir(exist_ok=True)
         _fsync(path.parent)
+
+
+def _fsync_at(entry: _Entry) -> None:
+    """fsync a file or directory named in a directory held open."""
+    with _naming(entry.path):
+        descriptor = os.open(entry.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=entry.directory)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def _fsync(path: Path) -> None:

@@ -185,9 +185,9 @@ def test_staging_is_beside_out_under_the_lock_and_leaves_out_alone(out: Path, mo
     real = atomic._write_file
     staged = []
 
-    def observing(path: Path, file: OutputFile) -> None:
-        real(path, file)
-        staged.append(path.relative_to(out.parent).parts[0])
+    def observing(entry: atomic._Entry, file: OutputFile) -> None:
+        real(entry, file)
+        staged.append(entry.path.relative_to(out.parent).parts[0])
         if len(staged) % 20 == 1:  # a sample: a snapshot per file would make this test slow
             assert snapshot(out) == state(0)
             assert lock_is_held(out)
@@ -441,9 +441,9 @@ def test_units_and_their_files_must_stay_inside_out(tmp_path: Path, unit: str, n
 def test_without_syncfs_every_file_is_fsynced_and_the_tree_is_the_same(tmp_path, monkeypatch):
     """Where libc has no syncfs, each file and directory is fsynced instead; the result must not differ."""
     synced: list[str] = []
-    real_fsync = atomic._fsync
+    real_fsync = atomic._fsync_at
     monkeypatch.setattr(atomic, "_syncfs", None)
-    monkeypatch.setattr(atomic, "_fsync", lambda path: (synced.append(path.name), real_fsync(path)))
+    monkeypatch.setattr(atomic, "_fsync_at", lambda entry: (synced.append(entry.name), real_fsync(entry)))
     units = {PurePosixPath("production"): {"a.txt": OutputFile("a"), "bin/run": OutputFile("#!/bin/sh\n", executable=True)}}
     atomic.publish_directories(tmp_path / "out", units)
     assert {"a.txt", "run", "bin"} <= set(synced)

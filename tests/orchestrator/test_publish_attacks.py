@@ -111,3 +111,27 @@ def test_a_link_named_like_a_leftover_staging_directory_is_left_alone(out: Path,
     publish_directories(out, NEW)
     assert snapshot(out) == tree(NEW)
     assert planted.is_symlink() and snapshot(elsewhere) == before
+
+
+def test_the_staging_directory_swapped_for_a_link_while_staging_is_not_followed(
+    out: Path, elsewhere: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every staged name is made through a descriptor on its directory: the link's target gets nothing."""
+    real = atomic._write_file
+    swapped: list[Path] = []
+
+    def swapping(entry: atomic._Entry, file: atomic.OutputFile) -> None:
+        if not swapped:
+            staging = out.parent / entry.path.relative_to(out.parent).parts[0]
+            staging.rename(staging.with_name("moved-staging"))
+            staging.symlink_to(elsewhere)
+            swapped.append(staging)
+        real(entry, file)
+
+    monkeypatch.setattr(atomic, "_write_file", swapping)
+    try:
+        publish_directories(out, NEW)
+    except (InputError, OSError):
+        pass  # refusing to clean up through the link is fine; writing through it is not
+    assert snapshot(elsewhere) == {"precious.txt": b"not the render's\n"}
+    assert snapshot(out) in (tree(OLD), tree(NEW))  # whole, old or new
