@@ -1,7 +1,8 @@
 """Sharing broadcasts between the hubs of a region through NATS or Redis.
 
-Imported only when hub.yml has a `broker` section (or --broker is given); the client
-library (nats-py, or redis-py's asyncio client) only when the first connection is tried.
+Imported only when hub.yml has a `broker` section (or --broker is given), as is the client
+library (nats-py, or redis-py's asyncio client): when the configuration is loaded, so that
+a missing one is a configuration error rather than a broker that never answers.
 
 How a broadcast travels: the hub that accepts it over HTTP publishes it once to
 `<prefix>.broadcast` (one subject or channel per group of hubs, so the broker keeps one
@@ -260,6 +261,28 @@ def import_client(name: str) -> Any:
                 sys.modules[other] = value
 
 
+# The module each kind of link imports, and what installs it.
+CLIENT_MODULES = {"nats": "nats", "redis": "redis.asyncio"}
+_INSTALL = {
+    "nats": "pip install 'cable-orchestrator[broker]' (Debian does not package nats-py;"
+            " an image built from orchestrate render's output carries it beside the hub)",
+    "redis": "pip install 'cable-orchestrator[broker]', or on Debian apt-get install python3-redis",
+}
+
+
+def client_problem(kind: str) -> str | None:
+    """Why the client library a `kind` broker needs cannot be imported, and what installs it; None when it can.
+
+    A missing library is a configuration error found at load, not an outage found by retrying connections.
+    """
+    module = CLIENT_MODULES[kind]
+    try:
+        import_client(module)
+    except ImportError as error:
+        return f"a {kind} broker needs the Python module {error.name or module}, which cannot be imported ({error}): {_INSTALL[kind]}"
+    return None
+
+
 def _close_method(thing: Any) -> Callable[[], Awaitable[Any]]:
     """redis-py 5+ calls it aclose (close is deprecated); 4.x has close only."""
     return getattr(thing, "aclose", None) or thing.close
@@ -299,7 +322,7 @@ class _NatsLink(_Link):
     client: Any = None
 
     async def open(self) -> None:
-        nats = import_client("nats")
+        nats = import_client(CLIENT_MODULES["nats"])
         settings = self.settings
 
         last_error: list[Exception] = []
@@ -359,7 +382,7 @@ class _RedisLink(_Link):
     reader: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
-        redis_asyncio = import_client("redis.asyncio")
+        redis_asyncio = import_client(CLIENT_MODULES["redis"])
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
 

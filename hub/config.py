@@ -405,6 +405,10 @@ def _broker(
         problems.append(f"{where('token_env')}: give either a token or a user and password_env, not both")
     if kind == "nats" and "password_env" in doc and "user" not in doc:
         problems.append(f"{where('password_env')}: a nats password needs broker.user")
+    from .broker import client_problem  # only with a broker: it imports the client library
+
+    if missing := client_problem(kind):
+        problems.append(f"--broker {kind}: {missing}" if overrides.broker is not None else f"{where('kind')}: {missing}")
     secrets: dict[str, str | None] = {"password": None, "token": None}
     for key, target in (("password_env", "password"), ("token_env", "token")):
         if key in doc:

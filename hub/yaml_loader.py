@@ -51,6 +51,8 @@ MAX_ALIAS_NESTING = 4
 MAX_ALIAS_NODES = 10000
 MAX_DEPTH = 100
 
+TAB_PROBLEM = "a tab character: YAML indents with spaces only"
+
 if not getattr(yaml, "__with_libyaml__", False):
     raise ImportError("PyYAML was built without LibYAML; install a PyYAML wheel that includes it")
 
@@ -131,6 +133,9 @@ def parse_yaml_text(text: str, source: str) -> LoadedYaml:
             raise InputError(refused + problems)
         data = loader.construct_document(node)
     except yaml.MarkedYAMLError as error:
+        tab = error.problem_mark if _is_tab(error, text) else None
+        if tab is not None:
+            raise InputError([f"{source}:{tab.line + 1}:{tab.column + 1}: {TAB_PROBLEM}"]) from None
         mark = error.problem_mark or error.context_mark
         where = f"{source}:{mark.line + 1}" if mark else source
         raise InputError([f"{where}: not valid YAML: {error.problem or error.context}"]) from None
@@ -140,6 +145,18 @@ def parse_yaml_text(text: str, source: str) -> LoadedYaml:
     finally:
         loader.dispose()
     return LoadedYaml(source, data, lines, tuple(problems))
+
+
+def _is_tab(error: yaml.MarkedYAMLError, text: str) -> bool:
+    """Whether the scanner stopped at a tab: LibYAML says "found a tab character ..." in some places,
+    PyYAML's own scanner "found character '\\t' ...", and LibYAML elsewhere names no character at all."""
+    problem, mark = error.problem or "", error.problem_mark
+    if mark is None:
+        return False
+    if "tab character" in problem or "'\\t'" in problem:
+        return True
+    # LibYAML's index counts characters, not bytes, and not a byte order mark.
+    return problem == "found character that cannot start any token" and text.removeprefix("\ufeff")[mark.index:mark.index + 1] == "\t"
 
 
 def _index(root: yaml.Node, source: str) -> tuple[dict[Path_, int], list[str], list[str]]:

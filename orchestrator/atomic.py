@@ -10,7 +10,6 @@ import secrets
 import shlex
 import shutil
 import stat
-import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -53,11 +52,23 @@ class _Directory:
 
 
 def write_file_atomic(path: Path, text: str) -> None:
-    """Write `text` to a temp file beside `path`, fsync it, rename it over `path`."""
+    """Write `text` to a temp file beside `path`, fsync it, rename it over `path`.
+
+    The file keeps the mode of the regular file it replaces; a new one gets 0666 less the umask, as
+    any file a program creates (tempfile.mkstemp would make it 0600).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        existing = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        existing = None
+    kept = stat.S_IMODE(existing.st_mode) if existing is not None and stat.S_ISREG(existing.st_mode) else None
+    # Created with the kept mode (less the umask), never more open than the file it replaces, even for a moment.
+    descriptor, temp_name = _create_beside(path, 0o666 if kept is None else kept)
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8", newline="") as handle:
+            if kept is not None:
+                os.fchmod(handle.fileno(), kept)  # whatever the umask
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
@@ -66,6 +77,16 @@ def write_file_atomic(path: Path, text: str) -> None:
         Path(temp_name).unlink(missing_ok=True)
         raise
     _fsync(path.parent)
+
+
+def _create_beside(path: Path, mode: int) -> tuple[int, str]:
+    """A new file beside `path`, opened for writing; open(2) applies the umask to `mode`."""
+    while True:
+        name = str(path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode), name
+        except FileExistsError:
+            continue
 
 
 def check_output_dir(out_dir: Path | str) -> None:

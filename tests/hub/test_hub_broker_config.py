@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import jsonschema
 import pytest
@@ -12,6 +17,7 @@ from hypothesis import strategies as st
 from hub.__main__ import parse_args
 from hub.config import SCHEMA_PATH, BrokerSettings, Overrides, broker_url_problem, load, schema_errors
 from hub.errors import InputError
+from tests.polling import wait_for
 
 SCHEMA = json.loads(open(SCHEMA_PATH).read())
 SECRET = "pa55-w0rd-value"
@@ -145,3 +151,72 @@ broker_sections = st.one_of(
 def test_own_validator_agrees_with_jsonschema_on_broker_sections(section) -> None:
     doc = {"broker": section}
     assert (schema_errors(doc, SCHEMA) == []) == jsonschema.Draft202012Validator(SCHEMA).is_valid(doc)
+
+
+# --- a broker whose client library is not installed -------------------------------------------------
+
+PIP = "pip install 'cable-orchestrator[broker]'"
+FIXES = {
+    "nats": f"{PIP} (Debian does not package nats-py; an image built from orchestrate render's output carries it beside the hub)",
+    "redis": f"{PIP}, or on Debian apt-get install python3-redis",
+}
+
+
+def without_module(tmp_path: Path, module: str) -> dict[str, str]:
+    """An environment in which importing `module` fails as it does where it is not installed."""
+    shadow = tmp_path / "shadow"
+    shadow.mkdir(exist_ok=True)
+    (shadow / f"{module}.py").write_text(f"raise ModuleNotFoundError(\"No module named '{module}'\", name={module!r})\n")
+    return {"PYTHONPATH": os.pathsep.join(filter(None, [str(shadow), os.environ.get("PYTHONPATH")]))}
+
+
+def missing(kind: str) -> str:
+    """The problem when the package named as the kind is missing: nats-py's, or redis-py's (for redis.asyncio)."""
+    return f"a {kind} broker needs the Python module {kind}, which cannot be imported (No module named '{kind}'): {FIXES[kind]}"
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    ("kind", "flags", "where"),
+    [
+        ("nats", (), "{hub_yml}: broker.kind"),
+        ("redis", (), "{hub_yml}: broker.kind"),
+        ("redis", ("--broker", "redis", "--broker-url", "redis://127.0.0.1:6379/0"), "--broker redis"),
+    ],
+    ids=["nats", "redis", "redis from the flags"],
+)
+def test_a_broker_whose_client_library_is_missing_is_a_configuration_error_at_start(tmp_path, kind, flags, where) -> None:
+    hub_yml = tmp_path / "hub.yml"
+    section = f"broker: {{kind: {kind}, url: '{kind}://127.0.0.1'}}\n" if not flags else ""
+    hub_yml.write_text("server: {listen: 0}\n" + section)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hub", "--hub-config", str(hub_yml), "--port", "0", "--log-format", "json", *flags],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+        env={**os.environ, **without_module(tmp_path, kind)},
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None and process.stderr is not None
+        # Refused, it exits without logging a line; started, it logs at once (`listening`, or a warning before it).
+        first = process.stdout.readline()
+        assert first == "", f"the hub started instead of refusing its configuration: {first}"
+        assert process.wait(timeout=30) == 2
+        errors = process.stderr.read().splitlines()
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(10)
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
+    assert errors == [f"cable-hub: {where.format(hub_yml=hub_yml)}: {missing(kind)}"]
+
+
+@pytest.mark.timeout(60)
+def test_a_reload_to_a_broker_whose_client_library_is_missing_is_refused_and_the_old_configuration_kept(tmp_path, start_hub) -> None:
+    hub = start_hub(navigator=None, hub="server: {listen: 0}\n", env=without_module(tmp_path, "nats"))
+    hub.hub_path.write_text("server: {listen: 0}\nbroker: {kind: nats, url: 'nats://127.0.0.1'}\n")
+    hub.signal(signal.SIGHUP)
+    outcome = wait_for(lambda: hub.find("reload_failed") or hub.find("reloaded"), what="the reload to end")
+    assert (outcome["event"], outcome.get("error")) == ("reload_failed", f"{hub.hub_path}: broker.kind: {missing('nats')}")
+    assert hub.request("GET", "/up") == (200, b"OK")  # not "degraded: broker unreachable": no broker
+    assert b"hub_broker" not in hub.request("GET", "/metrics")[1]

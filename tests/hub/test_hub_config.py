@@ -107,6 +107,13 @@ def test_invalid_yaml_and_missing_files(tmp_path) -> None:
     assert problems(good, Overrides(hub_config=str(tmp_path / "nope.yml"))) == [f"{tmp_path}/nope.yml: file not found"]
 
 
+def test_a_tab_in_hub_yml_or_navigator_yml_is_named_with_its_line_and_column(tmp_path) -> None:
+    path = write(tmp_path, "server:\n  listen: 3000\n", "limits:\n\tmax_connections: 5\n")
+    assert problems(path) == [f"{tmp_path}/hub.yml:2:1: a tab character: YAML indents with spaces only"]
+    path = write(tmp_path, "server:\n  listen: 3000\ncable:\n  \tpath: /cable\n", "{}\n")
+    assert problems(path) == [f"{tmp_path}/navigator.yml:4:3: a tab character: YAML indents with spaces only"]
+
+
 def test_navigator_yml_is_read_strictly(tmp_path) -> None:
     duplicated = write(tmp_path, "cable:\n  enabled: true\n  enabled: false\n")
     assert problems(duplicated) == [f"{duplicated}:3: duplicate key 'enabled' (first defined on line 2)"]

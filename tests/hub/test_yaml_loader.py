@@ -7,9 +7,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from hub.errors import InputError
-from hub.yaml_loader import MAX_ALIAS_NODES, MAX_ALIASES, MAX_DEPTH, load_yaml_file, load_yaml_text, parse_yaml_text
+from hub.yaml_loader import (
+    MAX_ALIAS_NODES, MAX_ALIASES, MAX_DEPTH, _is_tab, load_yaml_file, load_yaml_text, parse_yaml_text,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -58,6 +61,51 @@ def test_text_that_is_not_yaml_names_its_line_and_the_problem():
     (problem,) = caught.value.problems
     assert problem.startswith("f.yml:") and ": not valid YAML: " in problem
     assert problem.endswith(("expected ',' or ']', but got ':'", "did not find expected ',' or ']'"))
+
+
+# Where a tab stops the scanner, and the line and column named. LibYAML reports these three ways: "found character
+# that cannot start any token" (without naming it), "found a tab character that violates indentation", and
+# "found a tab character where an indentation space is expected" (in a block scalar).
+TABS = [
+    pytest.param("a:\n\tb: 1\n", 2, 1, id="indenting a key"),
+    pytest.param("\ta: 1\n", 1, 1, id="first line"),
+    pytest.param("-\t- a\n", 1, 2, id="after a dash"),
+    pytest.param("x:\n  y:\n\t  z: 1\n", 3, 1, id="before spaces"),
+    pytest.param("\ufeffa: 1\nb:\n\t- 2\n", 3, 1, id="after a byte order mark"),
+    pytest.param("a:\n  - 1\n\t- 2\n", 3, 1, id="indenting an item"),
+    pytest.param("a:\n  b: 1\n  \tc: 2\n", 3, 3, id="after spaces"),
+    pytest.param("name: Montréal\n\tb: 2\n", 2, 1, id="after non-ASCII text"),
+    pytest.param("a: 1\r\n\tb: 2\r\n", 2, 1, id="CRLF lines"),
+    pytest.param("a: |\n  foo\n\tbar\n", 3, 1, id="in a block scalar"),
+]
+
+
+@pytest.mark.parametrize(("text", "line", "column"), TABS)
+def test_a_tab_is_named_with_its_line_and_column(text, line, column):
+    with pytest.raises(InputError) as caught:
+        load_yaml_text(text, "inventory.yml")
+    assert caught.value.problems == [f"inventory.yml:{line}:{column}: a tab character: YAML indents with spaces only"]
+
+
+@pytest.mark.parametrize(("text", "line", "column"), TABS)
+def test_a_tab_reported_by_pyyamls_own_scanner_is_recognised_too(text, line, column):
+    """PyYAML without LibYAML says "found character '\\t' that cannot start any token"."""
+    loader = yaml.SafeLoader(text)
+    try:
+        with pytest.raises(yaml.MarkedYAMLError) as caught:
+            loader.get_single_node()
+    finally:
+        loader.dispose()
+    assert caught.value.problem == "found character '\\t' that cannot start any token"
+    assert _is_tab(caught.value, text)
+
+
+@pytest.mark.parametrize("text", ["a: `b`\n", "a:\n  @b: 1\n", "\ufeff@a: 1\n\tb: 2\n"], ids=["backquote", "at sign", "at sign after a byte order mark"])
+def test_another_character_that_cannot_start_a_token_is_not_called_a_tab(text):
+    with pytest.raises(InputError) as caught:
+        load_yaml_text(text, "f.yml")
+    (problem,) = caught.value.problems
+    assert "not valid YAML: found character that cannot start any token" in problem and "tab" not in problem
 
 
 def test_files_that_cannot_be_read(tmp_path):

@@ -103,6 +103,21 @@ def test_text_that_is_not_yaml_names_the_line(orchestrate, tmp_path):
     assert f"{inventory}:10: not valid YAML" in result.err
 
 
+@pytest.mark.parametrize(
+    ("old", "new", "where"),
+    [
+        ("    websocket:\n      enabled: true", "    websocket:\n    \tenabled: true", "16:5"),
+        ("regions:\n  - code: ams", "regions:\n\t- code: ams", "11:1"),
+    ],
+    ids=["after spaces", "indenting an item"],
+)
+def test_a_tab_is_named_with_its_line_and_column(orchestrate, tmp_path, old, new, where):
+    inventory = write_inventory(tmp_path, replace=(old, new))
+    result = orchestrate("validate", inventory)
+    assert result.code == 2
+    assert result.err.splitlines()[0] == f"{inventory}:{where}: a tab character: YAML indents with spaces only"
+
+
 def test_missing_inventory_file(orchestrate, tmp_path):
     result = render_into(orchestrate, tmp_path / "absent.yml", tmp_path)
     assert result.code == 2

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -483,6 +484,36 @@ def test_write_file_atomic_creates_missing_parents_and_stages_beside_the_target(
     ((source, destination),) = renamed
     assert Path(source).parent == target.parent and Path(source).name.startswith(".navigator.yml.")
     assert Path(destination) == target and target.read_text() == "x\n"
+
+
+@contextmanager
+def umask(mask: int) -> Iterator[None]:
+    previous = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+@pytest.mark.parametrize(("mask", "expected"), [(0o022, 0o644), (0o027, 0o640)], ids=lambda mode: f"{mode:04o}")
+def test_write_file_atomic_makes_a_new_file_as_any_new_file_under_the_umask(tmp_path, mask, expected):
+    """A file the operator asked for (plan --html) is not left readable by its owner only, as tempfile.mkstemp makes it."""
+    target = tmp_path / "plan.html"
+    with umask(mask):
+        atomic.write_file_atomic(target, "<html></html>\n")
+    assert stat.S_IMODE(target.stat().st_mode) == expected
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o600, 0o444], ids=lambda mode: f"{mode:04o}")
+def test_write_file_atomic_keeps_the_mode_of_the_file_it_replaces(tmp_path, mode):
+    target = tmp_path / "navigator.yml"
+    target.write_text("old\n")
+    target.chmod(mode)
+    with umask(0o022):
+        atomic.write_file_atomic(target, "new\n")
+    assert target.read_text() == "new\n"
+    assert stat.S_IMODE(target.stat().st_mode) == mode
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["navigator.yml"]
 
 
 def test_the_loaded_syncfs_really_syncs_a_file_system(tmp_path):
