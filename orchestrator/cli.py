@@ -3,12 +3,32 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from datetime import UTC, datetime
 from collections.abc import Sequence
 from pathlib import Path
 
+from orchestrator import inventory_file
 from orchestrator.model import MODES
+
+# What each command's exit status means, shown in its --help.
+EXIT_STATUS = {
+    "validate": "0 valid; 2 problems (every one listed, with its file and line)",
+    "render": "0 written; 1 a rendered file failed its own check (nothing written); 2 bad input (nothing written)",
+    "plan": "0 shown; 2 bad input",
+    "rollout": "0 every region passed; 1 a region failed its gates (switched back, or failed); 2 bad input; "
+               "3 not started (the lock, promotion, the preflight, a missing tool or secret, not confirmed); "
+               "130 interrupted (143 on SIGTERM): `rollout --resume` finishes it",
+    "rollback": "0 every region switched back and healthy; 1 a region failed; 2 bad input; 3 not started; 130/143 interrupted",
+    "status": "0 every deployed region up and as recorded; 1 a region down, failed, rolled back or drifted; 2 bad input",
+    "history": "0 shown; 2 bad input",
+    "lock": "0 done; 2 bad input",
+    "fleet": "0 done; 1 a process failed to start or stop; 2 bad input",
+    "preflight": "0 ready (warnings allowed); 1 blocking findings; 2 bad input",
+    "refresh": "0 written, or already up to date; 1 the running configuration kept (the synced tenant list or "
+               "the switch on the volume cannot be used)",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,16 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    validate = commands.add_parser("validate", help="check an inventory and report every problem at once")
-    validate.add_argument("inventory", type=Path)
-
-    render = commands.add_parser(
-        "render",
-        help="write each Fly app's image (Dockerfile, fly.toml) and every region's configuration",
-        description="Writes DIR/<environment>/ for each environment: Dockerfile, fly.toml, rails/ and navigator/ "
-        "(every region's configuration). Each environment directory is replaced whole, or not at all.",
-    )
-    render.add_argument("inventory", type=Path)
+    command(commands, "validate", "check an inventory and report every problem at once")
+    render = command(commands, "render", "write each Fly app's image (Dockerfile, fly.toml) and every region's "
+                     "configuration", "Writes DIR/<environment>/ for each environment: Dockerfile, fly.toml, rails/ "
+                     "and navigator/ (every region's configuration). Each environment directory is replaced whole, "
+                     "or not at all.")
     # A string, not a Path: Path("") would silently become the current directory.
     render.add_argument("--out", required=True, metavar="DIR", help="output directory, e.g. the app's deploy/")
     render.add_argument(
@@ -43,9 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     refresh = commands.add_parser(
         "refresh",
         help="inside the image: render this region's navigator.yml again from the synced tenant list",
+        epilog=f"exit status: {EXIT_STATUS['refresh']}",
     )
     refresh.add_argument("--config-dir", type=Path, required=True, metavar="DIR", help="the image's configuration directory")
-    refresh.add_argument("--region", required=True, metavar="R")
+    refresh.add_argument("--region", required=True, metavar="R", help="the machine's region (FLY_REGION)")
 
     _add_rollout_commands(commands)
     _add_preflight_command(commands)
@@ -53,30 +69,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-INVENTORY_HELP = (
-    "The inventory is INVENTORY if given, else --inventory FILE, else $ORCHESTRATE_INVENTORY, else ./orchestrate.yml. "
-    "The journal, the lock and the local fleet live in --state DIR, else the inventory's rollout.state_dir, "
-    "else .orchestrate/ beside the inventory."
-)
+STATE_HELP = ("The journal, the lock and the local fleet live in --state DIR, else the inventory's rollout.state_dir, "
+              "else .orchestrate/ beside the inventory.")
+
+
+def command(commands: argparse._SubParsersAction, name: str, summary: str, description: str = "",
+            *, state: bool = False, target: bool = False, family: str | None = None) -> argparse.ArgumentParser:
+    """A subcommand that finds its inventory as every command does, with its exit status in its help
+    (that of `family` for the actions of a command: lock status, fleet stop)."""
+    parts = (f"{summary[0].upper()}{summary[1:]}.", description, inventory_file.HELP, STATE_HELP if state else "")
+    parser = commands.add_parser(name, help=summary, description=" ".join(part for part in parts if part),
+                                 epilog=f"exit status: {EXIT_STATUS[family or name]}")
+    inventory_file.add_arguments(parser)
+    if state:
+        parser.add_argument("--state", metavar="DIR", help="the state directory (journal, lock, local fleet)")
+    if target:
+        parser.add_argument("--target", choices=("local", "ssh", "fly"),
+                            help="where the regions run (default: the inventory's rollout.target, else local)")
+    return parser
 
 
 def _add_rollout_commands(commands: argparse._SubParsersAction) -> None:
-    def command(name: str, summary: str) -> argparse.ArgumentParser:
-        parser = commands.add_parser(name, help=summary, description=f"{summary}. {INVENTORY_HELP}")
-        parser.add_argument("inventory", nargs="?", metavar="INVENTORY")
-        parser.add_argument("--inventory", dest="inventory_option", metavar="FILE", help="the inventory, instead of INVENTORY")
-        parser.add_argument("--state", metavar="DIR", help="the state directory (journal, lock, local fleet)")
-        parser.add_argument("--target", choices=("local", "ssh", "fly"),
-                            help="where the regions run (default: the inventory's rollout.target, else local)")
-        return parser
+    def command_with_state(name: str, summary: str) -> argparse.ArgumentParser:
+        return command(commands, name, summary, state=True, target=True)
 
-    plan = command("plan", "show the stages, a dated schedule, every region's change with its diff, "
+    plan = command_with_state("plan", "show the stages, a dated schedule, every region's change with its diff, "
                            "the memory projection and the exact steps; changes nothing")
     plan.add_argument("--json", action="store_true", help="print the plan as JSON")
     plan.add_argument("--html", metavar="FILE", help="also write the plan as one self-contained HTML page")
     plan.add_argument("--start", type=_utc_date, metavar="DATE", help="schedule from this date (YYYY-MM-DD[THH:MM], UTC)")
 
-    rollout = command("rollout", "deploy a stage or regions: lock, render, deploy, gate, record; "
+    rollout = command_with_state("rollout", "deploy a stage or regions: lock, render, deploy, gate, record; "
                                  "a region whose gates fail is switched back with the WebSocket off")
     which = rollout.add_mutually_exclusive_group()
     which.add_argument("--stage", metavar="NAME", help="the inventory's stage to roll out")
@@ -95,7 +118,7 @@ def _add_rollout_commands(commands: argparse._SubParsersAction) -> None:
     rollout.add_argument("--lock-wait", type=float, default=0.0, metavar="SECONDS",
                          help="wait this long for another rollout's lock instead of failing at once")
 
-    rollback = command("rollback", "switch regions' WebSocket off (the quick rollback), "
+    rollback = command_with_state("rollback", "switch regions' WebSocket off (the quick rollback), "
                                    "or with --to-previous put back the previously deployed files")
     rollback_which = rollback.add_mutually_exclusive_group()
     rollback_which.add_argument("--region", action="append", metavar="R", help="a region; repeatable")
@@ -104,34 +127,44 @@ def _add_rollout_commands(commands: argparse._SubParsersAction) -> None:
                           help="the previous deployment's files from the journal (fly target: each machine's previous image)")
     rollback.add_argument("--yes", action="store_true", help="do not ask before starting")
     rollback.add_argument("--reason", metavar="TEXT", help="why (recorded in the audit)")
-    rollback.add_argument("--lock-wait", type=float, default=0.0, metavar="SECONDS")
+    rollback.add_argument("--lock-wait", type=float, default=0.0, metavar="SECONDS",
+                          help="wait this long for another rollout's lock instead of failing at once")
 
-    status = command("status", "every region's deployed state, last gate results, health and drift "
-                               "(exit 1 when a region's live files differ from the journal)")
-    status.add_argument("--json", action="store_true")
+    status = command_with_state("status", "every region's deployed state, last step and its gates, health, "
+                                          "memory and drift")
+    status.add_argument("--region", action="append", metavar="R", help="only this region (ord, or production/ord); repeatable")
+    status.add_argument("--json", action="store_true", help="print the status as JSON")
 
-    history = command("history", "every step and phase change recorded in the journal, and the audit")
-    history.add_argument("--region", action="append", metavar="R")
-    history.add_argument("--json", action="store_true")
+    history = command_with_state("history", "every step and phase change recorded in the journal, and the audit")
+    history.add_argument("--region", action="append", metavar="R", help="only this region's steps; repeatable")
+    history.add_argument("--json", action="store_true", help="print the history as JSON")
 
-    lock = command("lock", "show or release the rollout lock")
-    lock.add_argument("lock_action", choices=("status", "release"))
-    lock.add_argument("--force", action="store_true", help="required to release")
-    lock.add_argument("--reason", metavar="TEXT", help="recorded in the audit")
+    lock = commands.add_parser("lock", help="show or release the rollout lock", description="Show or release the "
+                               "rollout lock.", epilog=f"exit status: {EXIT_STATUS['lock']}")
+    lock_actions = lock.add_subparsers(dest="lock_action", required=True, metavar="ACTION")
+    command(lock_actions, "status", "who holds the rollout lock, and since when", state=True, family="lock")
+    release = command(lock_actions, "release", "remove the rollout lock, whoever holds it (audited)", state=True,
+                      family="lock")
+    release.add_argument("--force", action="store_true", help="required: another rollout may still hold the lock")
+    release.add_argument("--reason", metavar="TEXT", help="why (recorded in the audit)")
+
+    fleet = commands.add_parser("fleet", help="start or stop the local fleet's regions (the local target)",
+                                description="Start or stop the local fleet's regions, as last deployed.",
+                                epilog=f"exit status: {EXIT_STATUS['fleet']}")
+    fleet_actions = fleet.add_subparsers(dest="fleet_action", required=True, metavar="ACTION")
+    for action, summary in (("start", "start every deployed region's processes (restarting those that run)"),
+                            ("stop", "stop every region's processes")):
+        parser = command(fleet_actions, action, summary, state=True, family="fleet")
+        parser.add_argument("--region", action="append", metavar="R", help="only this region; repeatable")
 
 
 def _add_preflight_command(commands: argparse._SubParsersAction) -> None:
-    preflight = commands.add_parser(
-        "preflight",
-        help="audit a Rails app's source for the modes: what blocks each one, with file and line",
-        description="Reads the app's channels, pages, scripts and settings (no Ruby needed) and reports what each mode "
-        "cannot serve (blocking) and what the operator should know (warnings). The mode is --mode, else the "
-        "inventory's websocket.mode; with neither, every mode is checked. Exit status: 0 ready, 1 blocking "
-        "findings, 2 bad input. The inventory is found as for plan and rollout: INVENTORY, --inventory FILE, "
-        "$ORCHESTRATE_INVENTORY, ./orchestrate.yml.",
+    preflight = command(
+        commands, "preflight", "audit a Rails app's source for the modes: what blocks each one, with file and line",
+        "Reads the app's channels, pages, scripts and settings (no Ruby needed) and reports what each mode cannot "
+        "serve (blocking) and what the operator should know (warnings). The mode is --mode, else the inventory's "
+        "websocket.mode; with neither, every mode is checked.",
     )
-    preflight.add_argument("inventory", nargs="?", metavar="INVENTORY")
-    preflight.add_argument("--inventory", dest="inventory_option", metavar="FILE", help="the inventory, instead of INVENTORY")
     preflight.add_argument("--app", metavar="PATH", help="the Rails app's root (default: the inventory's app.checkout)")
     preflight.add_argument("--mode", choices=MODES, help="check this mode (default: the inventory's websocket.mode)")
     preflight.add_argument("--json", action="store_true", help="print the findings as JSON")
@@ -146,6 +179,19 @@ def _utc_date(text: str) -> datetime:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command line; an interrupt ends it with 130 and a reader that went away (`| head`) quietly."""
+    try:
+        return _run(argv)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # Whatever is still buffered for the closed pipe would raise again at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+
+
+def _run(argv: Sequence[str] | None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] == ["hub"]:
         from hub.__main__ import main as hub_main
@@ -162,7 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from orchestrator.preflight.command import run as run_preflight
 
         return run_preflight(options)
-    if options.command in ("plan", "rollout", "rollback", "status", "history", "lock"):
+    if options.command in ("plan", "rollout", "rollback", "status", "history", "lock", "fleet"):
         from orchestrator.rollout.commands import run as run_rollout
 
         return run_rollout(options)

@@ -9,6 +9,8 @@ from pathlib import Path
 from orchestrator.atomic import check_output_dir, publish_directories
 from orchestrator.errors import EXIT_INVALID_INPUT, EXIT_RENDER_FAILED, InputError, RenderError
 from orchestrator.inventory import load_inventory, mode_problems, mode_warnings
+from orchestrator.inventory_file import find_inventory
+from orchestrator.terminal import plural
 from orchestrator.model import Inventory, RegionSettings
 from orchestrator.render.files import recorded_settings, regions_by_mode, render_environment, select_settings
 from orchestrator.render.image import REGION_SETTINGS
@@ -16,10 +18,12 @@ from hub.yaml_loader import read_text_file
 
 
 def run(options: argparse.Namespace) -> int:
+    path: Path | str = "the inventory"
     try:
         if options.command == "render":
             check_output_dir(options.out)
-        inventory = load_inventory(options.inventory)
+        path = find_inventory(options)
+        inventory = load_inventory(path)
         if options.command == "validate":
             _check_modes(inventory, [s for group in select_settings(inventory).values() for s in group])
             print(_summary(inventory))
@@ -29,7 +33,7 @@ def run(options: argparse.Namespace) -> int:
         for problem in error.problems:
             print(problem, file=sys.stderr)
         noun = "problem" if len(error.problems) == 1 else "problems"
-        print(f"{options.inventory}: {len(error.problems)} {noun}, nothing written", file=sys.stderr)
+        print(f"{path}: {len(error.problems)} {noun}, nothing written", file=sys.stderr)
         return EXIT_INVALID_INPUT
     except RenderError as error:
         print(f"render failed, nothing written: {error}", file=sys.stderr)
@@ -84,11 +88,11 @@ def _check_modes(inventory: Inventory, settings: list[RegionSettings]) -> None:
 
 def _summary(inventory: Inventory) -> str:
     environments = ", ".join(
-        f"{name} ({env.fly_app}: {len(env.regions)} regions)" for name, env in sorted(inventory.environments.items())
+        f"{name} ({env.fly_app}: {plural(len(env.regions), 'region')})" for name, env in sorted(inventory.environments.items())
     )
     websocket = inventory.websocket
     state = "on" if websocket.enabled else "off"
     return (
-        f"{inventory.name}: valid; {environments}; {len(inventory.tenants.events)} tenants; "
-        f"mode {websocket.mode}, websocket {state}; {len(inventory.rollout.stages)} rollout stages"
+        f"{inventory.name}: valid; {environments}; {plural(len(inventory.tenants.events), 'tenant')}; "
+        f"mode {websocket.mode}, websocket {state}; {plural(len(inventory.rollout.stages), 'rollout stage')}"
     )

@@ -52,12 +52,17 @@ from hub.yaml_loader import LoadedYaml, Path_, parse_yaml_file
 INVENTORY_SCHEMA = "inventory.schema.json"
 NAVIGATOR_SCHEMA = "navigator.schema.json"
 
-# Resident memory per component, in MB, from the migration plan's measurements:
-# Action Cable on Puma 137.8 + Redis 13.5 beside a 17.6 MB Navigator; anycable-go
-# 20-30 MB with no Redis; the integrated front process 25-35 MB. The hub's own,
-# measured (bench/results/hub.md): 20.9 MB idle plus about 2.2 KB per connection,
-# so 25 MB holds some 1,800 connections; a local nats-server idles at 10.8 MB
-# (broker, counted only where a region runs one, beside a hub or anycable-go). Upper bounds.
+# Resident memory per component, in MB: a measured figure plus a stated margin, so that a gate
+# passing on one machine does not fail on the next by a fraction of a megabyte (the memory
+# gate's evidence shows what is left). Measured: Navigator 14.0 MB idle with Showcase's whole
+# configuration (v1.2.0), 17.6 = +25% (also its author's published figure); in integrated mode
+# Navigator's own cable adds about 31.8 KB per connection, 35 = room for some 650; Action Cable
+# on Puma 138-153 MB and Redis 13.5 MB (Navigator's author, Nov 2025), budgeted at the low end
+# of their range, as the plan did; anycable-go 20-30 MB (the plan), at the top; the hub 18.3 MB
+# idle as the image runs it plus about 2.3 KB per connection (bench/results/hub.md), 25 = +35%,
+# room for some 2,900; a local nats-server 10.8 MB idle, 14 = +30%. A region's own
+# memory_budgets_mb overrides these; the local fleet's front is a hub standing in for
+# Navigator (about 21 MB), so rehearsing a mode with a cable process there needs roomier ones.
 DEFAULT_MEMORY_BUDGETS_MB: dict[Mode, dict[str, float]] = {
     "action_cable": {"navigator": 17.6, "cable_server": 137.8, "redis": 13.5},
     "anycable": {"navigator": 17.6, "cable_server": 30.0, "redis": 0.0, "broker": 14.0},

@@ -1,6 +1,12 @@
-"""Text this program did not write (file names, an app's source, a journal row) as it may be shown on a terminal."""
+"""Text as it is shown to people: counted nouns, and text this program did not write (file names, an app's source,
+a journal row) as it may be shown on a terminal."""
 
 from __future__ import annotations
+
+
+def plural(number: int, noun: str) -> str:
+    """`1 region`, `2 regions`: the nouns here all take an s."""
+    return f"{number} {noun}" + ("" if number == 1 else "s")
 
 
 def printable(text: str) -> str:

@@ -11,7 +11,7 @@ from orchestrator.errors import EXIT_INVALID_INPUT, InputError
 from orchestrator.inventory import load_inventory
 from orchestrator.preflight.gate import checkout
 from orchestrator.preflight.report import Report, audit, report_json, report_text
-from orchestrator.rollout.commands import discover_inventory
+from orchestrator.inventory_file import discover_inventory
 
 
 def run(options: argparse.Namespace) -> int:

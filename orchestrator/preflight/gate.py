@@ -15,10 +15,10 @@ from pathlib import Path
 
 from orchestrator.model import Inventory, Mode
 from orchestrator.preflight.findings import Severity
-from orchestrator.preflight.report import audit, count, plural
+from orchestrator.preflight.report import audit, count
 from orchestrator.rollout.model import RegionKey
 from orchestrator.rollout.plan import RegionHistory, Selection, schedule, stage_keys
-from orchestrator.terminal import printable
+from orchestrator.terminal import plural, printable
 
 _PASSED = ("done", "baking")  # a stage's status on the schedule once all its regions passed
 _LISTED = 3  # blocking findings named in a refusal; the rest are counted
@@ -45,7 +45,8 @@ def check_first_stage(
 ) -> StageCheck | None:
     """The preflight of the app for the modes the selection's regions of the first open stage will run; None
     when the selection starts no such stage (or switches the WebSocket off)."""
-    first = next((stage for stage in schedule(inventory, histories, now, now) if stage.status not in _PASSED), None)
+    planned = schedule(inventory, histories, now, now)
+    first = next((stage for stage in planned if stage.status not in _PASSED), None)
     if first is None:
         return None
     stage = next(stage for stage in inventory.rollout.stages if stage.name == first.name)
@@ -58,6 +59,8 @@ def check_first_stage(
         return None
     path = Path(app) if app else checkout(inventory, inventory_path)
     if path is None:
+        if any(done.status in _PASSED for done in planned):
+            return None  # said before the first stage; saying it before every stage tells nothing new
         return StageCheck(f"preflight: not run before stage {stage.name}: no --app PATH, and {inventory_path} has no "
                           f"app.checkout", ())
     report = audit(path, inventory, None)

@@ -13,7 +13,7 @@ from orchestrator.preflight.facts import AppFacts, scan
 from orchestrator.preflight.findings import Finding, Severity
 from orchestrator.preflight.rules import CableSettings, judge
 from orchestrator.preflight.source import AppTree
-from orchestrator.terminal import printable
+from orchestrator.terminal import plural, printable
 
 # The modes that take the app off Action Cable: without a chosen mode, the app is ready when one of them fits.
 MIGRATION_MODES: tuple[Mode, ...] = ("anycable", "integrated", "hub")
@@ -68,10 +68,6 @@ def _merged(findings: Iterable[Finding]) -> tuple[Finding, ...]:
 
 def count(findings: tuple[Finding, ...], severity: Severity) -> int:
     return sum(1 for finding in findings if finding.severity is severity)
-
-
-def plural(number: int, noun: str) -> str:
-    return f"{number} {noun}" + ("" if number == 1 else "s")
 
 
 def report_text(report: Report) -> str:

@@ -9,9 +9,10 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
-import os
+import signal
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,12 +21,13 @@ from typing import Any
 from orchestrator.atomic import write_file_atomic
 from orchestrator.errors import EXIT_INVALID_INPUT, EXIT_REFUSED, EXIT_RENDER_FAILED, EXIT_ROLLOUT_FAILED, InputError, RenderError
 from orchestrator.inventory import load_inventory
+from orchestrator.inventory_file import find_inventory
 from orchestrator.model import Inventory
 from orchestrator.preflight.gate import check_first_stage, checkout
-from orchestrator.rollout.engine import Engine, StepOutcome
-from orchestrator.rollout.gates import observe
-from orchestrator.rollout.journal import JOURNAL_FILE, Actor, Journal, JournalError, LockHeld
-from orchestrator.rollout.model import Gate, GateTiming, Machine, RegionKey, RegionState, StepState
+from orchestrator.rollout.engine import INTERRUPTED, Engine, StepOutcome
+from orchestrator.rollout.gates import observe, secrets_missing
+from orchestrator.rollout.journal import JOURNAL_FILE, Actor, Journal, JournalError, LockHeld, StepRecord
+from orchestrator.rollout.model import Gate, GateTiming, Machine, RegionKey, RegionState, Step, StepState
 from orchestrator.rollout.plan import (
     DEPLOYED_FILES,
     RegionHistory,
@@ -43,9 +45,8 @@ from orchestrator.rollout.progress import Progress
 from orchestrator.rollout.report import plan_html, plan_json, plan_text
 from orchestrator.targets.base import Target, TargetError
 from orchestrator.targets.local import LocalTarget
+from orchestrator.terminal import plural
 
-INVENTORY_ENV = "ORCHESTRATE_INVENTORY"
-DEFAULT_INVENTORY = "orchestrate.yml"
 DEFAULT_STATE_DIR = ".orchestrate"
 
 
@@ -91,24 +92,6 @@ def run(options: argparse.Namespace) -> int:
         return EXIT_INVALID_INPUT
 
 
-def find_inventory(options: argparse.Namespace) -> Path:
-    found = discover_inventory(options)
-    if found is None:
-        raise InputError([f"no inventory: give INVENTORY or --inventory FILE, set {INVENTORY_ENV}, "
-                          f"or run where {DEFAULT_INVENTORY} is"])
-    return found
-
-
-def discover_inventory(options: argparse.Namespace) -> Path | None:
-    """The explicit argument, then --inventory, then $ORCHESTRATE_INVENTORY, then ./orchestrate.yml; None if none."""
-    for given in (getattr(options, "inventory", None), getattr(options, "inventory_option", None), os.environ.get(INVENTORY_ENV)):
-        if given:
-            return Path(given)
-    if Path(DEFAULT_INVENTORY).is_file():
-        return Path(DEFAULT_INVENTORY)
-    return None
-
-
 def open_context(options: argparse.Namespace) -> Context:
     path = find_inventory(options)
     inventory = load_inventory(path)
@@ -116,11 +99,11 @@ def open_context(options: argparse.Namespace) -> Context:
         state_dir = Path(options.state)
     else:
         state_dir = path.parent / (inventory.rollout.state_dir or DEFAULT_STATE_DIR)
-    if (options.target or inventory.rollout.target) == "ssh":
+    if (getattr(options, "target", None) or inventory.rollout.target) == "ssh":
         from orchestrator.targets.ssh import SshTarget
 
         target: Target = SshTarget(inventory, state_dir)
-    elif (options.target or inventory.rollout.target) == "fly":
+    elif (getattr(options, "target", None) or inventory.rollout.target) == "fly":
         from orchestrator.targets.fly import FlyTarget
 
         # The image is built from the app's checkout: --app, else app.checkout, else where orchestrate runs.
@@ -198,7 +181,7 @@ def rollout_command(context: Context, options: argparse.Namespace) -> int:
             print(preflight.note, file=sys.stderr)
         blocked = list(preflight.blocked) if preflight is not None else []
         refusal = "; ".join(problems + blocked) + " (use --force --reason TEXT to go ahead anyway)"
-        missing = context.target.readiness(steps)
+        missing = _not_there(context, steps)
         if options.dry_run:
             # The steps are shown either way; the exit status says whether a real run would start.
             print(plan_text(make_plan(inventory, context.target, steps, histories, now, now)), end="")
@@ -213,7 +196,7 @@ def rollout_command(context: Context, options: argparse.Namespace) -> int:
             raise Refused(refusal)
         assert journal is not None
         what = _describe(selection)
-        if not _confirm(f"roll out {what} ({len(steps)} regions)?", options.yes or bool(resumed)):
+        if not _confirm(f"roll out {what} ({plural(len(steps), 'region')})?", options.yes or bool(resumed)):
             raise Refused("not confirmed (add --yes to run without the question)")
         _take_lock(journal, context.actor, f"rollout {what}", options.lock_wait, options.resume)
         try:
@@ -229,15 +212,15 @@ def rollout_command(context: Context, options: argparse.Namespace) -> int:
                 for problem in blocked:
                     journal.audit(context.actor, "preflight forced", problem, chosen["reason"])
                 recorded = {}
-            outcomes = _engine(context, journal).execute(
-                run_id, steps, inventory.rollout.parallel, inventory.rollout.max_failures, recorded
-            )
-            failed = [outcome for outcome in outcomes if not outcome.passed]
-            journal.finish_run(run_id, "failed" if failed else "passed")
-            journal.audit(context.actor, "rollout finished", f"run {run_id}: {_tally(outcomes)}")
+            return _execute(context, journal, "rollout", run_id, steps, inventory.rollout.max_failures, recorded)
         finally:
             journal.release_lock(context.actor)
-    return _report_outcomes(outcomes)
+
+
+def _not_there(context: Context, steps: Sequence[Step]) -> list[str]:
+    """Everything the steps need that is missing, before anything is touched: the target's, and the gates' secrets."""
+    signing = context.inventory.websocket.signing_secret_env
+    return list(dict.fromkeys([*context.target.readiness(steps), *secrets_missing(steps, context.target, signing)]))
 
 
 def _not_ready(target: Target, missing: Sequence[str]) -> str:
@@ -298,6 +281,43 @@ def _take_lock(journal: Journal, actor: Actor, message: str, wait: float, resume
     journal.acquire_lock(actor, message, wait_seconds=wait)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where SIGINT raises KeyboardInterrupt: both stop a rollout the same way."""
+
+
+@contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    def raise_terminated(signum: int, frame: object) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _execute(context: Context, journal: Journal, command: str, run_id: int, steps: Sequence[Step], max_failures: int,
+             recorded: Mapping[str, StepRecord]) -> int:
+    """Run the steps, record how the run ended, report; an interrupted rollout is left for --resume."""
+    engine = _engine(context, journal)
+    with _terminate_as_interrupt():
+        outcomes = engine.execute(run_id, steps, context.inventory.rollout.parallel, max_failures, recorded)
+    if engine.interrupted is not None:
+        signum = signal.SIGTERM if isinstance(engine.interrupted, Terminated) else signal.SIGINT
+        then = "`rollout --resume` finishes it" if command == "rollout" else f"run {command} again"
+        if command != "rollout":
+            journal.finish_run(run_id, "interrupted")
+        journal.audit(context.actor, f"{command} interrupted", f"run {run_id} by {signal.Signals(signum).name}: "
+                                                               f"{_tally(outcomes)}; {then}")
+        print(f"{command} interrupted by {signal.Signals(signum).name}: {_tally(outcomes)}; {then}", file=sys.stderr)
+        return 128 + signum
+    failed = [outcome for outcome in outcomes if not outcome.passed]
+    journal.finish_run(run_id, "failed" if failed else "passed")
+    journal.audit(context.actor, f"{command} finished", f"run {run_id}: {_tally(outcomes)}")
+    return _report_outcomes(outcomes)
+
+
 def _engine(context: Context, journal: Journal) -> Engine:
     progress = Progress(sys.stdout, sys.stdout.isatty())
     return Engine(context.target, journal, context.actor, progress, context.inventory.websocket.signing_secret_env)
@@ -317,7 +337,7 @@ def _report_outcomes(outcomes: Sequence[StepOutcome]) -> int:
 def _tally(outcomes: Sequence[StepOutcome]) -> str:
     counts: dict[str, int] = {}
     for outcome in outcomes:
-        name = str(outcome.state) if outcome.state else "not started"
+        name = str(outcome.state) if outcome.state else "interrupted" if outcome.evidence == INTERRUPTED else "not started"
         counts[name] = counts.get(name, 0) + 1
     return ", ".join(f"{count} {name}" for name, count in counts.items())
 
@@ -369,22 +389,18 @@ def rollback_command(context: Context, options: argparse.Namespace) -> int:
         histories = {key: region_history(journal, key) for key in keys}
         steps = rollback_steps(inventory, context.target, keys, histories, options.to_previous)
         kind = "to the previous deployment" if options.to_previous else "with the WebSocket switch off"
-        missing = context.target.readiness(steps)
+        missing = _not_there(context, steps)
         if missing:
             raise Refused(_not_ready(context.target, missing))
-        if not _confirm(f"roll back {len(keys)} regions {kind}?", options.yes):
+        if not _confirm(f"roll back {plural(len(keys), 'region')} {kind}?", options.yes):
             raise Refused("not confirmed (add --yes to run without the question)")
         _take_lock(journal, context.actor, f"rollback {kind}", options.lock_wait, False)
         try:
             run_id = journal.start_run("rollback", {"regions": [str(key) for key in keys], "to_previous": options.to_previous}, context.actor)
             journal.audit(context.actor, "rollback started", f"run {run_id}: {' '.join(map(str, keys))} {kind}", options.reason)
-            outcomes = _engine(context, journal).execute(run_id, steps, inventory.rollout.parallel, len(steps))
-            failed = [outcome for outcome in outcomes if not outcome.passed]
-            journal.finish_run(run_id, "failed" if failed else "passed")
-            journal.audit(context.actor, "rollback finished", f"run {run_id}: {_tally(outcomes)}")
+            return _execute(context, journal, "rollback", run_id, steps, len(steps), {})
         finally:
             journal.release_lock(context.actor)
-    return _report_outcomes(outcomes)
 
 
 def _last_rollout_regions(journal: Journal) -> tuple[RegionKey, ...]:
@@ -399,19 +415,34 @@ def _last_rollout_regions(journal: Journal) -> tuple[RegionKey, ...]:
 
 def status_command(context: Context, options: argparse.Namespace) -> int:
     inventory = context.inventory
-    rows = []
-    drifted = False
-    journal_exists = (context.state_dir / JOURNAL_FILE).exists()
-    for key in all_keys(inventory):
-        row = _region_status(context, key) if journal_exists else {"region": str(key), "deployed": None}
-        drifted = drifted or bool(row.get("drift"))
-        rows.append(row)
-    if options.json:
-        print(json.dumps({"inventory": inventory.name, "target": context.target.name, "regions": rows}, indent=2))
+    keys = resolve_regions(inventory, options.region) if options.region else all_keys(inventory)
+    journal_file = context.state_dir / JOURNAL_FILE
+    if journal_file.exists():
+        rows = [_region_status(context, key) for key in keys]
     else:
-        for row in rows:
-            _print_status(row)
-    return EXIT_ROLLOUT_FAILED if drifted else 0
+        rows = [{"region": str(key), "deployed": None} for key in keys]
+        print(f"no journal at {journal_file}: nothing has been rolled out with this state directory "
+              f"(another one is given with --state DIR, or the inventory's rollout.state_dir)", file=sys.stderr)
+    for row in rows:
+        row["problem"] = _problem(row)
+    if options.json:
+        print(json.dumps({"inventory": inventory.name, "target": context.target.name,
+                          "journal": str(journal_file) if journal_file.exists() else None, "regions": rows}, indent=2))
+    else:
+        _print_status(rows)
+    return EXIT_ROLLOUT_FAILED if any(row["problem"] for row in rows) else 0
+
+
+def _problem(row: dict[str, Any]) -> str | None:
+    """What is wrong with a region, for the exit status: its last step did not pass, it is down, or it drifted."""
+    last = row.get("last_step") or {}
+    if last.get("state") not in (None, "passed"):
+        return f"last step {last['state']}"
+    if row.get("deployed") is not None and row.get("health", {}).get("ok") is False:
+        return "down"
+    if row.get("drift"):
+        return "drift"
+    return None
 
 
 def _region_status(context: Context, key: RegionKey) -> dict[str, Any]:
@@ -494,36 +525,53 @@ def _measured_mb(context: Context, key: RegionKey, machine: str) -> float | None
         return None
 
 
-def _print_status(row: dict[str, Any]) -> None:
-    """One line per region (and one per machine where there are several); the gate results and the diff
-    only where something is wrong."""
-    deployed = row["deployed"]
-    if deployed is None:
-        print(f"{row['region']:<16} nothing deployed yet")
-        return
-    health = row.get("health", {})
-    memory = "?" if row.get("memory_mb") is None else f"{row['memory_mb']:.1f} MB"
+STATUS_COLUMNS = ("REGION", "MODE", "WEBSOCKET", "MEMORY", "HEALTH", "LAST STEP", "AT")
+
+
+def _print_status(rows: Sequence[dict[str, Any]]) -> None:
+    """A table with a header, one line per region; below a region, what is wrong with it: the step that did not
+    pass with its gates, the health evidence, each machine where there are several, drift as a diff."""
+    cells = [STATUS_COLUMNS, *(_status_cells(row) for row in rows)]
+    widths = [max(len(line[column]) for line in cells) for column in range(len(STATUS_COLUMNS))]
+    for line, row in zip(cells, [None, *rows]):
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip())
+        if row is not None:
+            for detail in _status_details(row):
+                print(f"    {detail}")
+
+
+def _status_cells(row: dict[str, Any]) -> tuple[str, ...]:
+    deployed = row["deployed"] or {}
     last = row.get("last_step") or {}
-    up = {True: "up", False: "DOWN", None: "asleep"}[health.get("ok", False)]
-    print(f"{row['region']:<16} {deployed['mode']:<12} websocket {deployed['websocket']:<3}  {memory:>8}  "
-          f"{up}  last step {last.get('state', '-')} {deployed['at']}")
-    if health.get("ok") is not True:
-        print(f"{'':<16} health: {health.get('evidence', '')}")
+    health = row.get("health")
+    up = "-" if health is None else {True: "up", False: "DOWN", None: "asleep"}[health.get("ok", False)]
+    memory = "-" if row.get("memory_mb") is None else f"{row['memory_mb']:.1f} MB"
+    return (row["region"], deployed.get("mode", "-"), deployed.get("websocket", "-"), memory, up,
+            last.get("state", "nothing deployed yet" if not deployed else "-"), last.get("at") or deployed.get("at", ""))
+
+
+def _status_details(row: dict[str, Any]) -> list[str]:
+    details = []
+    health = row.get("health") or {}
+    if health and health.get("ok") is not True:
+        details.append(f"health: {health.get('evidence', '')}")
     machines = row.get("machines", ())
     if len(machines) > 1 or any(entry.get("image") for entry in machines):
         for entry in machines:
             size = f"  {entry['memory_mb']:.1f} MB" if entry.get("memory_mb") is not None else ""
             image = f"  {entry['image']}" if entry.get("image") else ""
             changed = f"  (the journal recorded {entry['image_drift']})" if entry.get("image_drift") else ""
-            print(f"{'':<16} machine {entry['id']} {entry['state']}{size}{image}{changed}")
+            details.append(f"machine {entry['id']} {entry['state']}{size}{image}{changed}")
+    last = row.get("last_step") or {}
     if last.get("state") not in (None, "passed"):
-        print(f"{'':<16} {last['id']}: {last['detail']}")
+        details.append(f"{last['id']}: {last['detail']}")
         for gate in row.get("gates", ()):
             on = f" on {gate['machine']}" if gate.get("machine") and len(machines) > 1 else ""
-            print(f"{'':<16}   {gate['gate']}{on}: {'pass' if gate['ok'] else 'FAIL'} {gate['evidence']}")
+            details.append(f"  {gate['gate']}{on}: {'pass' if gate['ok'] else 'FAIL'} {gate['evidence']}")
     for drift in row.get("drift", ()):
-        print(f"{'':<16} DRIFT {drift['file']} on {drift['machine']} differs from what the journal says was deployed:")
-        print("".join(f"{'':<18}{line}" for line in drift["diff"].splitlines(keepends=True)), end="")
+        details.append(f"DRIFT {drift['file']} on {drift['machine']} differs from what the journal says was deployed:")
+        details.extend(f"  {line}" for line in drift["diff"].splitlines())
+    return details
 
 
 def history_command(context: Context, options: argparse.Namespace) -> int:
@@ -547,6 +595,8 @@ def history_command(context: Context, options: argparse.Namespace) -> int:
             audit = [record.line() for record in journal.audit_records()] if wanted is None else []
     else:
         audit = []
+        print(f"no journal at {context.state_dir / JOURNAL_FILE}: nothing has been rolled out with this state "
+              f"directory (another one is given with --state DIR, or the inventory's rollout.state_dir)", file=sys.stderr)
     if options.json:
         print(json.dumps({"steps": entries, "audit": audit}, indent=2))
         return 0
@@ -563,7 +613,7 @@ def history_command(context: Context, options: argparse.Namespace) -> int:
 
 def lock_command(context: Context, options: argparse.Namespace) -> int:
     if not (context.state_dir / JOURNAL_FILE).exists():
-        print("no lock (no journal yet)")
+        print(f"no lock (no journal at {context.state_dir / JOURNAL_FILE})")
         return 0
     with context.journal() as journal:
         held = journal.lock_status()
@@ -575,6 +625,26 @@ def lock_command(context: Context, options: argparse.Namespace) -> int:
         released = journal.force_release_lock(context.actor, options.reason or "released by hand")
         print(f"released: {_lock_line(released)}" if released else "no lock to release")
         return 0
+
+
+def fleet_command(context: Context, options: argparse.Namespace) -> int:
+    """Start or stop the local fleet's regions with their deployed files (the processes outlive a rollout on purpose)."""
+    target = context.target
+    if not isinstance(target, LocalTarget):
+        raise InputError([f"fleet {options.fleet_action} runs the local fleet; the regions of {context.inventory.name} "
+                          f"run on the {target.name} target"])
+    keys = resolve_regions(context.inventory, options.region) if options.region else all_keys(context.inventory)
+    failed = 0
+    for key in keys:
+        if options.fleet_action == "start" and not target.deployed_here(key):
+            print(f"{key}: nothing deployed here ({target.home(key)}): not started")
+            continue
+        result = target.run(key, target.control_command(key, options.fleet_action))
+        lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+        print(f"{key}: {'done' if result.ok else f'FAILED (exit {result.exit_code})'}"
+              + "".join(f"\n    {line}" for line in lines))
+        failed += not result.ok
+    return EXIT_ROLLOUT_FAILED if failed else 0
 
 
 def _lock_line(held: Any) -> str:
@@ -603,4 +673,5 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "status": _in_context(status_command),
     "history": _in_context(history_command),
     "lock": _in_context(lock_command),
+    "fleet": _in_context(fleet_command),
 }

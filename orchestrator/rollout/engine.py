@@ -38,6 +38,7 @@ from orchestrator.rollout.model import (
     WriteFile,
 )
 from orchestrator.targets.base import ProbedOnMachine, Target, TargetError
+from orchestrator.terminal import plural
 
 ProgressEvent = Callable[[RegionKey, str, str], None]
 T = TypeVar("T")
@@ -56,10 +57,18 @@ class StepOutcome:
 
 
 class _Failed(Exception):
-    def __init__(self, what: str, evidence: str) -> None:
+    def __init__(self, what: str, evidence: str, operation: bool = False) -> None:
         super().__init__(f"{what}: {evidence}")
         self.what = what
         self.evidence = evidence
+        self.operation = operation  # an operation failed, not a gate
+
+
+class _Stopped(Exception):
+    """The rollout was interrupted: the step stops where it is, recorded at its phase, for --resume."""
+
+
+INTERRUPTED = "interrupted: --resume finishes it"
 
 
 class Engine:
@@ -78,6 +87,8 @@ class Engine:
         self.signing_secret_env = signing_secret_env
         # One SQLite connection, many region threads: the journal is written one call at a time.
         self._journal_lock = threading.Lock()
+        self._stop = threading.Event()
+        self.interrupted: BaseException | None = None  # the SIGINT or SIGTERM that stopped execute()
 
     def execute(
         self,
@@ -87,28 +98,38 @@ class Engine:
         max_failures: int,
         recorded: Mapping[str, StepRecord] | None = None,
     ) -> list[StepOutcome]:
-        """Run `steps` up to `parallel` at a time; start no new one once `max_failures` regions failed."""
+        """Run `steps` up to `parallel` at a time; start no new one once `max_failures` regions failed.
+
+        Interrupted (KeyboardInterrupt, which SIGTERM raises too): no step starts, the running ones stop at
+        their next operation or observation and stay at their phase for --resume, `interrupted` says why."""
         recorded = recorded or {}
         outcomes: dict[str, StepOutcome] = {}
         pending = list(steps)
         failures = 0
         with ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix="region") as pool:
             running: dict[Future[StepOutcome], Step] = {}
-            while pending or running:
-                while pending and len(running) < parallel and failures < max_failures:
-                    step = pending.pop(0)
-                    running[pool.submit(self._step, run_id, step, recorded.get(step.id))] = step
-                if not running:
-                    break
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in done:
-                    step = running.pop(future)
-                    outcome = future.result()
-                    outcomes[step.id] = outcome
-                    if not outcome.passed:
-                        failures += 1
+            try:
+                while pending or running:
+                    while pending and len(running) < parallel and failures < max_failures:
+                        step = pending.pop(0)
+                        running[pool.submit(self._step, run_id, step, recorded.get(step.id))] = step
+                    if not running:
+                        break
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        step = running.pop(future)
+                        outcome = future.result()
+                        outcomes[step.id] = outcome
+                        if not outcome.passed:
+                            failures += 1
+            except KeyboardInterrupt as interrupt:
+                self.interrupted = interrupt
+                self._stop.set()
+                for future, step in running.items():
+                    outcomes[step.id] = future.result()
+        why = INTERRUPTED if self.interrupted else f"not started: {plural(failures, 'region')} failed"
         for step in pending:
-            outcomes[step.id] = StepOutcome(step, None, None, f"not started: {failures} region(s) failed")
+            outcomes[step.id] = StepOutcome(step, None, None, why)
         return [outcomes[step.id] for step in steps]
 
     def _step(self, run_id: int, step: Step, record: StepRecord | None) -> StepOutcome:
@@ -122,16 +143,26 @@ class Engine:
             )
         else:
             row = record.row
-        if record is not None and record.state == StepState.ROLLING_BACK and step.fallback is not None:
-            return self._roll_back(row, step, record.detail, record.detail)
         try:
-            self._deploy(row, step, step.deployment, StepState.DEPLOYING)
-            self._gate(row, step.key, step.deployment.gates)
-        except _Failed as failure:
-            if step.fallback is None:
-                self._transition(row, StepState.FAILED, str(failure), step.key)
-                return StepOutcome(step, StepState.FAILED, failure.what, failure.evidence)
-            return self._roll_back(row, step, failure.what, failure.evidence)
+            if record is not None and record.state == StepState.ROLLING_BACK and step.fallback is not None:
+                return self._roll_back(row, step, record.detail, record.detail)
+            try:
+                self._deploy(row, step, step.deployment, StepState.DEPLOYING)
+                self._gate(row, step.key, step.deployment.gates)
+            except _Failed as failure:
+                if step.fallback is None:
+                    self._transition(row, StepState.FAILED, str(failure), step.key)
+                    return StepOutcome(step, StepState.FAILED, failure.what, failure.evidence)
+                if failure.operation and step.current is None:
+                    # A first deployment whose operations failed: the region never ran, there is nothing to switch back.
+                    detail = f"{failure}; not switched back: the region never ran"
+                    self._transition(row, StepState.FAILED, detail, step.key)
+                    self._journal(self.journal.audit, self.actor, "region failed", f"{step.key}: {detail}")
+                    return StepOutcome(step, StepState.FAILED, failure.what, failure.evidence)
+                return self._roll_back(row, step, failure.what, failure.evidence)
+        except _Stopped:
+            self.progress(step.key, "interrupted", "stopped where it was; --resume runs this step again")
+            return StepOutcome(step, None, None, INTERRUPTED)
         self._transition(row, StepState.PASSED, f"{step.desired.describe()}: every gate passed", step.key)
         return StepOutcome(step, StepState.PASSED)
 
@@ -139,6 +170,7 @@ class Engine:
         """The quick rollback: the same mode with the WebSocket switch off, shown healthy before the region counts as safe."""
         assert step.fallback is not None
         reason = f"{what}: {evidence}"
+        self._stop_if_asked()
         try:
             self._deploy(row, step, step.fallback, StepState.ROLLING_BACK, detail=reason)
             self._gate(row, step.key, step.fallback.gates)
@@ -167,15 +199,17 @@ class Engine:
                 with self._awake(key, machine):
                     for command in operations:
                         assert isinstance(command, Command)
+                        self._stop_if_asked()
                         self.progress(key, str(phase), command.label)
                         self._run(key, command)
                 continue
             for operation in operations:
+                self._stop_if_asked()
                 if isinstance(operation, WriteFile):
                     try:
                         self.target.write(key, operation)
                     except TargetError as error:
-                        raise _Failed(operation.label, str(error)) from None
+                        raise _Failed(operation.label, str(error), operation=True) from None
                 else:
                     self.progress(key, str(phase), operation.label)
                     self._run(key, operation)
@@ -187,7 +221,7 @@ class Engine:
         try:
             machines = self.target.machines(key)
         except TargetError as error:
-            raise _Failed("list the machines", str(error)) from None
+            raise _Failed("list the machines", str(error), operation=True) from None
         if not machines:
             raise _Failed("list the machines", f"{key} has no machine")
         planned = {machine for operation in operations if (machine := _machine_of(operation))}
@@ -203,13 +237,25 @@ class Engine:
             with self.target.awake(key, machine):
                 yield
         except TargetError as error:
-            raise _Failed(f"keep machine {machine.id} awake", str(error)) from None
+            self._stop_if_asked()
+            raise _Failed(f"keep machine {machine.id} awake", str(error), operation=True) from None
 
     def _run(self, key: RegionKey, command: Command) -> None:
         result = self.target.run(key, command)
         if not result.ok:
+            self._stop_if_asked()  # an interrupt also ends the commands running under it: not a failure of theirs
             lines = [line for line in (result.stderr or result.stdout).strip().splitlines() if line.strip()]
-            raise _Failed(command.label, f"exit {result.exit_code}: " + (" | ".join(lines[-6:]) or "no output"))
+            raise _Failed(command.label, f"exit {result.exit_code}: " + (" | ".join(lines[-6:]) or "no output"),
+                          operation=True)
+
+    def _stop_if_asked(self) -> None:
+        if self._stop.is_set():
+            raise _Stopped
+
+    def _sleep(self, seconds: float) -> None:
+        """A gate's wait between observations, cut short by an interrupt."""
+        if self._stop.wait(seconds):
+            raise _Stopped
 
     def _gate(self, row: int, key: RegionKey, gates: tuple[Gate, ...]) -> None:
         """Every gate on every machine of the region, each machine kept awake while it is observed."""
@@ -224,9 +270,10 @@ class Engine:
 
             with self._awake(key, machine):
                 results: tuple[GateResult, ...] = run_gates(
-                    gates, self.target, key, machine=machine.id, on_observation=observed,
+                    gates, self.target, key, machine=machine.id, on_observation=observed, sleep=self._sleep,
                     signing_secret_env=self.signing_secret_env,
                 )
+            self._stop_if_asked()  # what was observed while stopping says nothing about the region
             for result in results:
                 self._journal(self.journal.record_gate, row, result.gate.kind, result.verdict == Verdict.PASS,
                               result.evidence, machine.id)

@@ -28,7 +28,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketExce
 from websockets.sync.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
-from orchestrator.rollout.model import Command, Gate, GateTiming, RegionKey
+from orchestrator.rollout.model import Command, Gate, GateTiming, RegionKey, Step
 from orchestrator.targets.base import ProbedFromHere, ProbedOnMachine, Target, TargetError
 from orchestrator.targets.onhost import (
     ACTION_CABLE_SUBPROTOCOL,
@@ -313,8 +313,10 @@ def probe_memory(rss_json: str, budget_mb: float) -> Observation:
     total = sum(doc.values()) / MIB
     parts = ", ".join(f"{name} {value / MIB:.1f}" for name, value in doc.items())
     if total > budget_mb:
-        return Observation(False, f"rss {total:.1f} MB ({parts}) > budget {budget_mb:g} MB")
-    return Observation(True, f"rss {total:.1f} MB ({parts}) within budget {budget_mb:g} MB")
+        return Observation(False, f"rss {total:.1f} MB ({parts}) > budget {budget_mb:g} MB by {total - budget_mb:.1f} MB")
+    spare = budget_mb - total
+    return Observation(True, f"rss {total:.1f} MB ({parts}) within budget {budget_mb:g} MB: "
+                             f"{spare:.1f} MB ({spare / budget_mb:.0%}) to spare")
 
 
 # --- running gates --------------------------------------------------------------------------
@@ -351,6 +353,18 @@ def _missing_secret(gate: Gate, signing_secret_env: str | None, secrets: Mapping
     if not value:
         return None, f"environment variable {signing_secret_env} (the actioncable probe's signing secret) is not set"
     return value.encode(), ""
+
+
+def secrets_missing(steps: Sequence[Step], target: Target, signing_secret_env: str | None) -> list[str]:
+    """What the gates of `steps` would need from this environment and not find: checked before a rollout starts,
+    since waiting cannot fix it. A target probed on the machine uses the machine's own environment."""
+    if isinstance(target, ProbedOnMachine):
+        return []
+    gates = [gate for step in steps for deployment in (step.deployment, step.fallback) if deployment
+             for gate in deployment.gates]
+    found = {why for gate in gates if (why := _missing_secret(gate, signing_secret_env, os.environ)[1])}
+    return [f"{why}: the actioncable gates sign their probe here (export {signing_secret_env or 'it'}=...)"
+            for why in sorted(found)]
 
 
 def observe_on_machine(target: ProbedOnMachine, key: RegionKey, machine: str, gate: Gate, timeout: float) -> Observation:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from orchestrator.terminal import plural
 from orchestrator.rollout.model import (
     Command,
     Deployment,
@@ -216,8 +217,11 @@ def _mb(value: float) -> str:
     return f"{value:.1f}"
 
 
+ASSUMED_BASELINE = "action_cable*"  # nothing recorded yet: counted as the baseline it replaces
+
+
 def _mode(mode: str | None) -> str:
-    return mode if mode is not None else "nothing yet"
+    return mode if mode is not None else ASSUMED_BASELINE
 
 
 def _now(step: Step) -> str:
@@ -226,7 +230,14 @@ def _now(step: Step) -> str:
 
 def _step_title(step: Step) -> str:
     stage = f", stage {step.stage}" if step.stage else ""
-    return f"{step.id}  {step.key}  ({step.action}{stage})"
+    return f"{step.key}  ({step.action}{stage})"
+
+
+def _unchanged(step: Step) -> bool:
+    """The region runs exactly what the step deploys: running it again changes no file (it would gate it again)."""
+    current = step.current
+    return (current is not None and current.hashes == step.desired.hashes and current.images == step.desired.images
+            and current.describe() == step.desired.describe())
 
 
 def _memory_row(region: RegionMemory) -> list[str]:
@@ -260,7 +271,7 @@ def _schedule_row(stage: ScheduledStage) -> list[str]:
 
 def _fleet_line(summary: MemorySummary) -> str:
     return (
-        f"fleet ({_regions(summary.regions)}): {_mb(summary.before_mb)} MB -> {_mb(summary.after_mb)} MB, "
+        f"fleet ({plural(summary.regions, 'region')}): {_mb(summary.before_mb)} MB -> {_mb(summary.after_mb)} MB, "
         f"saving {_mb(summary.saving_mb)} MB ({_mb(summary.saving_percent)} %)"
     )
 
@@ -270,11 +281,7 @@ def _per_region_note(summary: MemorySummary) -> str:
 
 
 def _new_file(diff: FileDiff) -> str:
-    return f"new file {diff.name}, {diff.added_lines} {'line' if diff.added_lines == 1 else 'lines'}"
-
-
-def _regions(count: int) -> str:
-    return f"{count} region" if count == 1 else f"{count} regions"
+    return f"new file {diff.name}, {plural(diff.added_lines, 'line')}"
 
 
 # --------------------------------------------------------------------------- text
@@ -319,6 +326,8 @@ def _text_steps(steps: Sequence[Step], color: bool) -> list[str]:
 
 
 def _text_step(step: Step, color: bool) -> list[str]:
+    if _unchanged(step):
+        return [_step_title(step), f"  now:     {_now(step)}, as this step deploys it: nothing to change"]
     lines = [
         _step_title(step),
         f"  now:     {_now(step)}",
@@ -375,13 +384,15 @@ def _text_memory(memory: Sequence[RegionMemory]) -> list[str]:
         [row.process, _mb(row.before), _mb(row.after), _mb(row.fleet_before), _mb(row.fleet_after)]
         for row in summary.processes
     ]
+    assumed = [f"  {ASSUMED_BASELINE}: nothing recorded for the region yet, taken to run the Action Cable baseline"]
     return [
         "Memory",
         *_indent(table, 2),
+        *(assumed if any(region.before_mode is None for region in memory) else []),
         "",
         f"  {_fleet_line(summary)}",
         "",
-        f"  per process ({_per_region_note(summary)}), x {_regions(n)}:",
+        f"  per process ({_per_region_note(summary)}), x {plural(n, 'region')}:",
         *_indent(_table(process_headers, process_rows), 2),
     ]
 
@@ -674,7 +685,7 @@ def _html_memory(memory: Sequence[RegionMemory]) -> str:
             memory_svg(memory, summary),
             _html_table(MEMORY_HEADERS, [_memory_row(r) for r in memory], [False] * 3 + [True] * 4),
             f"<p>{_e(_fleet_line(summary))}</p>",
-            f"<p>Per process ({_e(_per_region_note(summary))}), &times; {_e(_regions(n))}:</p>",
+            f"<p>Per process ({_e(_per_region_note(summary))}), &times; {_e(plural(n, 'region'))}:</p>",
             _html_table(
                 ["process", "before MB", "after MB", f"× {n} before", f"× {n} after"],
                 process_rows,

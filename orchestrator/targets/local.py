@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -29,6 +30,9 @@ LOCALCTL = (sys.executable, "-m", "orchestrator.targets.localctl")
 # A restart waits for every process of the region to answer; Puma with Rails takes a few seconds.
 START_TIMEOUT_SECONDS = 60.0
 LOCAL_MACHINE = "localhost"
+# What the local fleet runs for a managed process of navigator.yml, and the Debian package it comes from.
+STAND_IN_PROGRAMS = {"redis": ("redis-server", "redis-server"), "action-cable": (localctl.PUMA, "puma ruby-actioncable"),
+                     "nats-server": ("nats-server", "nats-server")}
 
 
 class LocalTarget:
@@ -48,14 +52,19 @@ class LocalTarget:
         stale = sorted(set(current.files) - set(desired.files)) if current else []
         if stale:
             writes.append(Command(("rm", "-f", *(str(config / name) for name in stale)), "remove files of the old mode"))
-        action = "restart" if needs_restart(current, desired) else "reload"
-        control = Command(
+        return (*writes, self.control_command(key, "restart" if needs_restart(current, desired) else "reload"))
+
+    def control_command(self, key: RegionKey, action: str) -> Command:
+        """localctl start, restart, reload or stop of the region, as Navigator's own controls would be used."""
+        return Command(
             (*LOCALCTL, action, "--home", str(self.home(key)), "--timeout", f"{START_TIMEOUT_SECONDS:g}"),
             f"{action} {key}",
             env_names=self.secret_env_names,
             timeout_seconds=START_TIMEOUT_SECONDS + 30,
         )
-        return (*writes, control)
+
+    def deployed_here(self, key: RegionKey) -> bool:
+        return (self.home(key) / "config" / "navigator.yml").is_file()
 
     def write(self, key: RegionKey, operation: WriteFile) -> None:
         path = Path(operation.path)
@@ -88,7 +97,18 @@ class LocalTarget:
         return nullcontext()
 
     def readiness(self, steps: Sequence[Step]) -> tuple[str, ...]:
-        return ()
+        """The secrets the region's processes and the gates read from this environment, and the programs that
+        stand in for the managed processes the steps deploy (Debian's redis-server, puma, nats-server)."""
+        problems = [f"{name} is not set: the local fleet's processes and the gates read it from this environment "
+                    f"(export {name}=...: the app's value, or for a rehearsal any, e.g. $(openssl rand -hex 32))"
+                    for name in self.secret_env_names if not os.environ.get(name)]
+        wanted = {process for step in steps for deployment in (step.deployment, step.fallback) if deployment
+                  for process in side_processes(deployment.state)}
+        for process, (program, package) in sorted(STAND_IN_PROGRAMS.items()):
+            if process in wanted and shutil.which(program) is None:
+                problems.append(f"{program} is not installed, and the local fleet runs it for the managed process "
+                                f"{process} (apt-get install {package})")
+        return tuple(problems)
 
     def live_files(self, key: RegionKey, names: tuple[str, ...], machine: str = LOCAL_MACHINE) -> Mapping[str, str | None]:
         config = self.home(key) / "config"

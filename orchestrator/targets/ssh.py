@@ -641,7 +641,17 @@ class SshTarget:
         return nullcontext()
 
     def readiness(self, steps: Sequence[Step]) -> tuple[str, ...]:
-        return ()
+        """The files a connection needs: the known hosts (nothing else is trusted) and the key, where one is named.
+        (The secrets the commands name are left to the host's environment when not set here.)"""
+        problems = []
+        for where in dict.fromkeys(self.where(step.key).endpoint for step in steps):
+            if not os.path.isfile(where.known_hosts):
+                problems.append(f"{where}: the known hosts file {where.known_hosts} does not exist: nothing would be "
+                                f"trusted (ssh-keyscan -p {where.port} {where.host} >> {where.known_hosts}, after checking "
+                                f"the key)")
+            if where.key_file and not os.path.isfile(where.key_file):
+                problems.append(f"{where}: the key file {where.key_file} does not exist")
+        return tuple(dict.fromkeys(problems))
 
     def live_files(self, key: RegionKey, names: tuple[str, ...], machine: str = "") -> Mapping[str, str | None]:
         where = self.where(key)

@@ -224,7 +224,8 @@ def test_no_region_starts_once_max_failures_regions_failed(journal: Journal, max
     outcomes = run_regions(journal, target, ["ams", "dfw", "ord", "sjc"], parallel=1, max_failures=max_failures)
     assert [region for region, _ in target.runs] == started
     assert [outcome.state for outcome in outcomes] == [StepState.FAILED] * max_failures + [None] * (4 - max_failures)
-    assert all(outcome.evidence == f"not started: {max_failures} region(s) failed" for outcome in outcomes[max_failures:])
+    failed = "1 region" if max_failures == 1 else f"{max_failures} regions"
+    assert all(outcome.evidence == f"not started: {failed} failed" for outcome in outcomes[max_failures:])
 
 
 class LateExecutor(ThreadPoolExecutor):
@@ -267,6 +268,7 @@ def test_a_rollout_whose_engine_raises_releases_its_lock(tmp_path: Path, monkeyp
         raise RuntimeError("the engine broke")
 
     monkeypatch.setattr(Engine, "execute", broken)
+    monkeypatch.setenv("CABLE_SIGNING_SECRET", "not-a-real-secret")
     with pytest.raises(RuntimeError, match="the engine broke"):
         orchestrate(["rollout", str(fleet.inventory), "--state", str(fleet.state), "--stage", "staging", "--yes"])
     with Journal.open(fleet.state) as journal:

@@ -894,16 +894,16 @@ RSS = json.dumps({"front": 12 * MIB, "cable": round(25.1 * MIB), "redis": round(
 
 
 def test_probe_memory_over_budget():
-    assert probe_memory(RSS, 30) == Observation(False, "rss 41.2 MB (front 12.0, cable 25.1, redis 4.1) > budget 30 MB")
+    assert probe_memory(RSS, 30) == Observation(False, "rss 41.2 MB (front 12.0, cable 25.1, redis 4.1) > budget 30 MB by 11.2 MB")
 
 
 def test_probe_memory_within_budget():
-    assert probe_memory(RSS, 50) == Observation(True, "rss 41.2 MB (front 12.0, cable 25.1, redis 4.1) within budget 50 MB")
+    assert probe_memory(RSS, 50) == Observation(True, "rss 41.2 MB (front 12.0, cable 25.1, redis 4.1) within budget 50 MB: 8.8 MB (18%) to spare")
 
 
 def test_probe_memory_exactly_at_budget_is_within():
     at = json.dumps({"front": 10 * MIB, "cable": 20 * MIB})
-    assert probe_memory(at, 30) == Observation(True, "rss 30.0 MB (front 10.0, cable 20.0) within budget 30 MB")
+    assert probe_memory(at, 30) == Observation(True, "rss 30.0 MB (front 10.0, cable 20.0) within budget 30 MB: 0.0 MB (0%) to spare")
     assert probe_memory(json.dumps({"front": 30 * MIB + 1}), 30).ok is False
 
 
@@ -932,7 +932,7 @@ def test_probe_memory_long_output_is_cut():
 
 
 def test_probe_memory_zero_and_fractions_are_bytes():
-    assert probe_memory('{"front": 0, "cable": 0.5}', 1) == Observation(True, "rss 0.0 MB (front 0.0, cable 0.0) within budget 1 MB")
+    assert probe_memory('{"front": 0, "cable": 0.5}', 1) == Observation(True, "rss 0.0 MB (front 0.0, cable 0.0) within budget 1 MB: 1.0 MB (100%) to spare")
 
 
 # --- run_gate ---------------------------------------------------------------------------------------
@@ -1109,10 +1109,10 @@ def test_run_gate_memory_within_and_over_budget(public_hub):
     clock = FakeClock()
     within = run_gate(memory_gate(100000, count=1), HubTarget(public_hub), KEY, monotonic=clock.monotonic, sleep=clock.sleep)
     assert within.verdict is P
-    assert re.fullmatch(r"rss \d+\.\d MB \(hub \d+\.\d\) within budget 100000 MB", within.evidence)
+    assert re.fullmatch(r"rss \d+\.\d MB \(hub \d+\.\d\) within budget 100000 MB: \d+\.\d MB \(100%\) to spare", within.evidence)
     over = run_gate(memory_gate(0.001, failure_limit=0), HubTarget(public_hub), KEY, monotonic=clock.monotonic, sleep=clock.sleep)
     assert over.verdict is F
-    assert re.fullmatch(r"rss \d+\.\d MB \(hub \d+\.\d\) > budget 0.001 MB", over.evidence)
+    assert re.fullmatch(r"rss \d+\.\d MB \(hub \d+\.\d\) > budget 0.001 MB by \d+\.\d MB", over.evidence)
 
 
 def test_run_gate_memory_command_failing(public_hub):

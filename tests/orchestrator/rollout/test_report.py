@@ -233,7 +233,7 @@ def test_plan_text_schedule_dates_and_statuses():
 
 def test_plan_text_steps():
     text = plan_text(PLAN)
-    assert "staging-iad  staging/iad  (deploy, stage staging)" in text
+    assert "staging/iad  (deploy, stage staging)" in text
     assert "now:     nothing yet" in text
     assert "now:     action_cable, websocket on" in text
     assert "deploys: integrated, websocket off" in text
@@ -247,13 +247,14 @@ def test_plan_text_steps():
     assert "        --- a/production/ord/navigator.yml\n        +++ b/production/ord/navigator.yml\n" in text
     assert "        -  enabled: false\n        +  enabled: true\n" in text
     # An added file's text is not printed.
-    assert "path: /cable" not in text.split("production-ams")[0]
+    assert "path: /cable" not in text.split("production/ams  (deploy")[0]
     assert "<script>" not in text
 
 
 def test_plan_text_memory():
     text = plan_text(PLAN)
-    assert "production/ams  nothing yet   integrated      168.9      35.0      133.9      79.3" in text
+    assert "production/ams  action_cable*  integrated      168.9      35.0      133.9      79.3" in text
+    assert "action_cable*: nothing recorded for the region yet, taken to run the Action Cable baseline" in text
     assert "fleet (8 regions): 1351.2 MB -> 280.0 MB, saving 1071.2 MB (79.3 %)" in text
     assert "per process (every region alike), x 8 regions:" in text
     assert "  total             168.9      35.0      1351.2      280.0\n" in text
