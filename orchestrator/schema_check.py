@@ -34,7 +34,7 @@ _JSON_TYPE_NAMES = {
     dict: "object",
     type(None): "null",
 }
-_ANNOTATIONS = {"$schema", "$id", "$defs", "title", "description"}
+_ANNOTATIONS = {"$schema", "$id", "$defs", "title", "description", "examples"}
 _RANGE = {
     "minimum": lambda value, limit: value >= limit,
     "maximum": lambda value, limit: value <= limit,
