@@ -237,14 +237,19 @@ def fill(template: str, params: dict[str, Any], query: str) -> tuple[str | None,
 
 
 class Context:
-    """What all sessions share: the current policy, the registry and the log."""
+    """What all sessions share: the current policy, the registry, the log and the count of refused subscriptions."""
 
-    __slots__ = ("policy", "registry", "log")
+    __slots__ = ("policy", "registry", "log", "rejected_subscriptions")
 
     def __init__(self, policy: Policy, registry: StreamRegistry, log: Log) -> None:
         self.policy = policy
         self.registry = registry
         self.log = log
+        self.rejected_subscriptions = 0
+
+    def reject(self, **fields: Any) -> None:
+        self.rejected_subscriptions += 1
+        self.log("subscription_rejected", **fields)
 
 
 def disconnect_message(reason: str, reconnect: bool) -> str:
@@ -287,7 +292,7 @@ class ActionCableSession:
         if self.ctx.policy.identifier_too_long(identifier):
             if command == "subscribe":
                 # Rejected rather than ignored: Action Cable clients resend an unanswered subscribe.
-                self.ctx.log("subscription_rejected", why="identifier too long")
+                self.ctx.reject(why="identifier too long")
                 return [_reply(identifier, "reject_subscription")]
             self.ctx.log("ignored", why="identifier too long", command=str(command)[:64])
             return []
@@ -313,7 +318,7 @@ class ActionCableSession:
             return [_reply(identifier, "confirm_subscription")]
         stream, why, channel = self._resolve(identifier)
         if stream is None:
-            self.ctx.log("subscription_rejected", channel=channel, why=why)
+            self.ctx.reject(channel=channel, why=why)
             return [_reply(identifier, "reject_subscription")]
         # Interned, so thousands of clients on the same channel share one identifier and stream object.
         identifier = sys.intern(identifier)
@@ -321,7 +326,7 @@ class ActionCableSession:
         try:
             self.ctx.registry.add(stream, identifier, self.subscriber)
         except SubscriptionLimitReached as limit:
-            self.ctx.log("subscription_rejected", channel=channel, why=str(limit))
+            self.ctx.reject(channel=channel, why=str(limit))
             return [_reply(identifier, "reject_subscription")]
         self.subs[identifier] = stream
         self.ctx.log("subscribed", stream=stream)
@@ -383,14 +388,14 @@ class NavigatorSession:
         refusal = self.ctx.policy.navigator_allowed(stream)
         if refusal:
             # Not the stream: a client may send a signed stream name here.
-            self.ctx.log("subscription_rejected", why=refusal)
+            self.ctx.reject(why=refusal)
             return []
         if stream not in self.subs:
             stream = sys.intern(stream)
             try:
                 self.ctx.registry.add(stream, NAVIGATOR, self.subscriber)
             except SubscriptionLimitReached as limit:
-                self.ctx.log("subscription_rejected", why=str(limit))
+                self.ctx.reject(why=str(limit))
                 return []
             self.subs.add(stream)
             self.ctx.log("subscribed", stream=stream)

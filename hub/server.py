@@ -808,6 +808,7 @@ class Hub:
             ("hub_broadcast_deliveries_total", "counter", "Broadcast frames written to clients.", self.deliveries),
             ("hub_failed_broadcasts_total", "counter", "Broadcast requests refused.", self.failed_broadcasts),
             ("hub_slow_client_disconnects_total", "counter", "Clients disconnected as too slow.", self.slow_disconnects),
+            ("hub_rejected_subscriptions_total", "counter", "Subscriptions refused (policy, limits, malformed identifiers).", self.context.rejected_subscriptions),
             ("hub_bytes_sent_total", "counter", "WebSocket bytes written to clients.", self.bytes_sent),
             ("hub_refused_sockets_total", "counter", "Sockets dropped at accept: max_connections plus the reserve were open.", self.refused_sockets),
             ("hub_accept_failures_total", "counter", "Failed accepts (such as running out of descriptors).", self.accept_failures),

@@ -120,6 +120,7 @@ def test_action_cable_welcome_subscribe_broadcast_and_pings(showcase) -> None:
 
 
 def test_signed_channel_over_the_wire(showcase) -> None:
+    rejected = showcase.metric("hub_rejected_subscriptions_total")
     with cable_client(showcase) as ws:
         recv_json(ws)
         params = {"channel": "ConfigUpdateChannel", "database": "db", "user_id": 3}
@@ -129,6 +130,7 @@ def test_signed_channel_over_the_wire(showcase) -> None:
         turbo = signing.sign("chat:1", SECRET.encode())
         assert subscribe(ws, channel="Turbo::StreamsChannel", signed_stream_name=turbo)[1]["type"] == "confirm_subscription"
         assert subscribe(ws, channel="$pubsub", stream_name="chat:1")[1]["type"] == "reject_subscription"
+    assert showcase.metric("hub_rejected_subscriptions_total") == rejected + 2
 
 
 def test_channels_and_public_streams_from_flags(start_hub) -> None:
