@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 from orchestrator.rollout.model import RegionKey, RegionState, StepState, content_hash
 from orchestrator.terminal import printable
@@ -34,7 +34,7 @@ from orchestrator.terminal import printable
 JOURNAL_FILE = "journal.sqlite3"
 # "RJNL": marks the database as a rollout journal (PRAGMA application_id).
 APPLICATION_ID = 0x524A4E4C
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 BUSY_TIMEOUT_SECONDS = 30.0
 # How often acquire_lock looks again while it waits for the lock.
 LOCK_POLL_SECONDS = 0.1
@@ -46,6 +46,47 @@ CREATE TABLE deployed_machines (
     image TEXT NOT NULL,
     PRIMARY KEY (deployed_id, machine)
 ) WITHOUT ROWID;
+"""
+
+# 3: what the watcher samples during a bake, what it found, and its own lock (one watcher per journal).
+_WATCH_TABLES = """
+CREATE TABLE samples (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    environment TEXT NOT NULL,
+    region TEXT NOT NULL,
+    machine TEXT NOT NULL,
+    at TEXT NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX samples_by_region ON samples(environment, region, id);
+CREATE TABLE watched (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    environment TEXT NOT NULL,
+    region TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    last_at TEXT NOT NULL
+);
+CREATE INDEX watched_by_region ON watched(environment, region, id);
+CREATE TABLE findings (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    environment TEXT NOT NULL,
+    region TEXT NOT NULL,
+    machine TEXT NOT NULL,
+    at TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    message TEXT NOT NULL,
+    evidence TEXT NOT NULL,
+    action TEXT NOT NULL
+);
+CREATE INDEX findings_by_region ON findings(environment, region, id);
+CREATE TABLE watcher (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    user TEXT NOT NULL,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL CHECK (pid > 0),
+    acquired_at TEXT NOT NULL,
+    message TEXT NOT NULL
+);
 """
 
 _SCHEMA = """
@@ -135,12 +176,13 @@ CREATE TABLE lock (
     acquired_at TEXT NOT NULL,
     message TEXT NOT NULL
 );
-"""
+""" + _WATCH_TABLES
 
 # What takes a journal of schema N to N + 1; run in one transaction when such a journal is opened.
 _MIGRATIONS = {
     # 2: the image each machine runs, with every deployment; the machine of every gate result.
     1: _DEPLOYED_MACHINES + "ALTER TABLE gates ADD COLUMN machine TEXT NOT NULL DEFAULT ''",
+    2: _WATCH_TABLES,
 }
 
 
@@ -216,11 +258,17 @@ class JournalError(Exception):
     """The journal cannot be used as asked; the message names the file."""
 
 
-class LockHeld(JournalError):
-    """Someone else holds the rollout lock."""
+LockName = Literal["rollout", "watch"]
+_LOCK_TABLES: dict[str, str] = {"rollout": "lock", "watch": "watcher"}
+_LOCK_ACTIONS: dict[str, str] = {"rollout": "lock", "watch": "watch lock"}
 
-    def __init__(self, lock: LockInfo) -> None:
-        super().__init__(f"the rollout lock is held by {lock.describe()}")
+
+class LockHeld(JournalError):
+    """Someone else holds the lock."""
+
+    def __init__(self, lock: LockInfo, name: LockName = "rollout") -> None:
+        what = "rollout lock" if name == "rollout" else "watcher's lock (one watcher per journal)"
+        super().__init__(f"the {what} is held by {lock.describe()}")
         self.lock = lock
 
 
@@ -258,6 +306,25 @@ class DeployedRecord:
     at: datetime
     state: RegionState
     hashes: dict[str, str]
+
+
+@dataclass(frozen=True)
+class SampleRecord:
+    key: RegionKey
+    machine: str
+    at: datetime
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class FindingRecord:
+    key: RegionKey
+    machine: str
+    at: datetime
+    rule: str
+    message: str
+    evidence: dict[str, Any]
+    action: str
 
 
 @dataclass(frozen=True)
@@ -351,6 +418,7 @@ class Journal:
         clock: Callable[[], datetime] = utc_now,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
+        read_only: bool = False,
     ) -> None:
         self.path = Path(state_dir) / JOURNAL_FILE
         self._clock = clock
@@ -358,6 +426,9 @@ class Journal:
         self._monotonic = monotonic
         self._connection: sqlite3.Connection | None = None
         self._guard = threading.RLock()
+        if read_only:
+            self._connection = self._open_read_only()
+            return
         _make_state_dir(Path(state_dir))
         if not self.path.exists():
             # The WAL and shared-memory files SQLite makes beside it take this file's mode.
@@ -389,6 +460,35 @@ class Journal:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> Journal:
         return cls(state_dir, clock=clock, sleep=sleep, monotonic=monotonic)
+
+    @classmethod
+    def open_read_only(cls, state_dir: Path) -> Journal:
+        """The journal as it is, for reading only: nothing is created, migrated or written (a write raises)."""
+        return cls(state_dir, read_only=True)
+
+    def _open_read_only(self) -> sqlite3.Connection:
+        if not self.path.is_file():
+            raise JournalError(f"no journal at {self.path}")
+        try:
+            connection = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
+                                         timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as error:
+            raise JournalError(f"{self.path}: {error}") from error
+        try:
+            with _transaction_on(connection, "BEGIN"):
+                version = self._identity(connection)
+            if version is None:
+                raise JournalError(f"{self.path} is empty: nothing has been recorded in it yet")
+            if version != SCHEMA_VERSION:
+                raise JournalError(f"{self.path} is at journal schema {version}, and reading it needs "
+                                   f"{SCHEMA_VERSION}: any command that writes to it (status, rollout) brings it up to date")
+        except sqlite3.DatabaseError as error:
+            connection.close()
+            raise JournalError(f"{self.path} is not a rollout journal: {error}") from error
+        except BaseException:
+            connection.close()
+            raise
+        return connection
 
     def close(self) -> None:
         with self._guard:
@@ -718,10 +818,10 @@ class Journal:
             for at, user, host, pid, action, message, reason in rows
         ]
 
-    # -- the rollout lock ------------------------------------------------------
+    # -- the locks: the rollout's, and the watcher's ------------------------------
 
-    def acquire_lock(self, actor: Actor, message: str, wait_seconds: float = 0.0) -> None:
-        """Take the rollout lock, or raise LockHeld naming its holder.
+    def acquire_lock(self, actor: Actor, message: str, wait_seconds: float = 0.0, *, lock: LockName = "rollout") -> None:
+        """Take the lock, or raise LockHeld naming its holder.
 
         With `wait_seconds`, look again every LOCK_POLL_SECONDS until the lock
         is free or the time is up. A stale lock (its process is gone) never
@@ -730,56 +830,119 @@ class Journal:
         """
         deadline = self._monotonic() + wait_seconds
         while True:
-            holder = self._try_lock(actor, message)
+            holder = self._try_lock(actor, message, lock)
             if holder is None:
                 return
             remaining = deadline - self._monotonic()
             if holder.stale or remaining <= 0:
-                raise LockHeld(holder)
+                raise LockHeld(holder, lock)
             self._sleep(min(LOCK_POLL_SECONDS, remaining))
 
-    def _try_lock(self, actor: Actor, message: str) -> LockInfo | None:
+    def _try_lock(self, actor: Actor, message: str, lock: LockName) -> LockInfo | None:
         """Take the lock and return None, or return who holds it."""
         now = self._now()
+        table = _LOCK_TABLES[lock]
         with self._write() as db:
-            row = db.execute("SELECT user, host, pid, acquired_at, message FROM lock WHERE id = 1").fetchone()
+            row = db.execute(f"SELECT user, host, pid, acquired_at, message FROM {table} WHERE id = 1").fetchone()
             if row is None:
                 db.execute(
-                    "INSERT INTO lock (id, user, host, pid, acquired_at, message) VALUES (1, ?, ?, ?, ?, ?)",
+                    f"INSERT INTO {table} (id, user, host, pid, acquired_at, message) VALUES (1, ?, ?, ?, ?, ?)",
                     (actor.user, actor.host, actor.pid, _stored(now), message),
                 )
-                _insert_audit(db, now, actor, "lock acquired", message, None)
+                _insert_audit(db, now, actor, _LOCK_ACTIONS[lock] + " acquired", message, None)
                 return None
         return _lock_info(row)
 
-    def release_lock(self, actor: Actor) -> None:
+    def release_lock(self, actor: Actor, *, lock: LockName = "rollout") -> None:
         """Release the lock if `actor` holds it (same user, host and pid); otherwise do nothing."""
         now = self._now()
+        table = _LOCK_TABLES[lock]
         with self._write() as db:
             row = db.execute(
-                "SELECT message FROM lock WHERE id = 1 AND user = ? AND host = ? AND pid = ?",
+                f"SELECT message FROM {table} WHERE id = 1 AND user = ? AND host = ? AND pid = ?",
                 (actor.user, actor.host, actor.pid),
             ).fetchone()
             if row is not None:
-                db.execute("DELETE FROM lock WHERE id = 1")
+                db.execute(f"DELETE FROM {table} WHERE id = 1")
                 (message,) = row
-                _insert_audit(db, now, actor, "lock released", message, None)
+                _insert_audit(db, now, actor, _LOCK_ACTIONS[lock] + " released", message, None)
 
-    def lock_status(self) -> LockInfo | None:
-        row = self._one("SELECT user, host, pid, acquired_at, message FROM lock WHERE id = 1")
+    def lock_status(self, *, lock: LockName = "rollout") -> LockInfo | None:
+        row = self._one(f"SELECT user, host, pid, acquired_at, message FROM {_LOCK_TABLES[lock]} WHERE id = 1")
         return None if row is None else _lock_info(row)
 
-    def force_release_lock(self, actor: Actor, reason: str) -> LockInfo | None:
+    def force_release_lock(self, actor: Actor, reason: str, *, lock: LockName = "rollout") -> LockInfo | None:
         """Remove the lock, whoever holds it, and audit it; returns the lock removed (None: there was none)."""
         now = self._now()
+        table = _LOCK_TABLES[lock]
         with self._write() as db:
-            row = db.execute("SELECT user, host, pid, acquired_at, message FROM lock WHERE id = 1").fetchone()
+            row = db.execute(f"SELECT user, host, pid, acquired_at, message FROM {table} WHERE id = 1").fetchone()
             if row is None:
                 return None
             previous = _lock_info(row)
-            db.execute("DELETE FROM lock WHERE id = 1")
-            _insert_audit(db, now, actor, "lock released by force", f"previous holder {previous.describe()}", reason)
+            db.execute(f"DELETE FROM {table} WHERE id = 1")
+            _insert_audit(db, now, actor, _LOCK_ACTIONS[lock] + " released by force",
+                          f"previous holder {previous.describe()}", reason)
             return previous
+
+    # -- what the watcher saw ----------------------------------------------------
+
+    def record_sample(self, key: RegionKey, machine: str, at: datetime, data: Mapping[str, Any], keep: int,
+                      max_gap: float) -> None:
+        """One sample of a machine. The region keeps at most `keep` samples, the older half thinned to every
+        other one; when it was watched is kept apart, as spans, so thinning never opens a gap in watching:
+        a sample within `max_gap` seconds of the span's last one extends it, a later one starts a new span."""
+        text = _json(data, "a sample")
+        region = (key.environment, key.region)
+        with self._write() as db:
+            db.execute("INSERT INTO samples (environment, region, machine, at, data) VALUES (?, ?, ?, ?, ?)",
+                       (*region, machine, _stored(at), text))
+            (count,) = db.execute("SELECT count(*) FROM samples WHERE environment = ? AND region = ?", region).fetchone()
+            if count > keep:
+                ids = [row for (row,) in db.execute(
+                    "SELECT id FROM samples WHERE environment = ? AND region = ? ORDER BY id LIMIT ?",
+                    (*region, count // 2))]
+                db.executemany("DELETE FROM samples WHERE id = ?", [(row,) for row in ids[1::2]])
+            span = db.execute("SELECT id, last_at FROM watched WHERE environment = ? AND region = ? "
+                              "ORDER BY id DESC LIMIT 1", region).fetchone()
+            if span is not None and 0 <= (at - _loaded(span[1])).total_seconds() <= max_gap:
+                db.execute("UPDATE watched SET last_at = ? WHERE id = ?", (_stored(at), span[0]))
+            elif span is None or at > _loaded(span[1]):
+                db.execute("INSERT INTO watched (environment, region, started_at, last_at) VALUES (?, ?, ?, ?)",
+                           (*region, _stored(at), _stored(at)))
+
+    def watched_spans(self, key: RegionKey) -> list[tuple[datetime, datetime]]:
+        """When the region was watched: (first sample, last sample) of each run of samples without a gap."""
+        rows = self._all("SELECT started_at, last_at FROM watched WHERE environment = ? AND region = ? ORDER BY id",
+                         (key.environment, key.region))
+        return [(_loaded(started), _loaded(last)) for started, last in rows]
+
+    def samples(self, key: RegionKey, since: datetime | None = None) -> list[SampleRecord]:
+        rows = self._all(
+            "SELECT machine, at, data FROM samples WHERE environment = ? AND region = ? AND at >= ? ORDER BY id",
+            (key.environment, key.region, _stored(since) if since else ""),
+        )
+        return [SampleRecord(key, machine, _loaded(at), json.loads(data)) for machine, at, data in rows]
+
+    def latest_sample(self, key: RegionKey) -> SampleRecord | None:
+        row = self._one("SELECT machine, at, data FROM samples WHERE environment = ? AND region = ? ORDER BY id DESC "
+                        "LIMIT 1", (key.environment, key.region))
+        return SampleRecord(key, row[0], _loaded(row[1]), json.loads(row[2])) if row else None
+
+    def record_finding(self, key: RegionKey, machine: str, rule: str, message: str, evidence: Mapping[str, Any],
+                       action: str) -> None:
+        now = _stored(self._now())
+        with self._write() as db:
+            db.execute("INSERT INTO findings (environment, region, machine, at, rule, message, evidence, action)"
+                       " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                       (key.environment, key.region, machine, now, rule, message, _json(evidence, "evidence"), action))
+
+    def findings(self, key: RegionKey | None = None) -> list[FindingRecord]:
+        where, parameters = ("WHERE environment = ? AND region = ?", (key.environment, key.region)) if key else ("", ())
+        rows = self._all(f"SELECT environment, region, machine, at, rule, message, evidence, action FROM findings "
+                         f"{where} ORDER BY id", parameters)
+        return [FindingRecord(RegionKey(environment, region), machine, _loaded(at), rule, message, json.loads(evidence),
+                              action) for environment, region, machine, at, rule, message, evidence, action in rows]
 
 
 @contextmanager
@@ -817,6 +980,13 @@ def _make_state_dir(state_dir: Path) -> None:
             raise JournalError(f"{state_dir / JOURNAL_FILE}: {state_dir} is not a directory") from None
         return
     os.chmod(state_dir, 0o700)  # whatever the umask
+
+
+def _json(value: Mapping[str, Any], what: str) -> str:
+    try:
+        return json.dumps(dict(value), sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError) as error:
+        raise JournalError(f"{what} is not JSON: {error}") from error
 
 
 def _execute_script(connection: sqlite3.Connection, script: str) -> None:

@@ -47,7 +47,8 @@ STAGING_IAD = RegionKey("staging", "iad")
 ALICE = Actor("alice", "web1.example", 4242)
 BOB = Actor("bob", "web2.example", 77)
 
-TABLES = {"audit", "blobs", "deployed", "deployed_files", "deployed_machines", "gates", "lock", "runs", "steps", "transitions"}
+TABLES = {"audit", "blobs", "deployed", "deployed_files", "deployed_machines", "findings", "gates", "lock", "runs",
+          "samples", "steps", "transitions", "watched", "watcher"}
 
 
 class FakeClock:
@@ -227,7 +228,7 @@ def test_open_creates_the_private_directory_the_schema_and_the_pragmas(tmp_path:
         assert connection.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     with raw(state_dir / JOURNAL_FILE) as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
         assert db.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID == 0x524A4E4C
         tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         assert tables - {"sqlite_sequence"} == TABLES
@@ -299,7 +300,7 @@ def test_a_database_with_another_application_id_is_refused(state_dir: Path) -> N
 
 
 @pytest.mark.parametrize(("version", "problem"), [
-    (3, "was written by a newer version of this program (journal schema 3; this one reads schema 2)"),
+    (4, "was written by a newer version of this program (journal schema 4; this one reads schema 3)"),
     (0, "has an unknown journal schema version 0"),
 ])
 def test_a_journal_of_another_schema_version_is_refused(state_dir: Path, version: int, problem: str) -> None:
@@ -341,7 +342,7 @@ def test_an_empty_file_becomes_a_journal(state_dir: Path) -> None:
     with Journal.open(state_dir) as journal:
         assert journal.runs() == []
     with raw(state_dir / JOURNAL_FILE) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
 @pytest.mark.parametrize("attempt", range(8))
@@ -782,9 +783,9 @@ def test_a_schema_1_journal_is_migrated_in_place_and_keeps_everything(state_dir:
     """Schema 2 adds the images of a deployment's machines and the machine of each gate result."""
     state_dir.mkdir()
     path = state_dir / JOURNAL_FILE
-    schema_1 = journal_module._SCHEMA.replace(journal_module._DEPLOYED_MACHINES, "")
+    schema_1 = journal_module._SCHEMA.replace(journal_module._DEPLOYED_MACHINES, "").replace(journal_module._WATCH_TABLES, "")
     schema_1 = schema_1.replace(",\n    machine TEXT NOT NULL DEFAULT ''", "")
-    assert "deployed_machines" not in schema_1 and "machine TEXT" not in schema_1
+    assert "deployed_machines" not in schema_1 and "machine TEXT" not in schema_1 and "samples" not in schema_1
     with raw(path) as db:
         db.executescript(schema_1)
         db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
@@ -811,6 +812,49 @@ def test_a_schema_1_journal_is_migrated_in_place_and_keeps_everything(state_dir:
         assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         assert tables - {"sqlite_sequence"} == TABLES
+
+
+def test_samples_are_kept_per_region_and_the_oldest_thinned_past_the_bound(journal: Journal, clock: FakeClock) -> None:
+    for number in range(10):
+        journal.record_sample(IAD, "m1", clock.advance(15), {"n": number}, keep=8, max_gap=60)
+        journal.record_sample(AMS, "m1", clock.now, {"n": number}, keep=100, max_gap=60)
+    kept = [record.data["n"] for record in journal.samples(IAD)]
+    assert len(kept) <= 8 and kept[-4:] == [6, 7, 8, 9]  # the newest whole, the oldest every other one
+    assert kept == sorted(kept) and len(journal.samples(AMS)) == 10
+    assert [record.data["n"] for record in journal.samples(IAD, since=clock.now)] == [9]
+    latest = journal.latest_sample(IAD)
+    assert latest is not None and (latest.data, latest.at, latest.machine) == ({"n": 9}, clock.now, "m1")
+    assert journal.latest_sample(RegionKey("production", "nrt")) is None
+    # Thinning leaves 30 s between old samples, yet the watching itself had no gap: one span.
+    assert journal.watched_spans(IAD) == [(T0 + timedelta(seconds=15), clock.now)]
+
+
+def test_a_gap_longer_than_allowed_starts_a_new_span_of_watching(journal: Journal, clock: FakeClock) -> None:
+    first = clock.advance(15)
+    journal.record_sample(IAD, "m1", first, {}, keep=100, max_gap=60)
+    journal.record_sample(IAD, "m2", first, {}, keep=100, max_gap=60)  # a second machine, same moment
+    extended = clock.advance(60)  # exactly the gap allowed: still watched
+    journal.record_sample(IAD, "m1", extended, {}, keep=100, max_gap=60)
+    journal.record_sample(IAD, "m1", first, {}, keep=100, max_gap=60)  # late and out of order: already covered
+    resumed = clock.advance(61)
+    journal.record_sample(IAD, "m1", resumed, {}, keep=100, max_gap=60)
+    assert journal.watched_spans(IAD) == [(first, extended), (resumed, resumed)]
+    assert journal.watched_spans(AMS) == []
+
+
+def test_findings_and_the_watcher_s_own_lock(journal: Journal, clock: FakeClock) -> None:
+    journal.record_finding(IAD, "m1", "memory_trend", "grows 12 MB/h", {"slope_mb_per_hour": 12.0}, "switched off")
+    (finding,) = journal.findings(IAD)
+    assert (finding.rule, finding.evidence, finding.action) == ("memory_trend", {"slope_mb_per_hour": 12.0}, "switched off")
+    assert journal.findings(AMS) == []
+    journal.acquire_lock(ALICE, "watch", lock="watch")
+    journal.acquire_lock(BOB, "rollout stage canary")  # the two locks are independent
+    with pytest.raises(LockHeld, match="the watcher's lock \\(one watcher per journal\\) is held by alice@"):
+        journal.acquire_lock(BOB, "watch", lock="watch")
+    journal.release_lock(ALICE, lock="watch")
+    assert journal.lock_status(lock="watch") is None and journal.lock_status().user == "bob"  # type: ignore[union-attr]
+    actions = [record.action for record in journal.audit_records()]
+    assert actions == ["watch lock acquired", "lock acquired", "watch lock released"]
 
 
 def test_gate_results_are_kept_per_step_in_order(journal: Journal, clock: FakeClock) -> None:
@@ -1168,3 +1212,31 @@ def test_one_journal_is_shared_by_threads(journal: Journal) -> None:
         steps = [step for step in journal.steps(run_id) if step.key == key]
         assert [step.step_id for step in steps] == [f"{key}-{number}" for number in range(count)]
         assert [journal.transitions(step.row)[-1][2] for step in steps] == [str(number) for number in range(count)]
+
+
+# -- read only -----------------------------------------------------------------
+
+
+def test_a_read_only_journal_reads_and_never_writes_creates_or_migrates(tmp_path: Path, clock: FakeClock) -> None:
+    state_dir = tmp_path / "state"
+    with pytest.raises(JournalError, match="no journal at"):
+        Journal.open_read_only(state_dir)
+    assert not state_dir.exists()  # nothing created
+    with Journal.open(state_dir, clock=clock) as writer:
+        writer.audit(ALICE, "rollout started", "canary")
+    before = (state_dir / JOURNAL_FILE).read_bytes()
+    with Journal.open_read_only(state_dir) as reader:
+        assert [record.action for record in reader.audit_records()] == ["rollout started"]
+        with pytest.raises(JournalError, match="attempt to write a readonly database"):
+            reader.audit(BOB, "note", "a reader cannot write")
+    assert (state_dir / JOURNAL_FILE).read_bytes() == before  # (SQLite may leave its -shm beside it)
+    with raw(state_dir / JOURNAL_FILE) as db:
+        db.execute("PRAGMA user_version = 2")
+    with pytest.raises(JournalError, match="is at journal schema 2, and reading it needs 3"):
+        Journal.open_read_only(state_dir)
+    with raw(state_dir / JOURNAL_FILE) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 2  # not migrated by the reader
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / JOURNAL_FILE).write_bytes(b"not a database at all, just some bytes" * 10)
+    with pytest.raises(JournalError, match="is not a rollout journal"):
+        Journal.open_read_only(tmp_path / "other")
