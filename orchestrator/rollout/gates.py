@@ -300,18 +300,26 @@ def _is_bytes(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
 
 
-def probe_memory(rss_json: str, budget_mb: float) -> Observation:
-    """`rss_json` is {process name: resident bytes}; ok when the sum is at most `budget_mb` MB (MiB)."""
+def resident_mb(rss_json: str) -> dict[str, float] | str:
+    """`rss_json` ({process name: resident bytes}) as MB (MiB) by process, or why it is not that."""
     try:
         doc = json.loads(rss_json)
     except (ValueError, RecursionError):
-        return Observation(False, f"memory output is not JSON: {excerpt(rss_json) or 'empty'}")
+        return f"memory output is not JSON: {excerpt(rss_json) or 'empty'}"
     if not isinstance(doc, dict) or not all(_is_bytes(v) for v in doc.values()):
-        return Observation(False, f"memory output is not an object of process: bytes: {excerpt(rss_json)}")
+        return f"memory output is not an object of process: bytes: {excerpt(rss_json)}"
     if not doc:
-        return Observation(False, "memory output names no processes")
-    total = sum(doc.values()) / MIB
-    parts = ", ".join(f"{name} {value / MIB:.1f}" for name, value in doc.items())
+        return "memory output names no processes"
+    return {str(name): value / MIB for name, value in doc.items()}
+
+
+def probe_memory(rss_json: str, budget_mb: float) -> Observation:
+    """`rss_json` is {process name: resident bytes}; ok when the sum is at most `budget_mb` MB (MiB)."""
+    sizes = resident_mb(rss_json)
+    if isinstance(sizes, str):
+        return Observation(False, sizes)
+    total = sum(sizes.values())
+    parts = ", ".join(f"{name} {value:.1f}" for name, value in sizes.items())
     if total > budget_mb:
         return Observation(False, f"rss {total:.1f} MB ({parts}) > budget {budget_mb:g} MB by {total - budget_mb:.1f} MB")
     spare = budget_mb - total
@@ -380,6 +388,14 @@ def observe_on_machine(target: ProbedOnMachine, key: RegionKey, machine: str, ga
     if not (isinstance(verdict, dict) and isinstance(verdict.get("ok"), bool) and isinstance(verdict.get("evidence"), str)):
         return Observation(False, f"machine {machine}: the probe printed no verdict: {excerpt(output) or 'nothing'}")
     return Observation(verdict["ok"], verdict["evidence"][:MAX_EVIDENCE_CHARS])
+
+
+def observe_once(gate: Gate, target: Target, key: RegionKey, machine: str, signing_secret_env: str | None) -> Observation:
+    """One observation of `gate`, the actioncable probe signed with the secret in this environment (a target probed
+    on the machine uses the machine's); a missing secret is a failed observation that says so."""
+    secret, missing = (None, "") if isinstance(target, ProbedOnMachine) else _missing_secret(
+        gate, signing_secret_env, os.environ)
+    return Observation(False, missing) if missing else observe(gate, target, key, machine, secret)
 
 
 def observe(gate: Gate, target: Target, key: RegionKey, machine: str, secret: bytes | None = None) -> Observation:

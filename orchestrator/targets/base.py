@@ -67,6 +67,9 @@ class Target(Protocol):
     def memory_command(self, key: RegionKey, machine: str) -> Command:
         """A command that prints a JSON object {process name: resident bytes} for the front and cable processes."""
 
+    def metrics_command(self, key: RegionKey, machine: str) -> Command:
+        """A command that prints the hub's /metrics as a JSON object {name: value} (hub mode only)."""
+
     def close(self) -> None:
         """Release connections and forwards; the target is not used afterwards."""
 

@@ -75,7 +75,7 @@ from orchestrator.errors import InputError
 from orchestrator.model import Inventory
 from orchestrator.rollout.model import Command, Gate, Machine, Operation, RegionKey, RegionState, Step, WriteFile
 from orchestrator.targets.base import CommandResult, TargetError
-from orchestrator.targets.host_probes import REMOTE_PYTHON, gate_argv, memory_argv
+from orchestrator.targets.host_probes import REMOTE_PYTHON, gate_argv, memory_argv, metrics_argv
 from orchestrator.targets.local import needs_restart
 from orchestrator.targets.onhost import program
 
@@ -362,6 +362,9 @@ class FlyTarget:
     def memory_command(self, key: RegionKey, machine: str) -> Command:
         where = self.where(key)
         return ssh_command(where, machine, memory_argv(where.pid_file), "read memory", self.fly)
+
+    def metrics_command(self, key: RegionKey, machine: str) -> Command:
+        return ssh_command(self.where(key), machine, metrics_argv(self.inventory), "read the hub's metrics", self.fly)
 
     # --- before the first operation ---
 

@@ -44,6 +44,12 @@ def memory_argv(pid_file: str) -> tuple[str, ...]:
     return (REMOTE_PYTHON, "-c", program(), "memory", pid_file)
 
 
+def metrics_argv(inventory: Inventory) -> tuple[str, ...]:
+    """The hub's counters and gauges from its /metrics on the host's loopback, as JSON."""
+    url = f"http://127.0.0.1:{inventory.hub.port}/metrics"
+    return (REMOTE_PYTHON, "-c", program(), "metrics", url, f"{PROBE_TIMEOUT_SECONDS:g}")
+
+
 def gate_argv(inventory: Inventory, front_port: int, mode: str, gate: Gate, timeout: float) -> tuple[str, ...]:
     """One observation of an http or websocket gate through the front on the host's loopback, printed as JSON."""
     assert gate.path is not None

@@ -11,10 +11,12 @@ of bootstrap, so a host needs nothing but python3.
     memory PID_FILE
     files PATH...
     http URL TIMEOUT
+    metrics URL TIMEOUT
     websocket URL PROTOCOL OPEN TIMEOUT SIGNING_ENV KIND BROADCAST_URL KEY_ENV SECRET_ENV
 
-`publish` prints what answered, `memory` {process: resident bytes} and `files`
-{path: text, or null for a missing file}; they exit 1 with the reason on failure. `http` and `websocket` print one JSON
+`publish` prints what answered, `memory` {process: resident bytes}, `files`
+{path: text, or null for a missing file} and `metrics` the cable server's
+unlabelled counters and gauges {name: value}; they exit 1 with the reason on failure. `http` and `websocket` print one JSON
 object {"ok", "evidence"} and exit 0 whatever they observed: the verdict is in
 the output, never in an exit status (flyctl does not pass remote statuses on).
 
@@ -54,6 +56,8 @@ MAX_MESSAGE_BYTES = 65536
 MAX_RESPONSE_HEAD_BYTES = 16384
 # A configuration file larger than this is not one of ours.
 MAX_FILE_BYTES = 4 * 1024 * 1024
+# The hub's /metrics is a few kilobytes.
+MAX_METRICS_BYTES = 256 * 1024
 ACTION_CABLE_SUBPROTOCOL = "actioncable-v1-json"
 TURBO_CHANNEL = "Turbo::StreamsChannel"
 PROBE_STREAM_PREFIX = "orchestrate-probe-"
@@ -332,6 +336,44 @@ def http_probe(url: str, timeout: float) -> tuple[bool, str]:
     return status == 200, f"GET {url}: {status} in {milliseconds_since(started)} ms"
 
 
+def metrics(url: str, timeout: float) -> dict[str, float]:
+    """The unlabelled samples of the Prometheus text at `url` (the hub's /metrics), {name: value}."""
+    parts = urllib.parse.urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80, timeout=timeout)
+    try:
+        connection.request("GET", parts.path or "/")
+        response = connection.getresponse()
+        body = response.read(MAX_METRICS_BYTES + 1)
+    except TimeoutError:
+        raise ProbeFailed(f"GET {url}: no answer within {timeout:g} s") from None
+    except OSError as error:
+        raise ProbeFailed(f"GET {url}: cannot connect ({excerpt(error.strerror or str(error))})") from None
+    except http.client.HTTPException as error:
+        raise ProbeFailed(f"GET {url}: {type(error).__name__}: {excerpt(str(error))}") from None
+    finally:
+        connection.close()
+    if response.status != 200:
+        raise ProbeFailed(f"GET {url}: {response.status}")
+    if len(body) > MAX_METRICS_BYTES:
+        raise ProbeFailed(f"GET {url}: more than {MAX_METRICS_BYTES} bytes")
+    return parse_metrics(body.decode(errors="replace"))
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    found = {}
+    for line in text.splitlines():
+        words = line.split()
+        if len(words) != 2 or line.startswith("#") or "{" in words[0]:
+            continue
+        try:
+            value = float(words[1])
+        except ValueError:
+            continue
+        if value == value and abs(value) != float("inf"):  # NaN and infinities say nothing to a rule
+            found[words[0]] = value
+    return found
+
+
 class UpgradeRefused(Exception):
     """The server answered the WebSocket handshake with this HTTP status."""
 
@@ -541,13 +583,15 @@ def main(argv: list[str]) -> int:
         elif command == "http" and len(arguments) == 2:
             ok, evidence = http_probe(arguments[0], float(arguments[1]))
             print(json.dumps({"ok": ok, "evidence": evidence}))
+        elif command == "metrics" and len(arguments) == 2:
+            print(json.dumps(metrics(arguments[0], float(arguments[1]))))
         elif command == "websocket" and len(arguments) == 9:
             url, protocol, wanted, timeout, signing_env, *publish_to = arguments
             ok, evidence = websocket_probe(url, protocol, wanted == "open", float(timeout), signing_env,
                                            (publish_to[0], publish_to[1], publish_to[2], publish_to[3]))
             print(json.dumps({"ok": ok, "evidence": evidence}))
         else:
-            print(f"usage: publish|memory|files|http|websocket ARGS (got {' '.join(argv[:1]) or 'nothing'})", file=sys.stderr)
+            print(f"usage: publish|memory|files|http|metrics|websocket ARGS (got {' '.join(argv[:1]) or 'nothing'})", file=sys.stderr)
             return 2
     except ProbeFailed as failed:
         print(failed.evidence, file=sys.stderr)

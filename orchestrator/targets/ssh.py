@@ -83,7 +83,7 @@ from orchestrator.render.image import REGION_SETTINGS
 from orchestrator.render.modes import region_config_dir
 from orchestrator.rollout.model import Command, Machine, Operation, RegionKey, RegionState, Step, WriteFile
 from orchestrator.targets.base import CommandResult, TargetError
-from orchestrator.targets.host_probes import PROBE_TIMEOUT_SECONDS, memory_argv, publish_argv
+from orchestrator.targets.host_probes import PROBE_TIMEOUT_SECONDS, memory_argv, metrics_argv, publish_argv
 from orchestrator.targets.local import needs_restart
 
 TEMPORARY_MARK = ".orchestrate-"
@@ -301,7 +301,7 @@ def open_connection(endpoint: Endpoint, connect_timeout: float) -> Connection:
         raise Unreachable(f"cannot connect to {endpoint}: no answer within {connect_timeout:g} s") from None
     except (paramiko.SSHException, EOFError) as error:
         connection.close()
-        raise Unreachable(f"SSH to {endpoint} failed: {error or type(error).__name__}") from None
+        raise Unreachable(f"SSH to {endpoint} failed: {str(error) or type(error).__name__}") from None
     except OSError as error:
         connection.close()
         raise Unreachable(f"cannot connect to {endpoint}: {error.strerror or error}") from None
@@ -533,6 +533,11 @@ class SshTarget:
         where = self.where(key)
         return Command(memory_argv(where.pid_file), f"read memory of {key} on {where.host}", timeout_seconds=PROBE_TIMEOUT_SECONDS,
                        host=str(where.endpoint))
+
+    def metrics_command(self, key: RegionKey, machine: str = "") -> Command:
+        where = self.where(key)
+        return Command(metrics_argv(self.inventory), f"read the hub's metrics of {key} on {where.host}",
+                       timeout_seconds=PROBE_TIMEOUT_SECONDS, host=str(where.endpoint))
 
     # --- connections ---
 
