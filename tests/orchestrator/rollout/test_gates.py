@@ -22,11 +22,14 @@ from websockets.sync.server import ServerConnection, serve
 
 from hub.signing import verify
 
+from orchestrator.rollout import gates as gates_module
 from orchestrator.rollout.gates import (
     GateResult,
     Observation,
     Verdict,
     Watch,
+    observe,
+    observe_on_machine,
     probe_http,
     probe_memory,
     probe_websocket,
@@ -1172,3 +1175,141 @@ def test_run_gates_stops_at_the_first_failure(public_hub):
     assert [(r.gate, r.verdict) for r in results] == [(gates[0], P), (gates[1], F)]
     assert seen == gates[:2]
     assert target.commands == []  # the memory gate never ran
+
+
+# --- on the machine, the target's headers, the probes' bounds (mutants: bench/results/mutation.md) -----------------
+
+
+class OnMachineTarget:
+    """A target whose gates are observed on each machine: every probe prints `printed` (or `result`, or raises
+    `error`); the probe and memory commands are recorded with the region, machine, gate and timeout asked for."""
+
+    name = "on-machine"
+
+    def __init__(self, printed: str = '{"ok": true, "evidence": "seen on the machine"}', result: CommandResult | None = None,
+                 error: str | None = None) -> None:
+        self.result = result or CommandResult(0, printed, "")
+        self.error = error
+        self.probes: list[tuple[RegionKey, str, Gate, float]] = []
+        self.memory: list[tuple[RegionKey, str]] = []
+
+    def probe_command(self, key: RegionKey, machine: str, gate: Gate, timeout: float) -> Command:
+        self.probes.append((key, machine, gate, timeout))
+        return Command(("probe", gate.kind), f"probe {gate.kind}", machine=machine)
+
+    def memory_command(self, key: RegionKey, machine: str = "") -> Command:
+        self.memory.append((key, machine))
+        return Command(("memory",), "measure rss", machine=machine)
+
+    def run(self, key: RegionKey, command: Command) -> CommandResult:
+        assert key == KEY, key
+        if self.error is not None:
+            raise TargetError(self.error)
+        if command.label == "measure rss":
+            return CommandResult(0, json.dumps({"front": MIB}), "")
+        return self.result
+
+
+@pytest.mark.parametrize(
+    "printed, seen",
+    [
+        ('starting\n{"ok": true, "evidence": "GET /up: 200"}\n \n', Observation(True, "GET /up: 200")),
+        ('{"ok": false, "evidence": "GET /up: 502"}', Observation(False, "GET /up: 502")),
+        ('{"ok": true, "evidence": "' + "e" * 500 + '"}', Observation(True, "e" * 400)),
+        ("", Observation(False, "machine m2: the probe printed no verdict: nothing")),
+        ("  \n", Observation(False, "machine m2: the probe printed no verdict: nothing")),
+        ("Traceback (most recent call last):\n  oops", Observation(False, "machine m2: the probe printed no verdict: Traceback (most recent call last): oops")),
+        ('{"ok": true, "evidence": "e"}\nmore', Observation(False, 'machine m2: the probe printed no verdict: {"ok": true, "evidence": "e"} more')),
+        ('{"ok": 1, "evidence": "e"}', Observation(False, 'machine m2: the probe printed no verdict: {"ok": 1, "evidence": "e"}')),
+        ('{"ok": true}', Observation(False, 'machine m2: the probe printed no verdict: {"ok": true}')),
+        ('{"ok": true, "evidence": 5}', Observation(False, 'machine m2: the probe printed no verdict: {"ok": true, "evidence": 5}')),
+        ('[true, "e"]', Observation(False, 'machine m2: the probe printed no verdict: [true, "e"]')),
+        ("[" * 100000, Observation(False, "machine m2: the probe printed no verdict: " + "[" * 77 + "...")),
+    ],
+    ids=["the last line", "a failure", "long evidence cut", "nothing", "blank", "not JSON", "JSON then more", "ok not a bool",
+         "no evidence", "evidence not text", "not an object", "nested too deep"],
+)
+def test_an_observation_on_the_machine_is_the_verdict_it_printed_last(printed, seen):
+    target = OnMachineTarget(printed)
+    gate = http_gate(timeout=2.5)
+    assert observe_on_machine(target, KEY, "m2", gate, 2.5) == seen  # type: ignore[arg-type]
+    assert target.probes == [(KEY, "m2", gate, 2.5)]
+
+
+def test_a_probe_on_the_machine_that_fails_or_cannot_run_says_why():
+    failing = OnMachineTarget(result=CommandResult(3, "", "python3: starting\npython3: no such file\n\n"))
+    assert observe_on_machine(failing, KEY, "m2", http_gate(), 5) == Observation(False, "probe http exited 3: python3: no such file")  # type: ignore[arg-type]
+    broken = OnMachineTarget(error="staging/iad: fly machine exec: machine m2 is not started")
+    assert observe_on_machine(broken, KEY, "m2", http_gate(), 5) == Observation(  # type: ignore[arg-type]
+        False, "staging/iad: fly machine exec: machine m2 is not started")
+
+
+def test_gates_on_the_machine_are_observed_there_with_the_gate_s_timeout_and_need_no_secret_here():
+    clock = FakeClock()
+    target = OnMachineTarget()
+    signed = ws_gate("actioncable", timeout=2.5, count=1)
+    result = run_gate(signed, target, KEY, machine="m2", monotonic=clock.monotonic, sleep=clock.sleep, secrets={}, signing_secret_env=None)
+    assert (result.verdict, result.evidence, result.machine) == (P, "seen on the machine", "m2")
+    assert target.probes == [(KEY, "m2", signed, 2.5)]
+    assert observe(memory_gate(10), target, KEY, "m2") == Observation(True, probe_memory(json.dumps({"front": MIB}), 10).evidence)
+    assert target.memory == [(KEY, "m2")]
+    here = run_gate(ws_gate("actioncable"), FromHereTarget(closed_port()), KEY, machine="m3", secrets={}, signing_secret_env=None)
+    assert (here.verdict, here.reason, here.machine) == (F, "signing secret missing", "m3")
+
+
+class FromHereTarget:
+    """Reached from here at 127.0.0.1:`port`; the headers it asks the gates to send are the region's own."""
+
+    name = "from-here"
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+
+    def http_url(self, key: RegionKey, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def cable_url(self, key: RegionKey, path: str) -> str:
+        return f"ws://127.0.0.1:{self.port}{path}"
+
+    def request_headers(self, key: RegionKey) -> Mapping[str, str]:
+        assert key == KEY, key
+        return {"fly-prefer-region": key.region}
+
+    def publish_command(self, key: RegionKey, stream: str, data_json: str) -> Command:
+        raise AssertionError("no probe gets as far as publishing here")
+
+
+def test_every_gate_observed_from_here_sends_the_region_s_headers(raw_peer):
+    peer = raw_peer(lambda: b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+    target = FromHereTarget(peer.port)
+    clock = FakeClock()
+    for gate in (http_gate(failure_limit=0), ws_gate("navigator", failure_limit=0), ws_gate(expect_open=False, count=1)):
+        run_gate(gate, target, KEY, monotonic=clock.monotonic, sleep=clock.sleep)
+    assert len(peer.heads) == 3
+    assert all(b"\r\nfly-prefer-region: iad\r\n" in head.lower() for head in peer.heads)
+
+
+def test_the_probes_are_bounded_by_the_gate_s_timeout(public_hub, monkeypatch):
+    """The HTTP client and the WebSocket connection are given the gate's timeout; closing is bounded too."""
+    clients: list[float | None] = []
+    connections: list[tuple[float, float]] = []
+    real_client, real_connect = httpx.Client, gates_module.connect
+
+    def client(**kwargs):
+        clients.append(kwargs.get("timeout"))
+        return real_client(**kwargs)
+
+    def connect(url, **kwargs):
+        connections.append((kwargs.get("open_timeout"), kwargs.get("close_timeout")))
+        return real_connect(url, **kwargs)
+
+    monkeypatch.setattr(gates_module.httpx, "Client", client)
+    monkeypatch.setattr(gates_module, "connect", connect)
+    assert probe_http(f"{public_hub.base}/up", 7.5).ok is True
+    assert clients == [7.5]
+    for timeout in (7.5, 0.5):
+        observation = probe_websocket(public_hub.ws_url("/cable"), ws_gate(expect_open=False), lambda s, d: Observation(True, ""), timeout, None)
+        assert observation.ok is False  # the switch is on: what matters here is how the connection was opened
+    (open_long, close_long), (open_short, close_short) = connections
+    assert 0 < open_long <= 7.5 and close_long == 1.0
+    assert 0 < open_short <= 0.5 and close_short == 0.5

@@ -62,7 +62,7 @@ def websocket(hub: HubProcess, protocol: str, wanted: str = "open", publish_port
 
 def test_the_program_needs_nothing_but_the_standard_library() -> None:
     done = on_host("nothing")
-    assert done.returncode == 2 and "usage: publish|memory|files|http|websocket" in done.stderr
+    assert done.returncode == 2 and "usage: publish|memory|files|http|metrics|websocket" in done.stderr
     assert "import orchestrator" not in program() and "from hub.signing import sign" in program()
 
 

@@ -15,6 +15,7 @@ from orchestrator.rollout.plan import (
     RegionHistory,
     Selection,
     bake_seconds,
+    expected_memory,
     human_duration,
     make_plan,
     promotion_problem,
@@ -304,3 +305,43 @@ def test_a_region_in_no_stage_is_deployed_outside_the_stages(tmp_path: Path, tar
     assert refused.value.problems == [
         "--region xyz: not a region of fleet.yml (known: production/ams, production/dfw, production/nrt, "
         "production/ord, production/sjc, staging/iad)"]
+
+
+# --- killed mutants (bench/results/mutation.md) ------------------------------------------------------
+
+BROKERS = (("  - code: ord\n", "  - {code: ord, broker: {kind: nats, local: {port: 4222}}}\n"),
+           ("  - code: dfw\n", "  - {code: dfw, broker: {kind: nats, url: 'nats://10.0.0.5:4222'}}\n"),
+           ("rollout:\n", "modes:\n  anycable:\n    broker: {kind: nats, local: {port: 4223}}\n"
+                          "memory_budgets_mb:\n  hub: {navigator: 20, cable_server: 30, redis: 0, broker: 15}\n"
+                          "  anycable: {navigator: 21, cable_server: 31, redis: 0, broker: 16}\nrollout:\n"))
+
+
+def test_a_region_s_own_nats_server_is_budgeted_only_where_it_runs(tmp_path: Path) -> None:
+    """ord runs its own nats-server (hub and anycable mode, switch on); dfw's broker is elsewhere; ams has the
+    anycable mode's local broker only."""
+    inventory = load_inventory(make_fleet(tmp_path, *BROKERS).inventory)
+    dfw, ams = RegionKey("production", "dfw"), RegionKey("production", "ams")
+    assert expected_memory(inventory, ORD, "hub", True) == {"navigator": 20, "cable_server": 30, "redis": 0, "broker": 15}
+    assert expected_memory(inventory, ORD, "anycable", True) == {"navigator": 21, "cable_server": 31, "redis": 0, "broker": 16}
+    assert expected_memory(inventory, ams, "anycable", True) == {"navigator": 21, "cable_server": 31, "redis": 0, "broker": 16}
+    assert expected_memory(inventory, ams, "hub", True) == {"navigator": 20, "cable_server": 30, "redis": 0}
+    assert expected_memory(inventory, dfw, "hub", True) == {"navigator": 20, "cable_server": 30, "redis": 0}
+    # With the switch off the cable server and its broker are gone; the other modes have no broker.
+    assert expected_memory(inventory, ORD, "hub", False) == {"navigator": 20, "cable_server": 0.0, "redis": 0}
+    assert expected_memory(inventory, ORD, "integrated", True) == {"navigator": 35.0, "cable_server": 0.0, "redis": 0.0}
+    assert "broker" not in expected_memory(inventory, ORD, "action_cable", True)
+
+
+def test_the_memory_projection_keeps_the_cable_server_of_a_switch_left_on(inventory: Inventory, target: LocalTarget) -> None:
+    on = RegionHistory(deployed=region_state(inventory, ORD, "action_cable", True))
+    (step,) = rollout_steps(inventory, target, Selection((ORD,), None, "action_cable", True), {ORD: on})
+    (row,) = make_plan(inventory, target, (step,), {}, NOON, NOON).memory
+    assert dict(row.before) == dict(row.after) == {"navigator": 17.6, "cable_server": 137.8, "redis": 13.5}
+
+
+def test_the_websocket_gate_names_the_mode_it_judges(inventory: Inventory, target: LocalTarget) -> None:
+    """A probe made on the machine publishes where that mode's processes publish: the gate carries the mode."""
+    for mode in ("action_cable", "integrated"):
+        (step,) = rollout_steps(inventory, target, Selection((ORD,), None, mode), {})  # type: ignore[arg-type]
+        assert step.fallback is not None
+        assert [gate.mode for gate in (*step.deployment.gates, *step.fallback.gates) if gate.kind == "websocket"] == [mode, mode]

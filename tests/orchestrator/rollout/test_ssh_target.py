@@ -26,6 +26,7 @@ from orchestrator.errors import InputError
 from orchestrator.inventory import load_inventory
 from orchestrator.rollout.model import Command, RegionKey, WriteFile
 from orchestrator.rollout.plan import region_state
+from orchestrator.targets.base import CommandResult
 from orchestrator.targets.host_probes import publish_argv
 from orchestrator.targets.onhost import program
 from orchestrator.targets.ssh import ConnectionPool, SshTarget, with_secrets_on_stdin
@@ -628,3 +629,217 @@ def _connect(port: int) -> socket.socket | None:
         return socket.create_connection(("127.0.0.1", port), timeout=5)
     except OSError:
         return None
+
+
+# --- host keys, credentials and secrets in this process (mutants: bench/results/mutation.md) -------------------------
+
+
+def fingerprint(public_key_file: Path) -> str:
+    """`ssh-ed25519 SHA256:...` as OpenSSH's own ssh-keygen computes it."""
+    listed = subprocess.run(["ssh-keygen", "-l", "-f", str(public_key_file)], capture_output=True, text=True, check=True)
+    return f"ssh-ed25519 {listed.stdout.split()[1]}"
+
+
+def run_on_ord(fleet: SshFleet, argv: tuple[str, ...], env_names: tuple[str, ...] = (), label: str = "probe"):
+    with SshTarget(load_inventory(fleet.inventory), fleet.state) as target:
+        return target.run(ORD, Command(argv, label, env_names=env_names))
+
+
+@pytest.mark.parametrize("known", ["changed", "unknown", "missing", "unreadable"])
+def test_a_host_whose_key_is_not_the_known_one_is_refused_before_any_command(fleet: SshFleet, known: str) -> None:
+    known_hosts = fleet.directory / "known_hosts"
+    port = fleet.sshd.port
+    presented = fingerprint(fleet.sshd.directory / "host_key.pub")
+    if known == "changed":
+        known_hosts.write_text(fleet.sshd.known_hosts_line(keygen(fleet.directory / "other_host_key")))
+        why = (f"has CHANGED: it presented {presented}, but {known_hosts} has {fingerprint(fleet.directory / 'other_host_key.pub')} "
+               f"for it; refusing to connect (if the change is expected, replace that line of {known_hosts})")
+    elif known == "unknown":
+        known_hosts.write_text(f"[127.0.0.1]:{unused_port()} {fleet.sshd.host_public_key}\n")  # another port's
+        why = f"is unknown: {known_hosts} has no key for [127.0.0.1]:{port} (it presented {presented}); refusing to connect"
+    elif known == "missing":
+        why = (f"is unknown: {known_hosts} (the file does not exist) has no key for [127.0.0.1]:{port} "
+               f"(it presented {presented}); refusing to connect")
+    else:
+        known_hosts.mkdir()
+    fleet.write_inventory(known_hosts=known_hosts)
+    marker = fleet.directory / "ran"
+    result = run_on_ord(fleet, ("touch", str(marker)))
+    if known == "unreadable":
+        assert result == CommandResult(255, "", f"production/ord: cannot read known hosts file {known_hosts}: Is a directory")
+    else:
+        assert result == CommandResult(255, "", f"production/ord: host key of 127.0.0.1 port {port} {why}")
+    assert not marker.exists()
+    if known in ("changed", "unknown"):
+        assert known_hosts.read_text().count("\n") == 1  # nothing was added to it
+    else:
+        assert known_hosts.is_dir() or not known_hosts.exists()
+
+
+@pytest.fixture
+def home_with_the_right_key(fleet: SshFleet, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A home whose ~/.ssh/config sends every host elsewhere, whose ~/.ssh/id_ed25519 and ssh-agent hold the key the
+    server accepts: none of it may be used, the inventory says everything about a connection."""
+    home = fleet.directory / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "config").write_text("Host *\n  HostName 127.0.0.2\n  Port 1\n")
+    accepted = (home / ".ssh" / "id_ed25519")
+    accepted.write_bytes(fleet.sshd.client_key.read_bytes())
+    accepted.chmod(0o600)
+    started = subprocess.run(["ssh-agent", "-s", "-a", str(fleet.directory / "agent.sock")], capture_output=True, text=True,
+                             check=True, timeout=30)
+    agent_pid = int(started.stdout.split("SSH_AGENT_PID=", 1)[1].split(";", 1)[0])
+    try:
+        monkeypatch.setenv("HOME", str(home))
+        monkeypatch.setenv("SSH_AUTH_SOCK", str(fleet.directory / "agent.sock"))
+        subprocess.run(["ssh-add", str(accepted)], capture_output=True, check=True, timeout=30)
+        yield home
+    finally:
+        os.kill(agent_pid, signal.SIGTERM)
+
+
+def test_only_the_inventory_s_key_and_address_are_used(fleet: SshFleet, home_with_the_right_key: Path) -> None:
+    refused_key = fleet.directory / "refused_key"
+    keygen(refused_key)
+    fleet.write_inventory(key_file=str(refused_key))
+    result = run_on_ord(fleet, ("true",))
+    user = "root" if os.geteuid() == 0 else os.environ.get("USER", "root")
+    assert (result.exit_code, result.stdout) == (255, "")
+    assert result.stderr.startswith(f"production/ord: {user}@127.0.0.1 port {fleet.sshd.port}: authentication failed: ")
+    fleet.write_inventory()  # the accepted key, named by the inventory: ~/.ssh/config's HostName and Port are not read
+    assert run_on_ord(fleet, ("sh", "-c", "echo out; echo err >&2; exit 4")) == CommandResult(4, "out\n", "err\n")
+
+
+@pytest.mark.parametrize("value", ["first\nsecond", "carriage\rreturn"], ids=["newline", "carriage return"])
+def test_a_secret_with_a_line_break_is_not_sent_and_nothing_runs(fleet: SshFleet, monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("CABLE_SIGNING_SECRET", value)
+    marker = fleet.directory / "ran"
+    result = run_on_ord(fleet, ("touch", str(marker)), ("CABLE_SIGNING_SECRET",), label="reload production/ord")
+    assert result == CommandResult(125, "", "reload production/ord: CABLE_SIGNING_SECRET holds a line break; it cannot be sent")
+    assert not marker.exists()
+
+
+def test_several_secrets_arrive_each_whole_and_nothing_is_echoed_here(
+    fleet: SshFleet, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CABLE_SIGNING_SECRET", SIGNING_SECRET)
+    monkeypatch.setenv("CABLE_BROADCAST_KEY", BROADCAST_KEY)
+    shown = 'printf "%s|%s" "$CABLE_SIGNING_SECRET" "$CABLE_BROADCAST_KEY"; echo " on stderr" >&2'
+    result = run_on_ord(fleet, ("sh", "-c", shown), ("CABLE_SIGNING_SECRET", "CABLE_BROADCAST_KEY"))
+    assert result == CommandResult(0, f"{SIGNING_SECRET}|{BROADCAST_KEY}", " on stderr\n")
+    out, err = capfd.readouterr()
+    assert SIGNING_SECRET not in out + err and BROADCAST_KEY not in out + err and "on stderr" not in out + err
+
+
+def test_with_secrets_on_stdin_refuses_a_name_that_is_not_one() -> None:
+    assert with_secrets_on_stdin((), ("true",)) == ("true",)
+    with pytest.raises(ValueError, match=r"^not an environment variable name: 'A-B'$"):
+        with_secrets_on_stdin(("A-B",), ("true",))
+
+
+def test_a_command_past_its_timeout_is_exit_124_naming_the_host(fleet: SshFleet) -> None:
+    fleet.write_inventory(command_timeout_seconds=1)
+    pid_file = fleet.directory / "sleeper.pid"
+    try:
+        result = run_on_ord(fleet, ("sh", "-c", f"echo $$ > {pid_file}; exec sleep 60"), label="reload production/ord")
+        assert result == CommandResult(124, "", "reload production/ord: no answer from 127.0.0.1 within 1 s "
+                                                "(the command may still be running there)")
+    finally:
+        if pid_file.exists():
+            subprocess.run(["kill", pid_file.read_text().strip()], capture_output=True, timeout=30)
+
+
+def test_a_session_that_ends_without_an_exit_status_is_exit_255(fleet: SshFleet) -> None:
+    """The command kills the sshd process serving its session: no exit status ever arrives."""
+    result = run_on_ord(fleet, ("sh", "-c", "kill -9 $PPID; exec cat"), label="reload production/ord")
+    assert (result.exit_code, result.stdout) == (255, "")
+
+
+def test_a_server_that_never_answers_is_unreachable_within_the_connect_timeout(fleet: SshFleet) -> None:
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(0)
+        port = silent.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port), timeout=10):  # fills the accept queue: the next SYN is dropped
+            fleet.write_inventory(port=port, connect_timeout_seconds=0.5)
+            result = run_on_ord(fleet, ("true",))
+    user = "root" if os.geteuid() == 0 else os.environ.get("USER", "root")
+    assert result == CommandResult(255, "", f"production/ord: cannot connect to {user}@127.0.0.1 port {port}: no answer within 0.5 s")
+
+
+def test_a_server_that_never_sends_its_banner_fails_the_ssh_handshake(fleet: SshFleet) -> None:
+    with socket.socket() as mute:
+        mute.bind(("127.0.0.1", 0))
+        mute.listen(1)  # accepted by the kernel, never answered
+        port = mute.getsockname()[1]
+        fleet.write_inventory(port=port, connect_timeout_seconds=0.5)
+        result = run_on_ord(fleet, ("true",))
+    user = "root" if os.geteuid() == 0 else os.environ.get("USER", "root")
+    # paramiko reports the banner it never read, or the session that then never existed, depending on when it looks.
+    assert result.stderr in {f"production/ord: SSH to {user}@127.0.0.1 port {port} failed: {why}"
+                             for why in ("Error reading SSH protocol banner", "No existing session")}
+    assert (result.exit_code, result.stdout) == (255, "")
+
+
+def test_unreachable_hosts_say_why(fleet: SshFleet) -> None:
+    user = "root" if os.geteuid() == 0 else os.environ.get("USER", "root")
+    fleet.write_inventory(hosts={"ams": "127.0.0.1", "dfw": "127.0.0.1", "ord": "127.0.0.2"})
+    assert run_on_ord(fleet, ("true",)) == CommandResult(
+        255, "", f"production/ord: cannot connect to {user}@127.0.0.2 port {fleet.sshd.port}: connection refused")
+    fleet.write_inventory(hosts={"ams": "127.0.0.1", "dfw": "127.0.0.1", "ord": "no-such-host.invalid"})
+    assert run_on_ord(fleet, ("true",)) == CommandResult(
+        255, "", f"production/ord: cannot connect to {user}@no-such-host.invalid port {fleet.sshd.port}: Name or service not known")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only an sshd run as root logs in as another user")
+def test_the_inventory_s_user_is_the_one_logged_in(fleet: SshFleet) -> None:
+    """sshd reads nobody's authorized keys as nobody, who may not read this test's files: the login as nobody fails,
+    where one as the user running the tests would succeed."""
+    fleet.write_inventory(user="nobody")
+    assert run_on_ord(fleet, ("id", "-un")) == CommandResult(
+        255, "", f"production/ord: nobody@127.0.0.1 port {fleet.sshd.port}: authentication failed: Authentication failed.")
+
+
+@pytest.mark.parametrize("error", [ConnectionResetError(104, "Connection reset by peer"), EOFError()], ids=["reset", "eof"])
+def test_a_connection_that_fails_during_a_command_is_exit_255_naming_it(
+    fleet: SshFleet, monkeypatch: pytest.MonkeyPatch, error: BaseException
+) -> None:
+    """What invoke and paramiko raise when the connection breaks under a command (injected: it cannot be timed here)."""
+    from fabric import Connection
+
+    def broken(self: Connection, command: str, **kwargs: object) -> None:
+        raise error
+
+    monkeypatch.setattr(Connection, "run", broken)
+    why = "Connection reset by peer" if isinstance(error, OSError) else "EOFError"
+    assert run_on_ord(fleet, ("true",), label="reload production/ord") == CommandResult(
+        255, "", f"production/ord: reload production/ord: connection to root@127.0.0.1 port {fleet.sshd.port} lost: {why}")
+
+
+def test_a_server_that_hangs_up_after_its_banner_is_named_by_what_failed(fleet: SshFleet) -> None:
+    """paramiko raises an EOFError without a message here: the evidence names the error rather than saying nothing."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    port = listener.getsockname()[1]
+
+    def hang_up() -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return  # closed: the test is over
+            with client:
+                client.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
+
+    server = threading.Thread(target=hang_up, daemon=True)
+    server.start()
+    try:
+        fleet.write_inventory(port=port)
+        result = run_on_ord(fleet, ("true",))
+    finally:
+        listener.shutdown(socket.SHUT_RDWR)
+        listener.close()
+        server.join(10)
+    user = "root" if os.geteuid() == 0 else os.environ.get("USER", "root")
+    assert result == CommandResult(255, "", f"production/ord: SSH to {user}@127.0.0.1 port {port} failed: EOFError")
