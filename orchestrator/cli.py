@@ -21,8 +21,11 @@ EXIT_STATUS = {
                "3 not started (the lock, promotion, the preflight, a missing tool or secret, not confirmed); "
                "130 interrupted (143 on SIGTERM): `rollout --resume` finishes it",
     "rollback": "0 every region switched back and healthy; 1 a region failed; 2 bad input; 3 not started; 130/143 interrupted",
-    "status": "0 every deployed region up and as recorded; 1 a region down, failed, rolled back or drifted; 2 bad input",
+    "status": "0 every deployed region up and as recorded; 1 a region down, failed, rolled back or drifted; 2 bad input; "
+              "with --serve: 0 stopped by SIGTERM or SIGINT, 2 bad input (the port cannot be listened on)",
     "history": "0 shown; 2 bad input",
+    "watch": "0 stopped by SIGTERM or SIGINT, or --once found nothing; 1 --once found a region breaking a rule; "
+             "2 bad input; 3 not started (another watcher holds the journal's watch lock)",
     "lock": "0 done; 2 bad input",
     "fleet": "0 done; 1 a process failed to start or stop; 2 bad input",
     "preflight": "0 ready (warnings allowed); 1 blocking findings; 2 bad input",
@@ -68,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("hub", help="run the cable hub (see `orchestrate hub --help`)", add_help=False)
     return parser
 
+
+# `status --serve`'s port, unless --port says another.
+LIVE_PAGE_PORT = 8765
 
 STATE_HELP = ("The journal, the lock and the local fleet live in --state DIR, else the inventory's rollout.state_dir, "
               "else .orchestrate/ beside the inventory.")
@@ -133,7 +139,17 @@ def _add_rollout_commands(commands: argparse._SubParsersAction) -> None:
     status = command_with_state("status", "every region's deployed state, last step and its gates, health, "
                                           "memory and drift")
     status.add_argument("--region", action="append", metavar="R", help="only this region (ord, or production/ord); repeatable")
-    status.add_argument("--json", action="store_true", help="print the status as JSON")
+    shown = status.add_mutually_exclusive_group()
+    shown.add_argument("--json", action="store_true", help="print the status as JSON")
+    shown.add_argument("--serve", action="store_true", help="serve a live page of the watched bake on 127.0.0.1 "
+                       "(memory against budget, gates, findings, stages, audit), read-only, until SIGTERM or Ctrl-C")
+    status.add_argument("--port", type=_port, metavar="P",
+                        help=f"with --serve, the port (default {LIVE_PAGE_PORT}; 0 picks a free one)")
+
+    watch = command_with_state("watch", "watch every baking region until stopped: sample its gates, memory and "
+                                        "the hub's counters, and switch back, alone, a region that breaks a rule")
+    watch.add_argument("--all", action="store_true", help="watch every deployed region, not only the baking ones")
+    watch.add_argument("--once", action="store_true", help="one round, then exit (1 when a region broke a rule)")
 
     history = command_with_state("history", "every step and phase change recorded in the journal, and the audit")
     history.add_argument("--region", action="append", metavar="R", help="only this region's steps; repeatable")
@@ -153,9 +169,14 @@ def _add_rollout_commands(commands: argparse._SubParsersAction) -> None:
                                 epilog=f"exit status: {EXIT_STATUS['fleet']}")
     fleet_actions = fleet.add_subparsers(dest="fleet_action", required=True, metavar="ACTION")
     for action, summary in (("start", "start every deployed region's processes (restarting those that run)"),
-                            ("stop", "stop every region's processes")):
+                            ("stop", "stop every region's processes"),
+                            ("leak", "rehearse a leak: start a process in the region that grows at a set rate, "
+                                     "counted with its processes and stopped with them")):
         parser = command(fleet_actions, action, summary, state=True, family="fleet")
-        parser.add_argument("--region", action="append", metavar="R", help="only this region; repeatable")
+        parser.add_argument("--region", action="append", metavar="R", required=action == "leak",
+                            help="only this region; repeatable")
+        if action == "leak":
+            parser.add_argument("--mb-per-minute", type=float, required=True, metavar="N", help="how fast it grows")
 
 
 def _add_preflight_command(commands: argparse._SubParsersAction) -> None:
@@ -168,6 +189,12 @@ def _add_preflight_command(commands: argparse._SubParsersAction) -> None:
     preflight.add_argument("--app", metavar="PATH", help="the Rails app's root (default: the inventory's app.checkout)")
     preflight.add_argument("--mode", choices=MODES, help="check this mode (default: the inventory's websocket.mode)")
     preflight.add_argument("--json", action="store_true", help="print the findings as JSON")
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (0 to 65535)")
+    return int(text)
 
 
 def _utc_date(text: str) -> datetime:
@@ -208,6 +235,10 @@ def _run(argv: Sequence[str] | None) -> int:
         from orchestrator.preflight.command import run as run_preflight
 
         return run_preflight(options)
+    if options.command == "watch":
+        from orchestrator.watch.command import run as run_watch
+
+        return run_watch(options)
     if options.command in ("plan", "rollout", "rollback", "status", "history", "lock", "fleet"):
         from orchestrator.rollout.commands import run as run_rollout
 

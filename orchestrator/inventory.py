@@ -41,6 +41,8 @@ from orchestrator.model import (
     Tenants,
     Vm,
     Volume,
+    WatchRule,
+    WatchSettings,
     WebSocket,
 )
 from orchestrator.schema_check import format_path, schema_problems
@@ -531,6 +533,7 @@ def _build(path: Path, loaded: LoadedYaml, events: list[Tenant], tenant_list: Sh
             memory_budgets_mb=_budgets(budgets, region["memory_budgets_mb"]) if "memory_budgets_mb" in region else None,
             machines=region.get("machines", 1),
             broker=_broker(region.get("broker")),
+            watch_rules=_watch_rules(region["watch_rules"]) if "watch_rules" in region else None,
         )
         for region in data["regions"]
     }
@@ -619,7 +622,44 @@ def _build(path: Path, loaded: LoadedYaml, events: list[Tenant], tenant_list: Sh
             max_failures=rollout.get("max_failures", 1),
             state_dir=rollout.get("state_dir"),
             target=rollout.get("target", "local"),
+            navigator=rollout.get("navigator"),
+            watch=_watch(rollout["watch"]) if "watch" in rollout else None,
         ),
+    )
+
+
+# Without rules of its own, a watched bake switches a region back on three failed observations in a row of
+# either gate, or on a memory trend over the last hour that would cross the budget before the bake ends.
+DEFAULT_WATCH_RULES = (
+    WatchRule("consecutive_failures", gate="http", count=3),
+    WatchRule("consecutive_failures", gate="websocket", count=3),
+    WatchRule("memory_trend", window_seconds=3600),
+)
+
+
+def _watch(spec: dict[str, Any]) -> WatchSettings:
+    return WatchSettings(
+        interval_seconds=spec.get("interval_seconds", 15),
+        max_gap_seconds=spec.get("max_gap_seconds", 300),
+        samples_per_region=spec.get("samples_per_region", 2000),
+        rules=_watch_rules(spec["rules"]) if "rules" in spec else DEFAULT_WATCH_RULES,
+    )
+
+
+DEFAULT_WATCH_SETTINGS = _watch({})
+
+
+def _watch_rules(specs: list[dict[str, Any]]) -> tuple[WatchRule, ...]:
+    return tuple(
+        WatchRule(
+            kind=spec["kind"],
+            gate=spec.get("gate", ""),
+            count=spec.get("count", 3),
+            window_seconds=spec.get("window_seconds", 3600),
+            counter=spec.get("counter", ""),
+            max_per_minute=spec.get("max_per_minute", 0.0),
+        )
+        for spec in specs
     )
 
 

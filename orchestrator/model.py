@@ -149,6 +149,7 @@ class Region:
     memory_budgets_mb: Mapping[Mode, MemoryBudget] | None = None
     machines: int = 1
     broker: Broker | None = None
+    watch_rules: tuple[WatchRule, ...] | None = None  # instead of rollout.watch.rules
 
 
 @dataclass(frozen=True)
@@ -309,6 +310,36 @@ class Stage:
     bake: str
 
 
+WatchRuleKind = Literal["consecutive_failures", "memory_trend", "counter_rate"]
+
+
+@dataclass(frozen=True)
+class WatchRule:
+    """One analysis rule of a watched bake; the fields a kind does not use keep their defaults."""
+
+    kind: WatchRuleKind
+    gate: str = ""
+    count: int = 3
+    window_seconds: float = 3600.0
+    counter: str = ""
+    max_per_minute: float = 0.0
+
+    def describe(self) -> str:
+        if self.kind == "consecutive_failures":
+            return f"{self.count} {self.gate} failures in a row"
+        if self.kind == "memory_trend":
+            return f"memory trend over {self.window_seconds:g} s"
+        return f"{self.counter} over {self.max_per_minute:g}/min in {self.window_seconds:g} s"
+
+
+@dataclass(frozen=True)
+class WatchSettings:
+    interval_seconds: float
+    max_gap_seconds: float
+    samples_per_region: int
+    rules: tuple[WatchRule, ...]
+
+
 @dataclass(frozen=True)
 class Rollout:
     health_check: HealthCheck
@@ -317,6 +348,9 @@ class Rollout:
     max_failures: int = 1
     state_dir: str | None = None
     target: str = "local"
+    navigator: str | None = None  # the local target's front; None: found as localctl.find_navigator says
+    # Set when the inventory has rollout.watch: bakes are watched, and promotion needs a watched bake.
+    watch: WatchSettings | None = None
 
 
 @dataclass(frozen=True)
@@ -389,6 +423,12 @@ class Inventory:
         names = [self.websocket.signing_secret_env, self.websocket.broadcast_key_env,
                  *(name for broker in brokers if broker for name in (broker.password_env, broker.token_env))]
         return tuple(dict.fromkeys(name for name in names if name))
+
+    def watch_rules(self, region: str) -> tuple[WatchRule, ...]:
+        own = self.regions[region].watch_rules
+        if own is not None:
+            return own
+        return self.rollout.watch.rules if self.rollout.watch else ()
 
     def memory_budget(self, region: str, mode: Mode) -> MemoryBudget:
         own = self.regions[region].memory_budgets_mb

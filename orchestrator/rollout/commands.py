@@ -11,6 +11,7 @@ import difflib
 import json
 import signal
 import sys
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,8 +26,17 @@ from orchestrator.inventory_file import find_inventory
 from orchestrator.model import Inventory
 from orchestrator.preflight.gate import check_first_stage, checkout
 from orchestrator.rollout.engine import INTERRUPTED, Engine, StepOutcome
-from orchestrator.rollout.gates import observe, secrets_missing
-from orchestrator.rollout.journal import JOURNAL_FILE, Actor, Journal, JournalError, LockHeld, StepRecord
+from orchestrator.rollout.gates import observe, resident_mb, secrets_missing
+from orchestrator.rollout.journal import (
+    JOURNAL_FILE,
+    Actor,
+    FindingRecord,
+    Journal,
+    JournalError,
+    LockHeld,
+    StepRecord,
+    iso_z,
+)
 from orchestrator.rollout.model import Gate, GateTiming, Machine, RegionKey, RegionState, Step, StepState
 from orchestrator.rollout.plan import (
     DEPLOYED_FILES,
@@ -45,7 +55,7 @@ from orchestrator.rollout.progress import Progress
 from orchestrator.rollout.report import plan_html, plan_json, plan_text
 from orchestrator.targets.base import Target, TargetError
 from orchestrator.targets.local import LocalTarget
-from orchestrator.terminal import plural
+from orchestrator.terminal import plural, printable
 
 DEFAULT_STATE_DIR = ".orchestrate"
 
@@ -73,8 +83,9 @@ class Context:
             return {key: region_history(journal, key) for key in keys}
 
 
-def run(options: argparse.Namespace) -> int:
-    handler = HANDLERS[options.command]
+def run(options: argparse.Namespace, handler: Callable[[argparse.Namespace], int] | None = None) -> int:
+    """Run the command's handler (HANDLERS', unless given), its errors turned into messages and exit statuses."""
+    handler = handler or HANDLERS[options.command]
     try:
         return handler(options)
     except InputError as error:
@@ -111,7 +122,7 @@ def open_context(options: argparse.Namespace) -> Context:
         found = Path(app) if app else checkout(inventory, path)
         target = FlyTarget(inventory, getattr(options, "image", None), (found or Path.cwd()).resolve())
     else:
-        target = LocalTarget(state_dir, inventory.secret_env_names())
+        target = LocalTarget(state_dir, inventory.secret_env_names(), inventory.rollout.navigator)
     return Context(inventory, path, state_dir, target, Actor.current())
 
 
@@ -128,6 +139,7 @@ def region_history(journal: Journal, key: RegionKey) -> RegionHistory:
         last_state=last.state if last else None,
         last_started=last.started_at if last else None,
         last_finished=finished,
+        watched=tuple(journal.watched_spans(key)),
     )
 
 
@@ -181,17 +193,17 @@ def rollout_command(context: Context, options: argparse.Namespace) -> int:
             print(preflight.note, file=sys.stderr)
         blocked = list(preflight.blocked) if preflight is not None else []
         refusal = "; ".join(problems + blocked) + " (use --force --reason TEXT to go ahead anyway)"
-        missing = _not_there(context, steps)
+        missing = missing_before_start(context, steps)
         if options.dry_run:
             # The steps are shown either way; the exit status says whether a real run would start.
             print(plan_text(make_plan(inventory, context.target, steps, histories, now, now)), end="")
             if missing:
-                print(f"a real run would not start: {_not_ready(context.target, missing)}", file=sys.stderr)
+                print(f"a real run would not start: {not_ready(context.target, missing)}", file=sys.stderr)
             if (problems or blocked) and not chosen["force"]:
                 print(f"a real run would not start: {refusal}", file=sys.stderr)
             return EXIT_REFUSED if missing or ((problems or blocked) and not chosen["force"]) else 0
         if missing:
-            raise Refused(_not_ready(context.target, missing))
+            raise Refused(not_ready(context.target, missing))
         if (problems or blocked) and not chosen["force"]:
             raise Refused(refusal)
         assert journal is not None
@@ -217,13 +229,13 @@ def rollout_command(context: Context, options: argparse.Namespace) -> int:
             journal.release_lock(context.actor)
 
 
-def _not_there(context: Context, steps: Sequence[Step]) -> list[str]:
+def missing_before_start(context: Context, steps: Sequence[Step]) -> list[str]:
     """Everything the steps need that is missing, before anything is touched: the target's, and the gates' secrets."""
     signing = context.inventory.websocket.signing_secret_env
     return list(dict.fromkeys([*context.target.readiness(steps), *secrets_missing(steps, context.target, signing)]))
 
 
-def _not_ready(target: Target, missing: Sequence[str]) -> str:
+def not_ready(target: Target, missing: Sequence[str]) -> str:
     """One message listing everything the target lacks; nothing has been touched."""
     return f"the {target.name} target is not ready, nothing was touched:\n" + "\n".join(f"  - {line}" for line in missing)
 
@@ -300,7 +312,7 @@ def _terminate_as_interrupt() -> Iterator[None]:
 def _execute(context: Context, journal: Journal, command: str, run_id: int, steps: Sequence[Step], max_failures: int,
              recorded: Mapping[str, StepRecord]) -> int:
     """Run the steps, record how the run ended, report; an interrupted rollout is left for --resume."""
-    engine = _engine(context, journal)
+    engine = make_engine(context, journal)
     with _terminate_as_interrupt():
         outcomes = engine.execute(run_id, steps, context.inventory.rollout.parallel, max_failures, recorded)
     if engine.interrupted is not None:
@@ -318,7 +330,7 @@ def _execute(context: Context, journal: Journal, command: str, run_id: int, step
     return _report_outcomes(outcomes)
 
 
-def _engine(context: Context, journal: Journal) -> Engine:
+def make_engine(context: Context, journal: Journal) -> Engine:
     progress = Progress(sys.stdout, sys.stdout.isatty())
     return Engine(context.target, journal, context.actor, progress, context.inventory.websocket.signing_secret_env)
 
@@ -389,9 +401,9 @@ def rollback_command(context: Context, options: argparse.Namespace) -> int:
         histories = {key: region_history(journal, key) for key in keys}
         steps = rollback_steps(inventory, context.target, keys, histories, options.to_previous)
         kind = "to the previous deployment" if options.to_previous else "with the WebSocket switch off"
-        missing = _not_there(context, steps)
+        missing = missing_before_start(context, steps)
         if missing:
-            raise Refused(_not_ready(context.target, missing))
+            raise Refused(not_ready(context.target, missing))
         if not _confirm(f"roll back {plural(len(keys), 'region')} {kind}?", options.yes):
             raise Refused("not confirmed (add --yes to run without the question)")
         _take_lock(journal, context.actor, f"rollback {kind}", options.lock_wait, False)
@@ -416,6 +428,13 @@ def _last_rollout_regions(journal: Journal) -> tuple[RegionKey, ...]:
 def status_command(context: Context, options: argparse.Namespace) -> int:
     inventory = context.inventory
     keys = resolve_regions(inventory, options.region) if options.region else all_keys(inventory)
+    if options.port is not None and not options.serve:
+        raise InputError(["--port goes with --serve: it is the live page's port"])
+    if options.serve:
+        from orchestrator.cli import LIVE_PAGE_PORT
+        from orchestrator.watch.serve import serve_live_page
+
+        return serve_live_page(inventory, context.state_dir, keys, LIVE_PAGE_PORT if options.port is None else options.port)
     journal_file = context.state_dir / JOURNAL_FILE
     if journal_file.exists():
         rows = [_region_status(context, key) for key in keys]
@@ -423,21 +442,28 @@ def status_command(context: Context, options: argparse.Namespace) -> int:
         rows = [{"region": str(key), "deployed": None} for key in keys]
         print(f"no journal at {journal_file}: nothing has been rolled out with this state directory "
               f"(another one is given with --state DIR, or the inventory's rollout.state_dir)", file=sys.stderr)
-    for row in rows:
+    for key, row in zip(keys, rows):
         row["problem"] = _problem(row)
+        if isinstance(context.target, LocalTarget) and row["deployed"] is not None:
+            row["front"] = context.target.front_of(key)
     if options.json:
         print(json.dumps({"inventory": inventory.name, "target": context.target.name,
                           "journal": str(journal_file) if journal_file.exists() else None, "regions": rows}, indent=2))
     else:
         _print_status(rows)
+        for front, count in Counter(row["front"] for row in rows if row.get("front")).items():
+            print(f"front of {plural(count, 'region')}: {front}")
     return EXIT_ROLLOUT_FAILED if any(row["problem"] for row in rows) else 0
 
 
 def _problem(row: dict[str, Any]) -> str | None:
-    """What is wrong with a region, for the exit status: its last step did not pass, it is down, or it drifted."""
+    """What is wrong with a region, for the exit status: its last step did not pass, the watcher switched it
+    back, it is down, or it drifted."""
     last = row.get("last_step") or {}
     if last.get("state") not in (None, "passed"):
         return f"last step {last['state']}"
+    if last.get("by") == "watch":
+        return "switched back by the watcher"
     if row.get("deployed") is not None and row.get("health", {}).get("ok") is False:
         return "down"
     if row.get("drift"):
@@ -450,15 +476,21 @@ def _region_status(context: Context, key: RegionKey) -> dict[str, Any]:
         deployed = journal.deployed(key)
         last = journal.last_step(key)
         gates = journal.gate_results(last.row) if last else []
+        by = journal.run(last.run_id).options.get("by") if last else None
+        findings = journal.findings(key)[-FINDINGS_SHOWN:]
+        sample = journal.latest_sample(key)
     row: dict[str, Any] = {"region": str(key), "deployed": None}
     if last is not None:
-        row["last_step"] = {"id": last.step_id, "state": str(last.state), "at": _iso(last.updated_at), "detail": last.detail}
+        row["last_step"] = {"id": last.step_id, "action": last.action, "state": str(last.state),
+                            "at": iso_z(last.updated_at), "detail": last.detail, "by": by}
         row["gates"] = [{"gate": gate.gate, "machine": gate.machine, "ok": gate.ok, "evidence": gate.evidence,
-                         "at": _iso(gate.at)} for gate in gates]
+                         "at": iso_z(gate.at)} for gate in gates]
+    row["findings"] = [finding_json(finding) for finding in findings]
+    row["last_sample"] = iso_z(sample.at) if sample and deployed and sample.at >= deployed.at else None
     if deployed is None:
         return row
     state = deployed.state
-    row["deployed"] = {"mode": state.mode, "websocket": state.switch, "at": _iso(deployed.at), "files": deployed.hashes,
+    row["deployed"] = {"mode": state.mode, "websocket": state.switch, "at": iso_z(deployed.at), "files": deployed.hashes,
                        "images": dict(state.images)}
     try:
         machines = context.target.machines(key)
@@ -519,12 +551,12 @@ def _drift(context: Context, key: RegionKey, state: RegionState, machine: str) -
 def _measured_mb(context: Context, key: RegionKey, machine: str) -> float | None:
     """Resident MB of the machine's front and cable processes now, read through the target; None when unreadable."""
     result = context.target.run(key, context.target.memory_command(key, machine))
-    try:
-        return round(sum(json.loads(result.stdout).values()) / 1048576, 1) if result.ok else None
-    except (ValueError, TypeError, AttributeError):
-        return None
+    sizes = resident_mb(result.stdout) if result.ok else None
+    return round(sum(sizes.values()), 1) if isinstance(sizes, dict) else None
 
 
+# The newest findings a region's status carries; `history` has them all.
+FINDINGS_SHOWN = 5
 STATUS_COLUMNS = ("REGION", "MODE", "WEBSOCKET", "MEMORY", "HEALTH", "LAST STEP", "AT")
 
 
@@ -546,8 +578,11 @@ def _status_cells(row: dict[str, Any]) -> tuple[str, ...]:
     health = row.get("health")
     up = "-" if health is None else {True: "up", False: "DOWN", None: "asleep"}[health.get("ok", False)]
     memory = "-" if row.get("memory_mb") is None else f"{row['memory_mb']:.1f} MB"
-    return (row["region"], deployed.get("mode", "-"), deployed.get("websocket", "-"), memory, up,
-            last.get("state", "nothing deployed yet" if not deployed else "-"), last.get("at") or deployed.get("at", ""))
+    step = last.get("state", "nothing deployed yet" if not deployed else "-")
+    if last.get("action") not in (None, "deploy"):
+        step = f"{last['action']} {step}" + (" (watch)" if last.get("by") == "watch" else "")
+    return (row["region"], deployed.get("mode", "-"), deployed.get("websocket", "-"), memory, up, step,
+            last.get("at") or deployed.get("at", ""))
 
 
 def _status_details(row: dict[str, Any]) -> list[str]:
@@ -563,6 +598,10 @@ def _status_details(row: dict[str, Any]) -> list[str]:
             changed = f"  (the journal recorded {entry['image_drift']})" if entry.get("image_drift") else ""
             details.append(f"machine {entry['id']} {entry['state']}{size}{image}{changed}")
     last = row.get("last_step") or {}
+    if last.get("by") == "watch" and row.get("findings"):
+        finding = row["findings"][-1]
+        on = f" on {finding['machine']}" if finding["machine"] else ""
+        details.append(f"switched back by the watcher at {finding['at']}: {finding['rule']}{on}: {finding['message']}")
     if last.get("state") not in (None, "passed"):
         details.append(f"{last['id']}: {last['detail']}")
         for gate in row.get("gates", ()):
@@ -588,27 +627,40 @@ def history_command(context: Context, options: argparse.Namespace) -> int:
                         "step": step.step_id, "region": str(step.key), "action": step.action,
                         "mode": step.mode, "websocket": "on" if step.websocket_enabled else "off",
                         "transitions": [
-                            {"at": _iso(at), "state": str(state), "detail": detail}
+                            {"at": iso_z(at), "state": str(state), "detail": detail}
                             for at, state, detail in journal.transitions(step.row)
                         ],
                     })
             audit = [record.line() for record in journal.audit_records()] if wanted is None else []
+            findings = [finding_json(finding) for finding in journal.findings()
+                        if wanted is None or finding.key in wanted]
     else:
-        audit = []
+        audit, findings = [], []
         print(f"no journal at {context.state_dir / JOURNAL_FILE}: nothing has been rolled out with this state "
               f"directory (another one is given with --state DIR, or the inventory's rollout.state_dir)", file=sys.stderr)
     if options.json:
-        print(json.dumps({"steps": entries, "audit": audit}, indent=2))
+        print(json.dumps({"steps": entries, "findings": findings, "audit": audit}, indent=2))
         return 0
     for entry in entries:
         print(f"run {entry['run']} {entry['command']} by {entry['by']}: {entry['step']} "
               f"({entry['mode']}, websocket {entry['websocket']})")
         for transition in entry["transitions"]:
             print(f"  {transition['at']} {transition['state']:<12} {transition['detail']}")
+    if findings:
+        print("watch findings:")
+        for finding in findings:
+            on = f" on {finding['machine']}" if finding["machine"] else ""
+            print(f"  {finding['at']} {finding['region']}{on}: {finding['rule']}: {printable(finding['message'])}; "
+                  f"{printable(finding['action'])}")
     if audit:
         print("audit:")
         print("\n".join(f"  {line}" for line in audit))
     return 0
+
+
+def finding_json(finding: FindingRecord) -> dict[str, Any]:
+    return {"at": iso_z(finding.at), "region": str(finding.key), "machine": finding.machine, "rule": finding.rule,
+            "message": finding.message, "evidence": finding.evidence, "action": finding.action}
 
 
 def lock_command(context: Context, options: argparse.Namespace) -> int:
@@ -639,7 +691,9 @@ def fleet_command(context: Context, options: argparse.Namespace) -> int:
         if options.fleet_action == "start" and not target.deployed_here(key):
             print(f"{key}: nothing deployed here ({target.home(key)}): not started")
             continue
-        result = target.run(key, target.control_command(key, options.fleet_action))
+        command = (target.leak_command(key, options.mb_per_minute) if options.fleet_action == "leak"
+                   else target.control_command(key, options.fleet_action))
+        result = target.run(key, command)
         lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
         print(f"{key}: {'done' if result.ok else f'FAILED (exit {result.exit_code})'}"
               + "".join(f"\n    {line}" for line in lines))
@@ -651,11 +705,7 @@ def _lock_line(held: Any) -> str:
     return f"held by {held.describe()}"
 
 
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _in_context(body: Callable[[Context, argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+def in_context(body: Callable[[Context, argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     def handler(options: argparse.Namespace) -> int:
         context = open_context(options)
         try:
@@ -667,11 +717,11 @@ def _in_context(body: Callable[[Context, argparse.Namespace], int]) -> Callable[
 
 
 HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "plan": _in_context(plan_command),
-    "rollout": _in_context(rollout_command),
-    "rollback": _in_context(rollback_command),
-    "status": _in_context(status_command),
-    "history": _in_context(history_command),
-    "lock": _in_context(lock_command),
-    "fleet": _in_context(fleet_command),
+    "plan": in_context(plan_command),
+    "rollout": in_context(rollout_command),
+    "rollback": in_context(rollback_command),
+    "status": in_context(status_command),
+    "history": in_context(history_command),
+    "lock": in_context(lock_command),
+    "fleet": in_context(fleet_command),
 }

@@ -52,6 +52,7 @@ class RegionHistory:
     last_state: StepState | None = None
     last_started: datetime | None = None
     last_finished: datetime | None = None
+    watched: tuple[tuple[datetime, datetime], ...] = ()  # spans of watching (first sample, last sample)
 
 
 @dataclass(frozen=True)
@@ -220,6 +221,43 @@ def rollback_steps(
     return tuple(steps)
 
 
+def passed_stage(history: RegionHistory, stage: Stage) -> bool:
+    """The region's newest step is a deployment of `stage` that passed its gates."""
+    return history.last_stage == stage.name and history.last_action == "deploy" and history.last_state == StepState.PASSED
+
+
+def bake_windows(
+    stage: Stage, histories: Mapping[RegionKey, RegionHistory]
+) -> dict[RegionKey, tuple[datetime, datetime]]:
+    """When each region of `stage` that passed it bakes: from its own gates passing to the stage's bake end,
+    the stage's `bake` after its last region passed (promotion waits for that moment)."""
+    passed = {key: histories[key] for key in stage_keys(stage) if key in histories and passed_stage(histories[key], stage)}
+    finished = {key: history.last_finished for key, history in passed.items() if history.last_finished is not None}
+    if not finished:
+        return {}
+    ends = max(finished.values()) + timedelta(seconds=bake_seconds(stage.bake))
+    return {key: (started, ends) for key, started in finished.items()}
+
+
+def unwatched_gaps(
+    window: tuple[datetime, datetime], spans: Iterable[tuple[datetime, datetime]], max_gap_seconds: float
+) -> list[tuple[datetime, datetime]]:
+    """The stretches of `window` longer than `max_gap_seconds` with no sample: before the first span, between two,
+    and after the last (up to the window's end)."""
+    start, end = window
+    gaps = []
+    cursor = start
+    for first, last in sorted(spans):
+        if last < start or first > end:
+            continue
+        if first > cursor:
+            gaps.append((cursor, first))
+        cursor = max(cursor, last)
+    if end > cursor:
+        gaps.append((cursor, end))
+    return [(begins, ends) for begins, ends in gaps if (ends - begins).total_seconds() > max_gap_seconds]
+
+
 def promotion_problem(
     inventory: Inventory, stage_name: str, histories: Mapping[RegionKey, RegionHistory], now: datetime
 ) -> str | None:
@@ -229,20 +267,28 @@ def promotion_problem(
     if index == 0:
         return None
     previous = stages[index - 1]
-    finished: list[datetime] = []
     for key in stage_keys(previous):
         history = histories.get(key, RegionHistory())
         if history.last_action is None:
             return f"stage {previous.name} has not passed: {key} was never rolled out"
-        if history.last_stage != previous.name or history.last_action != "deploy" or history.last_state != StepState.PASSED:
+        if not passed_stage(history, previous):
             return (f"stage {previous.name} has not passed: {key}'s last step is "
                     f"{history.last_action} {history.last_stage or 'outside the stages'}, {history.last_state}")
-        assert history.last_finished is not None
-        finished.append(history.last_finished)
-    bake_ends = max(finished) + timedelta(seconds=bake_seconds(previous.bake))
+    windows = bake_windows(previous, histories)
+    bake_ends = max(end for _, end in windows.values())
     if now < bake_ends:
         left = bake_ends - now
         return f"stage {previous.name} bakes until {bake_ends:%Y-%m-%d %H:%M:%S} UTC ({human_duration(left)} left)"
+    watch = inventory.rollout.watch
+    if watch is None:
+        return None
+    for key, window in windows.items():
+        gaps = unwatched_gaps(window, histories[key].watched, watch.max_gap_seconds)
+        if gaps:
+            begins, ends = max(gaps, key=lambda gap: gap[1] - gap[0])
+            return (f"stage {previous.name}'s bake was unwatched: {key} had no sample from "
+                    f"{begins:%Y-%m-%d %H:%M:%S} to {ends:%Y-%m-%d %H:%M:%S} UTC ({human_duration(ends - begins)}, "
+                    f"more than rollout.watch.max_gap_seconds {watch.max_gap_seconds:g}; `orchestrate watch` watches a bake)")
     return None
 
 

@@ -2,10 +2,11 @@
 
 A region's home holds its deployed files in `config/`; `localctl` (run as a
 command, like `navigator -s reload` on a real host) starts, reloads and stops
-its processes: the hub standing in for Navigator in front, and local stand-ins
-for the managed processes its navigator.yml names (Action Cable on Puma with
-redis-server, or a hub for anycable-go). The target runs its own localctl
-commands in this process: the same code, one interpreter start fewer each.
+its processes: in front the real Navigator when one is found (find_navigator),
+else the hub standing in for it, and local stand-ins for the managed processes
+its navigator.yml names (Action Cable on Puma with redis-server, or a hub for
+anycable-go). The target runs its own localctl commands in this process: the
+same code, one interpreter start fewer each.
 """
 
 from __future__ import annotations
@@ -38,10 +39,12 @@ STAND_IN_PROGRAMS = {"redis": ("redis-server", "redis-server"), "action-cable": 
 class LocalTarget:
     name = "local"
 
-    def __init__(self, state_dir: Path, secret_env_names: tuple[str, ...] = ()) -> None:
+    def __init__(self, state_dir: Path, secret_env_names: tuple[str, ...] = (), navigator: str | None = None) -> None:
         self.root = state_dir / "fleet"
         # The processes read these from the environment they inherit; only the names are ever shown.
         self.secret_env_names = secret_env_names
+        # Each region's front: this Navigator (`navigator`: the inventory's rollout.navigator), else the stand-in.
+        self.navigator = localctl.find_navigator(navigator)
 
     def home(self, key: RegionKey) -> Path:
         return self.root / key.environment / key.region
@@ -55,13 +58,21 @@ class LocalTarget:
         return (*writes, self.control_command(key, "restart" if needs_restart(current, desired) else "reload"))
 
     def control_command(self, key: RegionKey, action: str) -> Command:
-        """localctl start, restart, reload or stop of the region, as Navigator's own controls would be used."""
+        """localctl start, restart, reload or stop of the region, as Navigator's own controls would be used;
+        the first three name the front, so the plan shows it."""
+        front = ("--front", self.navigator or localctl.STAND_IN) if action in localctl.FRONTED else ()
         return Command(
-            (*LOCALCTL, action, "--home", str(self.home(key)), "--timeout", f"{START_TIMEOUT_SECONDS:g}"),
+            (*LOCALCTL, action, "--home", str(self.home(key)), "--timeout", f"{START_TIMEOUT_SECONDS:g}", *front),
             f"{action} {key}",
             env_names=self.secret_env_names,
             timeout_seconds=START_TIMEOUT_SECONDS + 30,
         )
+
+    def front_of(self, key: RegionKey) -> str:
+        """What runs in front of the region, as localctl recorded it when it started the region."""
+        record = localctl.front_record(str(self.home(key)))
+        version = f" ({record['version']})" if record["version"] else ""
+        return localctl.describe_front(record["navigator"]) + version
 
     def deployed_here(self, key: RegionKey) -> bool:
         return (self.home(key) / "config" / "navigator.yml").is_file()
@@ -102,6 +113,10 @@ class LocalTarget:
         problems = [f"{name} is not set: the local fleet's processes and the gates read it from this environment "
                     f"(export {name}=...: the app's value, or for a rehearsal any, e.g. $(openssl rand -hex 32))"
                     for name in self.secret_env_names if not os.environ.get(name)]
+        problem = localctl.navigator_problem(self.navigator) if self.navigator else None
+        if problem:
+            problems.append(f"the Navigator to run in front of each region (rollout.navigator, else "
+                            f"${localctl.NAVIGATOR_ENV}, else navigator on PATH): {problem}")
         wanted = {process for step in steps for deployment in (step.deployment, step.fallback) if deployment
                   for process in side_processes(deployment.state)}
         for process, (program, package) in sorted(STAND_IN_PROGRAMS.items()):
@@ -118,10 +133,11 @@ class LocalTarget:
         return f"http://127.0.0.1:{self._port(key, 'front')}{path}"
 
     def cable_url(self, key: RegionKey, path: str) -> str:
-        # There is no Navigator here to proxy the cable path: outside the integrated
-        # mode the cable server is reached on its own port, at the same path.
-        mode = json.loads(_read(self.home(key) / "config" / "render.json") or "{}").get("mode")
-        port = self._port(key, "front" if mode == "integrated" else "cable")
+        """Through the front when it is Navigator (its own cable, or its proxy to the cable process); the
+        stand-in front proxies nothing, so outside the integrated mode the cable process on its own port."""
+        home = self.home(key)
+        mode = json.loads(_read(home / "config" / "render.json") or "{}").get("mode", "")
+        port = self._port(key, localctl.cable_port_name(mode, localctl.read_front(str(home))))
         return f"ws://127.0.0.1:{port}{path}"
 
     def request_headers(self, key: RegionKey) -> Mapping[str, str]:
@@ -134,6 +150,15 @@ class LocalTarget:
     def memory_command(self, key: RegionKey, machine: str = LOCAL_MACHINE) -> Command:
         return Command((*LOCALCTL, "rss", "--home", str(self.home(key))), f"read memory of {key}", timeout_seconds=15)
 
+    def metrics_command(self, key: RegionKey, machine: str = LOCAL_MACHINE) -> Command:
+        return Command((*LOCALCTL, "metrics", "--home", str(self.home(key)), "--timeout", "10"),
+                       f"read the hub's metrics of {key}", timeout_seconds=15)
+
+    def leak_command(self, key: RegionKey, mb_per_minute: float) -> Command:
+        """A rehearsed leak: a process of the region growing at `mb_per_minute`, stopped with the region."""
+        return Command((*LOCALCTL, "leak", "--home", str(self.home(key)), "--mb-per-minute", f"{mb_per_minute:g}"),
+                       f"start a leak of {mb_per_minute:g} MB a minute in {key}", timeout_seconds=15)
+
     def close(self) -> None:
         """Nothing to release: the region's processes outlive the command on purpose."""
 
@@ -145,19 +170,34 @@ class LocalTarget:
 
 
 def needs_restart(current: RegionState | None, desired: RegionState) -> bool:
-    """Navigator's reload does not restart a side process it removed earlier: a changed set needs a restart."""
+    """Whether Navigator's reload (SIGHUP) would leave the region short of `desired`. Its reload
+    (UpdateManagedProcesses) compares managed processes by name only: it stops the removed ones but keeps
+    them listed, so one of that name never starts again; it leaves one whose command, arguments or
+    environment changed running as it was; and no managed process re-reads its files (the hub its hub.yml).
+    Any of those changes needs a restart."""
     if current is None:
         return True
-    return current.mode != desired.mode or side_processes(current) != side_processes(desired)
+    return (current.mode != desired.mode or managed_processes(current) != managed_processes(desired)
+            or _read_by_the_hub(current) != _read_by_the_hub(desired))
 
 
-def side_processes(state: RegionState) -> frozenset[str]:
+def managed_processes(state: RegionState) -> list[dict[str, object]]:
+    """navigator.yml's managed_processes entries."""
     try:
         config = load_yaml_text(state.files["navigator.yml"], "navigator.yml").data
     except (InputError, KeyError):
-        return frozenset()
+        return []
     processes = config.get("managed_processes") if isinstance(config, dict) else None
-    return frozenset(entry.get("name", "") for entry in processes or () if isinstance(entry, dict))
+    return [entry for entry in processes or () if isinstance(entry, dict)]
+
+
+def side_processes(state: RegionState) -> frozenset[str]:
+    return frozenset(str(entry.get("name", "")) for entry in managed_processes(state))
+
+
+def _read_by_the_hub(state: RegionState) -> str | None:
+    """hub.yml, where the hub is a managed process (elsewhere it is only the stand-in front's options)."""
+    return state.files.get("hub.yml") if "cable-hub" in side_processes(state) else None
 
 
 def _read(path: Path) -> str | None:

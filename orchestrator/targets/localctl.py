@@ -1,14 +1,21 @@
 """Run one region of the local fleet on this machine.
 
     python -m orchestrator.targets.localctl COMMAND --home DIR [--timeout S] [--signing-secret-env NAME]
+                                                   [--front stand-in|NAVIGATOR]
 
-COMMAND is start, restart, stop, reload, status, rss or `publish --stream S --data JSON`.
+COMMAND is start, restart, stop, reload, status, rss, metrics, `publish --stream S
+--data JSON` or `leak --mb-per-minute N` (a process that grows at that rate,
+counted with the region's and stopped with it: a rehearsed leak).
 
 DIR/config/ holds the region's deployed files (navigator.yml, render.json, maybe
-hub.yml), written by someone else; DIR/run/ holds pid files and ports.json;
-DIR/log/<process>.log the processes' output. The front process is the hub standing
-in for Navigator; each managed process of navigator.yml gets a local stand-in
-(the real commands are for the production image).
+hub.yml), written by someone else; DIR/run/ holds pid files, ports.json and front.json
+(which front the region runs); DIR/log/<process>.log the processes' output. Each
+managed process of navigator.yml gets a local stand-in (the real commands are for the
+production image). The front is the real Navigator (`--front PATH` on start, restart
+and reload) on the region's navigator.yml as local_navigator.py rewrites it, and it
+starts the stand-ins as its managed processes; or the hub standing in for Navigator
+(`--front stand-in`), beside which localctl starts the stand-ins itself. Without
+--front: the front the region ran last, else the stand-in.
 
 Exit status: 0 done, 1 a process failed (or nothing runs), 2 bad input.
 """
@@ -33,6 +40,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrator.targets import local_navigator, onhost
 
 MODES = ("integrated", "action_cable", "anycable", "hub")
 FRONT = "front"
@@ -44,10 +52,33 @@ PORT_OF = {FRONT: "front", "redis": "redis", "nats-server": "broker", **{name: "
 STAND_IN_BROADCAST_PATH = "/_broadcast"
 STAND_IN_HEALTH_PATH = "/up"
 DEFAULT_SECRET_ENV = "CABLE_SIGNING_SECRET"
+STAND_IN = "stand-in"  # --front: the hub standing in for Navigator
+FRONTED = ("start", "restart", "reload")  # the commands that take --front
+NAVIGATOR_ENV = "NAVIGATOR_BIN"
 PUMA = "/usr/bin/puma"
 CONFIG_RU = os.path.join(os.path.dirname(os.path.abspath(__file__)), "actioncable", "config.ru")
 LOG_TAIL_LINES = 20
 POLL_SECONDS = 0.05
+LEAK = "leak"
+# Writes its resident bytes at start (the interpreter's own, not the leak's) to argv[3], then holds written (so
+# resident) bytes, growing at argv[1] MB a minute up to argv[2] MB.
+LEAK_PROGRAM = """\
+import os, sys, time
+per_second, cap, base_file = float(sys.argv[1]) * 1048576 / 60, float(sys.argv[2]) * 1048576, sys.argv[3]
+with open("/proc/self/status") as status:
+    base = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmRSS:"))
+with open(base_file + ".tmp", "w") as out:
+    out.write(str(base))
+os.replace(base_file + ".tmp", base_file)
+held, size, started = [], 0, time.monotonic()
+while True:
+    due = int(min(cap, per_second * (time.monotonic() - started)))
+    if due > size:
+        held.append(b"\\xa5" * (due - size))
+        size = due
+    time.sleep(0.2)
+"""
+LEAK_MAX_MB = 1024.0
 
 
 class BadInput(Exception):
@@ -79,6 +110,7 @@ class Region:
     broadcast_key_env: str | None = None  # hub.yml's: broadcasts then need the key, even from loopback
     cable_server_broadcast_path: str = STAND_IN_BROADCAST_PATH
     cable_server_health_path: str = STAND_IN_HEALTH_PATH
+    config: dict[str, Any] = field(default_factory=dict, repr=False)  # navigator.yml as parsed
 
     def path(self, *parts: str) -> str:
         return os.path.join(self.home, *parts)
@@ -206,6 +238,7 @@ def load_region(home: str, secret_env: str | None) -> Region:
         broadcast_key_env=key_env if isinstance(key_env, str) and key_env else None,
         cable_server_broadcast_path=_path_value(hub_server, "broadcast_path", STAND_IN_BROADCAST_PATH, f"{hub_path}: server.broadcast_path"),
         cable_server_health_path=_path_value(hub_server, "health_path", STAND_IN_HEALTH_PATH, f"{hub_path}: server.health_path"),
+        config=navigator,
     )
 
 
@@ -289,8 +322,9 @@ class Record:
     start_time: int
 
 
-def proc_start_time(pid: int) -> int | None:
-    """Field 22 of /proc/PID/stat, or None when the process is gone (a zombie counts as gone)."""
+def _stat(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat from the third on (state, ppid, pgrp, session, ...), or None when the
+    process is gone (a zombie counts as gone)."""
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
             stat = f.read()
@@ -299,11 +333,44 @@ def proc_start_time(pid: int) -> int | None:
     fields = stat[stat.rfind(")") + 2 :].split()  # the command name may hold spaces and parentheses
     if len(fields) < 20 or fields[0] in ("Z", "X"):
         return None
-    return int(fields[19])
+    return fields
+
+
+def proc_start_time(pid: int) -> int | None:
+    """Field 22 of /proc/PID/stat, or None when the process is gone."""
+    fields = _stat(pid)
+    return None if fields is None else int(fields[19])
 
 
 def is_running(record: Record) -> bool:
     return proc_start_time(record.pid) == record.start_time
+
+
+def session_members(leader: Record) -> list[Record]:
+    """The other processes of the session `leader` leads (localctl starts each process in a session of its
+    own): a Navigator front's managed processes, named by their working directory (run/managed/<name>/),
+    and theirs. Empty once `leader`'s pid is another process's: Linux gives no new process the id of a
+    session that still has members, so by then none of the leader's is left."""
+    if proc_start_time(leader.pid) not in (None, leader.start_time):
+        return []
+    members = []
+    for entry in os.listdir("/proc"):
+        fields = _stat(int(entry)) if entry.isdigit() and int(entry) != leader.pid else None
+        if fields is not None and int(fields[3]) == leader.pid and int(fields[19]) >= leader.start_time:
+            members.append(Record(_process_name(int(entry)), int(entry), int(fields[19])))
+    return members
+
+
+def _process_name(pid: int) -> str:
+    """The managed process `pid` is, by its working directory; else its program's name."""
+    try:
+        name = local_navigator.managed_name(os.readlink(f"/proc/{pid}/cwd"))
+        if name is not None:
+            return name
+        with open(f"/proc/{pid}/comm", encoding="utf-8", errors="replace") as f:
+            return f.read().strip()
+    except OSError:
+        return f"pid {pid}"
 
 
 def pid_file(home: str, name: str) -> str:
@@ -356,9 +423,21 @@ def stop_records(records: list[Record], timeout: float) -> list[Record]:
     return _wait_gone(left, 5.0)
 
 
+def stop_with_sessions(records: list[Record], timeout: float) -> list[Record]:
+    """stop_records, then whatever of the records' sessions outlived them (the managed processes of a
+    Navigator that was killed); returns what survived even SIGKILL."""
+    survivors = stop_records(records, timeout)
+    # Looked for only now: Navigator may start a process while it shuts down (one it was due to restart).
+    left = [member for record in records for member in session_members(record)]
+    for member in left:
+        _say(f"{member.name}: pid {member.pid} outlived the process that started it; stopping it")
+    return survivors + stop_records(left, timeout)
+
+
 def stop_all(home: str, timeout: float) -> None:
     names = recorded_names(home)
     records: list[Record] = []
+    stale: list[Record] = []
     for name in names:
         record = read_record(home, name)
         if record is None:
@@ -366,8 +445,9 @@ def stop_all(home: str, timeout: float) -> None:
         elif is_running(record):
             records.append(record)
         else:
+            stale.append(record)
             _say(f"{name}: pid {record.pid} was not running; stale pid file removed")
-    survivors = stop_records(records, timeout)
+    survivors = stop_with_sessions(records + stale, timeout)
     for record in records:
         if record not in survivors:
             _say(f"{record.name}: stopped (pid {record.pid})")
@@ -383,6 +463,78 @@ def _remove(path: str) -> None:
         os.remove(path)
     except FileNotFoundError:
         pass
+
+
+# --- the front: the real Navigator, or the hub standing in for it -------------------------
+
+
+def find_navigator(configured: str | None = None) -> str | None:
+    """The Navigator the local fleet runs as each region's front: `configured` (the inventory's
+    rollout.navigator), else $NAVIGATOR_BIN (set and empty: none), else `navigator` on PATH. None: the hub
+    stands in for it."""
+    if configured:
+        return configured
+    if NAVIGATOR_ENV in os.environ:
+        return os.environ[NAVIGATOR_ENV] or None
+    return shutil.which("navigator")
+
+
+def navigator_problem(path: str) -> str | None:
+    if os.path.isfile(path) and os.access(path, os.X_OK):
+        return None
+    return f"{path} is not an executable file"
+
+
+def describe_front(navigator: str | None) -> str:
+    return f"Navigator {navigator}" if navigator else "the hub standing in for Navigator"
+
+
+def front_record(home: str) -> dict[str, Any]:
+    """run/front.json: {"navigator": its path or None for the stand-in, "version": what it says it is}."""
+    record: Any = {}
+    try:
+        with open(os.path.join(home, "run", "front.json"), encoding="utf-8") as f:
+            record = json.load(f)
+    except (OSError, ValueError):
+        pass
+    return {"navigator": None, "version": None, **(record if isinstance(record, dict) else {})}
+
+
+def read_front(home: str) -> str | None:
+    """The Navigator the region was last started with; None for the stand-in (or nothing started yet)."""
+    navigator = front_record(home).get("navigator")
+    return navigator if isinstance(navigator, str) and navigator else None
+
+
+def write_front(home: str, navigator: str | None) -> None:
+    version = None
+    if navigator is not None:
+        try:
+            done = subprocess.run([navigator, "--version"], capture_output=True, text=True, timeout=10)
+            version = (done.stdout.strip().splitlines() or ["(no version printed)"])[0]
+        except (OSError, subprocess.TimeoutExpired) as error:
+            raise Failure(f"{navigator} --version failed: {error}") from None
+    _write_atomically(os.path.join(home, "run", "front.json"),
+                      json.dumps({"navigator": navigator, "version": version}, indent=2) + "\n")
+
+
+def chosen_front(value: str | None, home: str) -> str | None:
+    """--front: the stand-in, a Navigator binary, or (not given) what the region ran last."""
+    if value is None:
+        return read_front(home)
+    if value == STAND_IN:
+        return None
+    problem = navigator_problem(value)
+    if problem is not None:
+        raise BadInput(f"--front: {problem}")
+    return value
+
+
+def cable_port_name(mode: str, navigator: str | None) -> str:
+    """Which port of ports.json serves the region's cable path: the front in every mode when it is Navigator
+    (it proxies the path to the cable process), the stand-in front only in the integrated mode (it proxies
+    nothing, so elsewhere the cable process is reached on its own port)."""
+    return "front" if navigator or mode == "integrated" else "cable"
 
 
 # --- what to start ------------------------------------------------------------------------
@@ -414,6 +566,14 @@ def front_spec(region: Region, ports: dict[str, int]) -> Spec:
     argv = [sys.executable, "-m", "hub", "--config", region.navigator_path, "--hub-config", hub_path,
             "--host", "127.0.0.1", "--port", str(ports["front"]), "--navigator-protocol", "open"]  # fmt: skip
     return Spec(FRONT, argv, ports["front"], region.health_path)
+
+
+def navigator_spec(region: Region, navigator: str, ports: dict[str, int]) -> Spec:
+    """The real Navigator on run/navigator.yml (write_rehearsal). Ready when it answers its own health check;
+    one whose file leaves the health check to the app (no `response`) is ready when it accepts connections."""
+    health = (region.config.get("server") or {}).get("health_check") or {}
+    health_path = region.health_path if health.get("response") is not None else None
+    return Spec(FRONT, [navigator, region.path("run", "navigator.yml")], ports["front"], health_path)
 
 
 def cable_hub_spec(region: Region, ports: dict[str, int]) -> Spec:
@@ -493,6 +653,21 @@ def start_order(region: Region) -> list[str]:
     return [FRONT, *managed]
 
 
+def write_rehearsal(region: Region, ports: dict[str, int]) -> dict[str, Spec]:
+    """run/navigator.yml for the real Navigator: the region's own file with local_navigator's rewrites, its
+    managed processes the local stand-ins. Returns their specs by name."""
+    specs = {name: STAND_INS[name](region, ports) for name in region.managed}
+    config = local_navigator.rehearsal_config(
+        region.config, run_dir=region.path("run"), front_port=ports["front"], cable_port=ports["cable"],
+        managed={name: (spec.argv, spec.env) for name, spec in specs.items()},
+    )
+    local_navigator.make_host_paths(region.path("run"), region.managed)
+    header = (f"# Written by localctl: {region.navigator_path} as the real Navigator runs it here, with the\n"
+              f"# rewrites of orchestrator/targets/local_navigator.py (JSON is YAML).\n")
+    _write_atomically(region.path("run", "navigator.yml"), header + json.dumps(config, indent=2) + "\n")
+    return specs
+
+
 # --- starting -------------------------------------------------------------------------------
 
 
@@ -506,9 +681,12 @@ class Started:
 
 
 class StartFailure(Failure):
-    def __init__(self, started: Started | None, name: str, why: str) -> None:
+    """`source`: a managed process of the Navigator front `started`, whose output is in Navigator's log."""
+
+    def __init__(self, started: Started | None, name: str, why: str, source: str | None = None) -> None:
         super().__init__(f"{name} did not start: {why}")
         self.started = started
+        self.source = source
 
 
 def launch(region: Region, spec: Spec) -> Started:
@@ -552,18 +730,49 @@ def probe(spec: Spec, timeout: float) -> bool:
         connection.close()
 
 
-def wait_ready(started: Started, timeout: float) -> None:
+def wait_ready(started: Started, timeout: float, spec: Spec | None = None) -> None:
+    """Until `spec` answers (by default the started process's own). `spec` given: a managed process of the
+    Navigator front `started`, which fails as soon as Navigator's log says it exited or did not start."""
+    spec = spec or started.spec
+    managed = spec.name if spec is not started.spec else None
     deadline = time.monotonic() + timeout
     while True:
         code = started.process.poll()
         if code is not None:
-            raise StartFailure(started, started.spec.name, f"exited with {_exit_status(code)} before it was ready")
-        if probe(started.spec, min(2.0, max(0.1, deadline - time.monotonic()))):
+            what = managed or "it"
+            raise StartFailure(started, started.spec.name, f"exited with {_exit_status(code)} before {what} was ready")
+        why = managed_failure(started, managed) if managed else None
+        if why is not None:
+            raise StartFailure(started, managed, why, source=managed)
+        if probe(spec, min(2.0, max(0.1, deadline - time.monotonic()))):
             return
         if time.monotonic() > deadline:
-            what = f"127.0.0.1:{started.spec.port}" + (started.spec.health_path or "")
-            raise StartFailure(started, started.spec.name, f"not ready within {timeout:g}s ({what} did not answer)")
+            what = f"127.0.0.1:{spec.port}" + (spec.health_path or "")
+            raise StartFailure(started, spec.name, f"not ready within {timeout:g}s ({what} did not answer)", managed)
         time.sleep(POLL_SECONDS)
+
+
+def navigator_log(front: Started) -> Iterator[dict[str, Any]]:
+    """The JSON records Navigator has logged since `front` started (the rewrite sets logging.format: json)."""
+    for line in log_lines(front.log_path, front.log_offset):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # what Navigator writes before it reads logging.format
+        if isinstance(record, dict):
+            yield record
+
+
+def managed_failure(front: Started, name: str) -> str | None:
+    """Why Navigator's log says its managed process `name` is not running (it exited, or could not be
+    started); None when it says nothing of the kind."""
+    for record in navigator_log(front):
+        if record.get("level") == "ERROR" and name in (record.get("name"), record.get("process")):
+            error = str(record.get("error", ""))
+            if record.get("msg") == "Process exited with error":
+                return f"exited with {error.removeprefix('exit ')}"  # Go's "exit status 1", "signal: killed"
+            return f"{record.get('msg')}: {error}"
+    return None
 
 
 def _exit_status(code: int) -> str:
@@ -572,15 +781,15 @@ def _exit_status(code: int) -> str:
     return f"status {code}"
 
 
-def log_tail(path: str, offset: int, lines: int = LOG_TAIL_LINES) -> list[str]:
-    """The last `lines` lines written to `path` since `offset`."""
+def log_lines(path: str, offset: int) -> list[str]:
+    """The lines written to `path` since `offset`."""
     try:
         with open(path, "rb") as f:
             f.seek(offset)
             text = f.read().decode("utf-8", errors="replace")
     except OSError:
         return []
-    return text.splitlines()[-lines:]
+    return text.splitlines()
 
 
 def report_failure(error: StartFailure) -> None:
@@ -588,30 +797,39 @@ def report_failure(error: StartFailure) -> None:
     started = error.started
     if started is None:
         return
-    tail = log_tail(started.log_path, started.log_offset)
-    _say(f"--- last {len(tail)} lines of {started.log_path} ---", error=True)
+    if error.source is None:
+        _say_tail(log_lines(started.log_path, started.log_offset), started.log_path)
+        return
+    # Navigator logs each stream of a managed process apart, a record for each piece the process wrote.
+    for stream in ("stdout", "stderr"):
+        output = [str(record.get("message")) for record in navigator_log(started)
+                  if record.get("source") == error.source and record.get("stream") == stream]
+        _say_tail(output, f"{error.source}'s {stream} in {started.log_path}")
+
+
+def _say_tail(lines: list[str], what: str) -> None:
+    tail = lines[-LOG_TAIL_LINES:]
+    _say(f"--- last {len(tail)} lines of {what} ---", error=True)
     for line in tail:
         _say(line, error=True)
 
 
-def start(region: Region, timeout: float) -> None:
+def start(region: Region, navigator: str | None, timeout: float) -> None:
     check_managed(region)  # before anything is stopped: a bad file leaves the region as it runs
     os.makedirs(region.path("run"), exist_ok=True)
     os.makedirs(region.path("log"), exist_ok=True)
     stop_all(region.home, timeout)
     ports = ensure_ports(region.home)
+    write_front(region.home, navigator)
+    _say(f"front: {describe_front(navigator)}")
     started: list[Started] = []
     try:
-        for name in start_order(region):
-            spec = front_spec(region, ports) if name == FRONT else STAND_INS[name](region, ports)
-            if not port_free(spec.port):
-                raise StartFailure(None, name, f"port 127.0.0.1:{spec.port} is already in use by another process")
-            try:
-                started.append(launch(region, spec))
-            except OSError as error:
-                raise StartFailure(None, name, f"cannot launch {spec.argv[0]}: {error}") from None
-            wait_ready(started[-1], timeout)
-            _say(f"{name}: ready, pid {started[-1].process.pid}, 127.0.0.1:{spec.port}")
+        if navigator is None:
+            for name in start_order(region):
+                spec = front_spec(region, ports) if name == FRONT else STAND_INS[name](region, ports)
+                start_one(region, spec, started, timeout)
+        else:
+            start_under_navigator(region, navigator, ports, started, timeout)
     except Failure as error:
         if isinstance(error, StartFailure):
             report_failure(error)
@@ -621,8 +839,39 @@ def start(region: Region, timeout: float) -> None:
         raise Failure("start failed; everything it started was stopped") from None
 
 
+def start_one(region: Region, spec: Spec, started: list[Started], timeout: float) -> None:
+    _check_port(spec)
+    try:
+        started.append(launch(region, spec))
+    except OSError as error:
+        raise StartFailure(None, spec.name, f"cannot launch {spec.argv[0]}: {error}") from None
+    wait_ready(started[-1], timeout)
+    _say(f"{spec.name}: ready, pid {started[-1].process.pid}, 127.0.0.1:{spec.port}")
+
+
+def start_under_navigator(
+    region: Region, navigator: str, ports: dict[str, int], started: list[Started], timeout: float
+) -> None:
+    """Navigator on the rewritten file: it starts the stand-ins itself, as its managed processes (after
+    their start_delay), and restarts one that fails."""
+    specs = write_rehearsal(region, ports)
+    for spec in specs.values():
+        _check_port(spec)
+    start_one(region, navigator_spec(region, navigator, ports), started, timeout)
+    front = started[0]
+    for name in start_order(region)[1:]:
+        wait_ready(front, timeout, specs[name])
+        pids = [member.pid for member in session_members(front.record) if member.name == name]
+        _say(f"{name}: ready, pid {pids[0] if pids else '?'}, 127.0.0.1:{specs[name].port} (started by Navigator)")
+
+
+def _check_port(spec: Spec) -> None:
+    if not port_free(spec.port):
+        raise StartFailure(None, spec.name, f"port 127.0.0.1:{spec.port} is already in use by another process")
+
+
 def _undo(region: Region, started: list[Started], timeout: float) -> None:
-    survivors = stop_records([s.record for s in started], timeout)
+    survivors = stop_with_sessions([s.record for s in started], timeout)
     for item in started:
         item.process.poll()  # reap our own child
         if item.record not in survivors:
@@ -637,44 +886,74 @@ def running_record(home: str, name: str) -> Record | None:
     return record if record is not None and is_running(record) else None
 
 
-def reload(region: Region) -> None:
+def reload(region: Region, navigator: str | None, timeout: float) -> None:
+    """SIGHUP to the region's own front: what `navigator -s reload` does, but with the pid localctl recorded,
+    since /tmp/navigator.pid, where Navigator writes its own, is one file for every region's Navigator.
+    A region that runs another front than `navigator` is restarted instead."""
     record = running_record(region.home, FRONT)
     if record is None:
         raise Failure(f"front is not running in {region.home}; nothing to reload (use start)")
+    running = read_front(region.home)
+    if running != navigator:
+        _say(f"front: runs {describe_front(running)}, not {describe_front(navigator)}: restarting")
+        start(region, navigator, timeout)
+        return
+    if navigator is not None:
+        check_managed(region)
+        write_rehearsal(region, ensure_ports(region.home))
     os.kill(record.pid, signal.SIGHUP)
-    _say(f"front: reload requested (SIGHUP to pid {record.pid})")
+    _say(f"front: reload requested (SIGHUP to pid {record.pid}, {describe_front(navigator)})")
+    if not region.websocket_enabled:
+        end_leak(region.home)
 
 
-def urls(region: Region, ports: dict[str, int]) -> tuple[str | None, str | None]:
-    """(cable URL, broadcast URL): the front's own cable in integrated mode, else the cable process directly."""
+def urls(region: Region, ports: dict[str, int], navigator: str | None) -> tuple[str | None, str | None]:
+    """(cable URL, broadcast URL): the cable path where the front serves it (cable_port_name); broadcasts to
+    the front's own cable in integrated mode, else straight to the cable process, as the Rails processes post."""
     if region.mode == "integrated":
-        port: int | None = ports.get("front")
-        cable_path: str | None = region.cable_path
-        broadcast_path = region.broadcast_path
+        cable_path, broadcast_port, broadcast_path = region.cable_path, ports.get("front"), region.broadcast_path
     elif any(name in CABLE_SERVERS for name in region.managed):
-        port, cable_path, broadcast_path = ports.get("cable"), region.stand_in_cable_path, region.cable_server_broadcast_path
+        cable_path, broadcast_port, broadcast_path = (region.stand_in_cable_path, ports.get("cable"),
+                                                      region.cable_server_broadcast_path)
     else:
         return None, None
-    if port is None:
+    cable_port = ports.get(cable_port_name(region.mode, navigator))
+    if cable_port is None or broadcast_port is None:
         return None, None
-    return f"ws://127.0.0.1:{port}{cable_path}", f"http://127.0.0.1:{port}{broadcast_path}"
+    return f"ws://127.0.0.1:{cable_port}{cable_path}", f"http://127.0.0.1:{broadcast_port}{broadcast_path}"
+
+
+def region_processes(home: str) -> dict[str, Record]:
+    """Every process of the region running now, by name: those localctl started (its pid files) and the
+    members of their sessions (a Navigator front's managed processes)."""
+    found: dict[str, Record] = {}
+    for name in recorded_names(home):
+        record = running_record(home, name)
+        if record is not None:
+            found[name] = record
+            for member in session_members(record):
+                found.setdefault(member.name, member)
+    return found
 
 
 def status(region: Region) -> dict[str, Any]:
     ports = read_ports(region.home)
+    running = region_processes(region.home)
     processes: dict[str, Any] = {}
     for name in dict.fromkeys([FRONT, *region.managed, *recorded_names(region.home)]):
-        record = read_record(region.home, name)
+        record = running.get(name) or read_record(region.home, name)
         processes[name] = {
             "pid": record.pid if record else None,
-            "running": bool(record and is_running(record)),
+            "running": name in running,
             "port": ports.get(PORT_OF.get(name, "")),
         }
-    cable_url, broadcast_url = urls(region, ports)
+    navigator = read_front(region.home)
+    cable_url, broadcast_url = urls(region, ports, navigator)
     return {
         "mode": region.mode,
         "websocket_enabled": region.websocket_enabled,
         "cable_enabled": region.cable_enabled,
+        "front": {**front_record(region.home), "kind": "navigator" if navigator else STAND_IN},
         "processes": processes,
         "front_url": f"http://127.0.0.1:{ports['front']}" if "front" in ports else None,
         "cable_url": cable_url,
@@ -694,16 +973,65 @@ def resident_bytes(pid: int) -> int | None:
 
 
 def rss(home: str) -> dict[str, int]:
+    """Every process of the region (region_processes), the front named `navigator` when it is Navigator."""
+    front = "navigator" if read_front(home) else FRONT
     sizes: dict[str, int] = {}
-    for name in recorded_names(home):
-        record = running_record(home, name)
-        size = resident_bytes(record.pid) if record else None
+    for name, record in region_processes(home).items():
+        size = resident_bytes(record.pid)
         # Checked again after reading: the pid may have been reused in between.
-        if record is not None and size is not None and is_running(record):
-            sizes[name] = size
+        if size is not None and is_running(record):
+            sizes[front if name == FRONT else name] = leaked_bytes(home, size) if name == LEAK else size
     if not sizes:
         raise Failure(f"no process of the region runs in {home}")
     return sizes
+
+
+def metrics(region: Region, timeout: float) -> dict[str, float]:
+    """The cable hub's /metrics as {name: value}; only the hub mode's cable process serves them."""
+    record = region_processes(region.home).get("cable-hub")
+    port = read_ports(region.home).get("cable")
+    if record is None or port is None:
+        raise Failure(f"{region.home}: no cable hub runs (mode {region.mode}): there are no hub metrics")
+    try:
+        return onhost.metrics(f"http://127.0.0.1:{port}/metrics", timeout)
+    except onhost.ProbeFailed as failed:
+        raise Failure(failed.evidence) from None
+
+
+def leak(region: Region, mb_per_minute: float) -> None:
+    """Start (or restart) the region's rehearsed leak, which stands for its cable's memory: `stop` and `restart`
+    end it with the rest, and a reload with the WebSocket off ends it too."""
+    if running_record(region.home, FRONT) is None:
+        raise Failure(f"{region.home}: the region is not running")
+    if mb_per_minute <= 0:
+        raise BadInput("--mb-per-minute must be more than 0")
+    end_leak(region.home)
+    _remove(leak_base_file(region.home))
+    argv = [sys.executable, "-c", LEAK_PROGRAM, f"{mb_per_minute:g}", f"{LEAK_MAX_MB:g}", leak_base_file(region.home)]
+    started = launch(region, Spec(LEAK, argv, 0, None))
+    _say(f"{LEAK}: growing {mb_per_minute:g} MB a minute (pid {started.record.pid})")
+
+
+def leak_base_file(home: str) -> str:
+    return os.path.join(home, "run", f"{LEAK}.base")
+
+
+def leaked_bytes(home: str, resident: int) -> int:
+    """What the rehearsed leak holds: its resident bytes less the interpreter's own (none before it started)."""
+    try:
+        with open(leak_base_file(home), encoding="ascii") as f:
+            return max(0, resident - int(f.read()))
+    except (OSError, ValueError):
+        return 0
+
+
+def end_leak(home: str) -> None:
+    record = running_record(home, LEAK)
+    if record is not None:
+        stop_records([record], 5.0)
+        _remove(pid_file(home, LEAK))
+        _remove(leak_base_file(home))
+        _say(f"{LEAK}: stopped (pid {record.pid})")
 
 
 def publish(region: Region, stream: str, data_text: str, timeout: float) -> None:
@@ -711,7 +1039,7 @@ def publish(region: Region, stream: str, data_text: str, timeout: float) -> None
         data = json.loads(data_text)
     except ValueError as error:
         raise BadInput(f"--data is not JSON: {error}") from None
-    _, broadcast_url = urls(region, read_ports(region.home))
+    _, broadcast_url = urls(region, read_ports(region.home), read_front(region.home))
     if broadcast_url is None:
         raise Failure(f"{region.home}: no broadcast endpoint in mode {region.mode} with these managed processes")
     host_port, _, path = broadcast_url.removeprefix("http://").partition("/")
@@ -760,15 +1088,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              f"(default: hub.yml's signing_secret_env, else {DEFAULT_SECRET_ENV})")  # fmt: skip
     parser = argparse.ArgumentParser(prog="localctl", description="Run one region of the local fleet on this machine.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    fronted = argparse.ArgumentParser(add_help=False)
+    fronted.add_argument("--front", metavar="stand-in|NAVIGATOR",
+                         help="the front: the hub standing in for Navigator, or the path of a Navigator binary "
+                              "(default: the front the region ran last, else the stand-in)")  # fmt: skip
     for name, text in (
         ("start", "stop what runs, then start the front and the stand-ins of the managed processes"),
         ("restart", "the same as start"),
         ("stop", "SIGTERM the region's processes, SIGKILL after --timeout"),
-        ("reload", "SIGHUP the front: it re-reads navigator.yml"),
+        ("reload", "SIGHUP the front: it re-reads navigator.yml (a restart when --front names another front)"),
         ("status", "print the region's processes and URLs as JSON"),
         ("rss", "print {process: resident bytes} as JSON for the running processes"),
+        ("metrics", "print the cable hub's /metrics as JSON {name: value}"),
     ):
-        commands.add_parser(name, parents=[common], help=text)
+        commands.add_parser(name, parents=[common, fronted] if name in FRONTED else [common], help=text)
+    leak_parser = commands.add_parser("leak", parents=[common], help="start a process that grows at a set rate")
+    leak_parser.add_argument("--mb-per-minute", type=float, required=True, metavar="N")
     publish_parser = commands.add_parser("publish", parents=[common], help="POST a broadcast from loopback")
     publish_parser.add_argument("--stream", required=True)
     publish_parser.add_argument("--data", required=True, metavar="JSON", help="any JSON value, sent as is")
@@ -785,15 +1120,19 @@ def run(args: argparse.Namespace) -> None:
         _say(json.dumps(rss(home), sort_keys=True))
         return
     region = load_region(home, args.signing_secret_env)
-    if args.command in ("start", "restart"):
+    if args.command in FRONTED:
+        navigator = chosen_front(args.front, home)
         with home_lock(home):
-            start(region, args.timeout)
-    elif args.command == "reload":
-        reload(region)
+            (reload if args.command == "reload" else start)(region, navigator, args.timeout)
     elif args.command == "status":
         _say(json.dumps(status(region), indent=2))
     elif args.command == "publish":
         publish(region, args.stream, args.data, args.timeout)
+    elif args.command == "metrics":
+        _say(json.dumps(metrics(region, args.timeout), sort_keys=True))
+    elif args.command == "leak":
+        with home_lock(home):
+            leak(region, args.mb_per_minute)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,7 +8,7 @@ A message is found where it is made, at one of these sinks in orchestrator/ and 
 - `report(path, message)`, the inventory loader's reporter;
 - `Observation(False, message)`, a failed gate observation (the evidence a rollout prints);
 - `return message` (or a list or tuple of them) in a function whose name says it returns problems
-  (`*problem*`, `readiness`, `_not_ready`);
+  (`*problem*`, `readiness`, `not_ready`);
 - `print(message, file=sys.stderr)`;
 - the hub's log events at level `warn` or `error` (`log("event", level="warn", ...)`): the event name.
 
@@ -28,7 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 SOURCE_DIRS = ("orchestrator", "hub")
 COLLECTORS = frozenset({"problems", "found", "missing", "blocked", "errors", "refused"})
-PROBLEM_FUNCTION = re.compile(r"problem|readiness|^_not_ready$")
+PROBLEM_FUNCTION = re.compile(r"problem|readiness|^not_ready$")
 PLACEHOLDER = "\x00"  # stands for a placeholder inside a skeleton
 SHORTEST_KEY = 12  # a literal part shorter than this does not identify a message on its own
 

@@ -47,7 +47,7 @@ NOT_FOR_OPERATORS: dict[str, str] = {
     "there is no step row": "a step row the journal itself returned: a bug",
     "only local #/$defs/ references": "the project's schemas use local references only: a bug caught by the tests",
     "are not supported": "the project's schemas use the supported keywords only: a bug caught by the tests",
-    "usage: publish|memory|files|http|websocket ARGS (got": "the on-host probe called wrongly by this program: a bug",
+    "usage: publish|memory|files|http|metrics|websocket ARGS (got": "the on-host probe called wrongly by this program: a bug",
     "not an environment variable name": "the schema allows only variable names: a bug",
     "the ssh target is closed": "the ssh target used after it was closed: a bug",
     "cannot write": "yaml_out: a value of a type the generator never writes: a bug (the targets' `cannot write` messages are listed)",

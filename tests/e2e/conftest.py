@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
+from browser import Chromium
 from e2e_support import (
     INSTALL_HINT,
     NODE_DIR,
@@ -124,3 +125,14 @@ def node_client() -> Iterator[Callable[[str, dict[str, Any]], NodeClient]]:
         if client.process.poll() is None:
             os.kill(client.process.pid, signal.SIGKILL)
             client.process.wait(timeout=5)
+
+
+@pytest.fixture
+def chromium(tmp_path: Path) -> Iterator[Chromium]:
+    """Headless Chromium with a profile of its own, stopped at the end."""
+    browser = Chromium(tmp_path / "chromium-profile", tmp_path / "chromium.log")
+    try:
+        browser.start()
+        yield browser
+    finally:
+        browser.stop()

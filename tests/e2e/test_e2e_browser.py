@@ -57,16 +57,6 @@ def pages() -> Iterator[PageServer]:
         yield server
 
 
-@pytest.fixture
-def chromium(tmp_path: Path) -> Iterator[Chromium]:
-    browser = Chromium(tmp_path / "chromium-profile", tmp_path / "chromium.log")
-    try:
-        browser.start()
-        yield browser
-    finally:
-        browser.stop()
-
-
 def dom_messages(page: Page) -> list[Any]:
     """The values the page appended to its list, read from the DOM (each item is the JSON of one)."""
     texts = page.evaluate("Array.from(document.querySelectorAll('#messages li'), item => item.textContent)")

@@ -1,4 +1,5 @@
-"""A small local fleet for the rollout's end-to-end tests: an inventory, a state directory, the CLI as a process."""
+"""A small local fleet for the rollout's end-to-end tests: an inventory, a state directory, the CLI as a process;
+and the `front` fixture, which runs a test on each front a region can have."""
 
 from __future__ import annotations
 
@@ -8,6 +9,10 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import pytest
+
+from orchestrator.targets.localctl import NAVIGATOR_ENV, STAND_IN, find_navigator, navigator_problem
 
 REPO = Path(__file__).resolve().parents[3]
 ORCHESTRATE = (sys.executable, "-m", "orchestrator")
@@ -108,18 +113,62 @@ class Fleet:
                            capture_output=True, env=self.env, cwd=REPO, timeout=60)
 
 
-def make_fleet(directory: Path, *replacements: tuple[str, str]) -> Fleet:
+@dataclass(frozen=True)
+class Front:
+    """The front a test's regions run: the real Navigator at `navigator`, or (None) the hub standing in for it."""
+
+    navigator: str | None
+
+    @property
+    def argument(self) -> str:
+        """localctl's --front."""
+        return self.navigator or STAND_IN
+
+
+def navigator_or_skip() -> str:
+    """The real Navigator, found as the local target finds it ($NAVIGATOR_BIN, else navigator on PATH); without
+    one the test is skipped, saying why."""
+    navigator = find_navigator()
+    if navigator is None:
+        pytest.skip(f"no Navigator here: set {NAVIGATOR_ENV} or put navigator on PATH (docs/targets/local.md)")
+    problem = navigator_problem(navigator)
+    if problem is not None:
+        pytest.skip(f"{NAVIGATOR_ENV}: {problem}")
+    return navigator
+
+
+@pytest.fixture(params=[STAND_IN, "navigator"])
+def front(request: pytest.FixtureRequest) -> Front:
+    """A test that takes it runs on the stand-in and on the real Navigator (skipped, saying why, without one)."""
+    return Front(None if request.param == STAND_IN else navigator_or_skip())
+
+
+@pytest.fixture
+def navigator() -> Front:
+    """For a test of what only the real Navigator does."""
+    return Front(navigator_or_skip())
+
+
+# Navigator answers the gates' health path itself only where navigator.yml says so (elsewhere it hands the
+# path to the app, which the local fleet does not run); the stand-in answers it either way.
+HEALTH_CHECK = "navigator:\n  server:\n    health_check: {path: /up, response: {status: 200, body: OK}}\n"
+
+
+def make_fleet(directory: Path, *replacements: tuple[str, str], front: Front | None = None) -> Fleet:
+    """The fleet; its regions run `front`, with the health check Navigator needs, or without one the stand-in
+    (whatever Navigator this machine has)."""
     text = FLEET_INVENTORY
     for old, new in replacements:
         assert old in text, f"test setup: {old!r} is not in the fleet inventory"
         text = text.replace(old, new, 1)
     inventory = directory / "fleet.yml"
-    inventory.write_text(text, encoding="utf-8")
+    inventory.write_text(text + (HEALTH_CHECK if front else ""), encoding="utf-8")
     env = {
         **os.environ,
         "CABLE_SIGNING_SECRET": SIGNING_SECRET,
         "CABLE_BROADCAST_KEY": BROADCAST_KEY,
         "PYTHONPATH": str(REPO),
+        NAVIGATOR_ENV: (front.navigator if front else None) or "",
     }
     env.pop("ORCHESTRATE_INVENTORY", None)
     return Fleet(directory, inventory, directory / "state", env)

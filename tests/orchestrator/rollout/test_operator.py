@@ -65,7 +65,8 @@ def test_a_first_deployment_that_never_ran_fails_once_without_a_rollback(fleet: 
 def test_status_exits_1_when_a_region_is_down_and_0_when_all_are_up(fleet: Fleet) -> None:
     assert fleet.orchestrate("rollout", "--stage", "staging", "--yes").code == 0
     up = fleet.orchestrate("status", "--region", "staging/iad")
-    assert up.code == 0 and [line.split()[0] for line in up.out.splitlines()] == ["REGION", "staging/iad"]
+    assert up.code == 0 and [line.split()[0] for line in up.out.splitlines()] == ["REGION", "staging/iad", "front"]
+    assert up.out.splitlines()[-1] == "front of 1 region: the hub standing in for Navigator"  # the fleet's default
     fleet.stop_all()
     down = fleet.orchestrate("status", "--region", "iad")
     assert down.code == 1 and "DOWN" in down.out and "health: GET http://127.0.0.1:" in down.out

@@ -1,4 +1,7 @@
-"""The rollout end to end on the local fleet: real hubs (and Puma + redis-server) on loopback, the CLI as a process."""
+"""The rollout end to end on the local fleet: real hubs (and Puma + redis-server) on loopback, the CLI as a process.
+
+A test that takes `front` (or `fleet`) runs on both fronts: the hub standing in for Navigator, and the real
+Navigator, skipped with the reason where there is none (tests/orchestrator/rollout/fleet.py)."""
 
 from __future__ import annotations
 
@@ -14,15 +17,23 @@ from pathlib import Path
 
 import pytest
 
-from tests.orchestrator.rollout.fleet import BROADCAST_KEY, SIGNING_SECRET, Fleet, make_fleet
+from tests.orchestrator.rollout.fleet import BROADCAST_KEY, SIGNING_SECRET, Fleet, Front, front, make_fleet  # noqa: F401
 from tests.polling import wait_for
 
 
 @pytest.fixture
-def fleet(tmp_path: Path) -> Iterator[Fleet]:
-    made = make_fleet(tmp_path)
+def fleet(tmp_path: Path, front: Front) -> Iterator[Fleet]:
+    made = make_fleet(tmp_path, front=front)
     yield made
     made.stop_all()
+
+
+def running(fleet: Fleet, key: str) -> set[str]:
+    """The region's processes that run now, as localctl sees them (Navigator's managed ones have no pid file)."""
+    done = subprocess.run([sys.executable, "-m", "orchestrator.targets.localctl", "status", "--home", str(fleet.home(key))],
+                          capture_output=True, text=True, env=fleet.env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return {name for name, process in json.loads(done.stdout)["processes"].items() if process["running"]}
 
 
 def states(fleet: Fleet) -> dict[str, str]:
@@ -31,12 +42,14 @@ def states(fleet: Fleet) -> dict[str, str]:
 
 
 def live_matches_journal(fleet: Fleet, key: str) -> bool:
-    status = json.loads(fleet.orchestrate("status", "--json").out)
+    shown = fleet.orchestrate("status", "--json")
+    assert shown.out, shown.err
+    status = json.loads(shown.out)
     row = next(row for row in status["regions"] if row["region"] == key)
     return row["deployed"] is not None and row["drift"] == []
 
 
-def test_a_stage_deploys_gates_and_records_every_phase(fleet: Fleet) -> None:
+def test_a_stage_deploys_gates_and_records_every_phase(fleet: Fleet, front: Front) -> None:
     result = fleet.orchestrate("rollout", "--stage", "staging", "--yes")
     assert result.code == 0, result.text
     assert "1 passed" in result.out
@@ -46,6 +59,8 @@ def test_a_stage_deploys_gates_and_records_every_phase(fleet: Fleet) -> None:
     assert transitions == ["pending", "deploying", "gating", "passed"]
     gates = {gate: ok for gate, ok in fleet.query("SELECT gate, ok FROM gates")}
     assert gates == {"http": 1, "websocket": 1, "memory": 1}
+    (memory,) = fleet.query("SELECT evidence FROM gates WHERE gate = 'memory'")
+    assert ("(navigator " if front.navigator else "(front ") in str(memory[0])  # the journal names the front
     assert live_matches_journal(fleet, "staging/iad")
     status = json.loads(fleet.orchestrate("status", "--json").out)
     iad = next(row for row in status["regions"] if row["region"] == "staging/iad")
@@ -73,8 +88,9 @@ def test_promotion_waits_for_the_bake_time_unless_forced_with_a_reason(fleet: Fl
     assert "stage canary bakes until" in str(audit[0][1]) and audit[0][2] == "incident 42: hotfix"
 
 
-def test_a_region_over_its_memory_budget_is_switched_off_and_nothing_else_is_touched(tmp_path: Path) -> None:
-    fleet = make_fleet(tmp_path, ("  - code: dfw\n", "  - {code: dfw, memory_budgets_mb: {integrated: {navigator: 1}}}\n"), ("bake: 1h", "bake: 0s"))
+def test_a_region_over_its_memory_budget_is_switched_off_and_nothing_else_is_touched(tmp_path: Path, front: Front) -> None:
+    fleet = make_fleet(tmp_path, ("  - code: dfw\n", "  - {code: dfw, memory_budgets_mb: {integrated: {navigator: 1}}}\n"),
+                       ("bake: 1h", "bake: 0s"), front=front)
     try:
         for stage in ("staging", "canary"):
             assert fleet.orchestrate("rollout", "--stage", stage, "--yes").code == 0
@@ -95,8 +111,8 @@ def test_a_region_over_its_memory_budget_is_switched_off_and_nothing_else_is_tou
         fleet.stop_all()
 
 
-def test_kill_9_in_the_middle_of_a_wave_then_resume_finishes_it_consistently(tmp_path: Path) -> None:
-    fleet = make_fleet(tmp_path, ("bake: 1h", "bake: 0s"), ("parallel: 3", "parallel: 1"))
+def test_kill_9_in_the_middle_of_a_wave_then_resume_finishes_it_consistently(tmp_path: Path, front: Front) -> None:
+    fleet = make_fleet(tmp_path, ("bake: 1h", "bake: 0s"), ("parallel: 3", "parallel: 1"), front=front)
     try:
         for stage in ("staging", "canary"):
             assert fleet.orchestrate("rollout", "--stage", stage, "--yes").code == 0
@@ -161,9 +177,10 @@ def test_a_second_rollout_fails_at_once_naming_the_holder_and_a_dead_holder_is_s
         fleet.stop_all()
 
 
-def test_a_gate_that_never_passes_fails_at_its_deadline(tmp_path: Path) -> None:
+def test_a_gate_that_never_passes_fails_at_its_deadline(tmp_path: Path, front: Front) -> None:
     fleet = make_fleet(tmp_path, ("  health_check:\n", "  health_check:\n    path: /not-the-health-path\n"),
-                       ("failure_limit: 1", "failure_limit: 1000"), ("deadline_seconds: 20", "deadline_seconds: 1"))
+                       ("failure_limit: 1", "failure_limit: 1000"), ("deadline_seconds: 20", "deadline_seconds: 1"),
+                       front=front)
     try:
         result = fleet.orchestrate("rollout", "--stage", "staging", "--yes")
         assert result.code == 1
@@ -215,7 +232,7 @@ def test_rollback_to_previous_puts_back_the_files_deployed_before(fleet: Fleet) 
     back = fleet.orchestrate("rollback", "--region", "staging/iad", "--to-previous", "--yes")
     assert back.code == 0, back.text
     assert (fleet.home("staging/iad") / "config" / "navigator.yml").read_text() == integrated
-    assert not (fleet.home("staging/iad") / "run" / "redis.pid").exists()
+    assert running(fleet, "staging/iad") == {"front"}  # Redis and Puma are gone: a restart, not a reload
     assert live_matches_journal(fleet, "staging/iad")
 
 
@@ -240,9 +257,10 @@ def test_status_shows_drift_when_a_live_file_is_edited_by_hand(fleet: Fleet) -> 
     assert "-  enabled: true" in result.out and "+  enabled: false" in result.out
 
 
-def test_planted_secrets_never_appear_in_output_html_logs_or_journal(tmp_path: Path) -> None:
+def test_planted_secrets_never_appear_in_output_html_logs_or_journal(tmp_path: Path, front: Front) -> None:
     fleet = make_fleet(tmp_path, ("  signing_secret_env: CABLE_SIGNING_SECRET\n",
-                                  "  signing_secret_env: CABLE_SIGNING_SECRET\n  broadcast_key_env: CABLE_BROADCAST_KEY\n"))
+                                  "  signing_secret_env: CABLE_SIGNING_SECRET\n  broadcast_key_env: CABLE_BROADCAST_KEY\n"),
+                       front=front)
     try:
         outputs = [
             fleet.orchestrate("plan"),
@@ -267,10 +285,11 @@ def test_planted_secrets_never_appear_in_output_html_logs_or_journal(tmp_path: P
         fleet.stop_all()
 
 
-def test_dry_run_prints_the_plans_steps_and_runs_none(fleet: Fleet) -> None:
+def test_dry_run_prints_the_plans_steps_and_runs_none(fleet: Fleet, front: Front) -> None:
     result = fleet.orchestrate("rollout", "--stage", "staging", "--dry-run")
     assert result.code == 0, result.text
     assert "localctl restart --home" in result.out and "http: GET /up answers 200" in result.out
+    assert f"--front {front.argument}" in result.out  # the plan says which front each region runs
     assert not (fleet.state / "fleet").exists()
     assert not (fleet.state / "journal.sqlite3").exists()
     # A stage that may not start yet: the steps are still shown, and the status says a real run would not start.
@@ -280,7 +299,15 @@ def test_dry_run_prints_the_plans_steps_and_runs_none(fleet: Fleet) -> None:
     assert "a real run would not start: stage staging has not passed" in early.err
 
 
-def test_the_inventory_is_found_from_the_environment(fleet: Fleet) -> None:
+def test_the_inventory_s_navigator_comes_before_the_environment_s(tmp_path: Path) -> None:
+    fleet = make_fleet(tmp_path, ("  parallel: 3\n", "  parallel: 3\n  navigator: /opt/navigator/navigator\n"))
+    result = fleet.orchestrate("plan")  # the fleet's environment names none: NAVIGATOR_BIN is empty
+    assert result.code == 0, result.text
+    assert "--front /opt/navigator/navigator" in result.out
+
+
+def test_the_inventory_is_found_from_the_environment(tmp_path: Path) -> None:
+    fleet = make_fleet(tmp_path)
     command = [sys.executable, "-m", "orchestrator", "plan", "--json", "--state", str(fleet.state)]
     import subprocess
 
@@ -293,37 +320,37 @@ def test_the_inventory_is_found_from_the_environment(fleet: Fleet) -> None:
     assert missing.returncode == 2 and "ORCHESTRATE_INVENTORY" in missing.stderr
 
 
-def test_a_region_in_hub_mode_serves_action_cable_through_the_real_hub_and_switches_off(tmp_path: Path) -> None:
-    # The local front is itself a hub standing in for Navigator (~21 MB where Navigator is ~18 MB): a roomier budget.
+def test_a_region_in_hub_mode_serves_action_cable_through_the_real_hub_and_switches_off(tmp_path: Path, front: Front) -> None:
+    # The stand-in front is itself a hub (~21 MB where Navigator is ~14 MB): a roomier budget.
     fleet = make_fleet(tmp_path, ("  mode: integrated\n", "  mode: hub\n  broadcast_key_env: CABLE_BROADCAST_KEY\n"),
-                       ("rollout:\n", "memory_budgets_mb:\n  hub: {navigator: 60, cable_server: 60}\nrollout:\n"))
+                       ("rollout:\n", "memory_budgets_mb:\n  hub: {navigator: 60, cable_server: 60}\nrollout:\n"), front=front)
     try:
         result = fleet.orchestrate("rollout", "--stage", "staging", "--yes")
         assert result.code == 0, result.text
         gates = {gate: (ok, evidence) for gate, ok, evidence in fleet.query("SELECT gate, ok, evidence FROM gates")}
         assert {gate: ok for gate, (ok, _) in gates.items()} == {"http": 1, "websocket": 1, "memory": 1}
         assert "cable-hub" in str(gates["memory"][1])  # the hub's own process was measured
-        run = fleet.home("staging/iad") / "run"
-        assert (run / "cable-hub.pid").exists()
+        assert "cable-hub" in running(fleet, "staging/iad")
         status = json.loads(fleet.orchestrate("status", "--json").out)
         iad = next(row for row in status["regions"] if row["region"] == "staging/iad")
         assert (iad["deployed"]["mode"], iad["deployed"]["websocket"], iad["health"]["ok"]) == ("hub", "on", True)
 
         off = fleet.orchestrate("rollback", "--region", "staging/iad", "--yes")
         assert off.code == 0, off.text
-        assert not (run / "cable-hub.pid").exists()
+        assert "cable-hub" not in running(fleet, "staging/iad")
         assert not (fleet.home("staging/iad") / "config" / "hub.yml").exists()
         back = fleet.orchestrate("rollout", "--region", "staging/iad", "--mode", "hub", "--yes")
         assert back.code == 0, back.text  # the hub process comes back: a restart, not a reload
-        assert (run / "cable-hub.pid").exists()
+        assert "cable-hub" in running(fleet, "staging/iad")
     finally:
         fleet.stop_all()
 
 
-def test_a_hub_region_with_a_local_broker_runs_nats_server_and_shares_through_it(tmp_path: Path) -> None:
+def test_a_hub_region_with_a_local_broker_runs_nats_server_and_shares_through_it(tmp_path: Path, front: Front) -> None:
     fleet = make_fleet(tmp_path, ("  mode: integrated\n", "  mode: hub\n  broadcast_key_env: CABLE_BROADCAST_KEY\n"),
                        ("  - code: iad\n", "  - {code: iad, broker: {kind: nats, local: {port: 4222}}}\n"),
-                       ("rollout:\n", "memory_budgets_mb:\n  hub: {navigator: 60, cable_server: 60, broker: 40}\nrollout:\n"))
+                       ("rollout:\n", "memory_budgets_mb:\n  hub: {navigator: 60, cable_server: 60, broker: 40}\nrollout:\n"),
+                       front=front)
     try:
         result = fleet.orchestrate("rollout", "--stage", "staging", "--yes")
         assert result.code == 0, result.text
