@@ -29,6 +29,8 @@ EXIT_STATUS = {
     "lock": "0 done; 2 bad input",
     "fleet": "0 done; 1 a process failed to start or stop; 2 bad input",
     "preflight": "0 ready (warnings allowed); 1 blocking findings; 2 bad input",
+    "init": "0 written, and the proof found no difference it could not explain; 1 written, with the differences "
+            "it could not explain listed; 2 bad input (nothing written)",
     "refresh": "0 written, or already up to date; 1 the running configuration kept (the synced tenant list or "
                "the switch on the volume cannot be used)",
 }
@@ -66,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     refresh.add_argument("--config-dir", type=Path, required=True, metavar="DIR", help="the image's configuration directory")
     refresh.add_argument("--region", required=True, metavar="R", help="the machine's region (FLY_REGION)")
 
+    _add_init_command(commands)
     _add_rollout_commands(commands)
     _add_preflight_command(commands)
     commands.add_parser("hub", help="run the cable hub (see `orchestrate hub --help`)", add_help=False)
@@ -179,6 +182,28 @@ def _add_rollout_commands(commands: argparse._SubParsersAction) -> None:
             parser.add_argument("--mb-per-minute", type=float, required=True, metavar="N", help="how fast it grows")
 
 
+def _add_init_command(commands: argparse._SubParsersAction) -> None:
+    init = commands.add_parser(
+        "init", help="write an inventory from an app's own navigator.yml(s) and fly.toml, and prove it renders them",
+        description="Write an inventory from an app's own navigator.yml (one for every region, or one per region) "
+        "and fly.toml, then render every region from it and compare, region by region, what Navigator would load "
+        "from the original and from the rendered file. Differences the generator makes on purpose are listed with "
+        "their reasons; any other is an unexplained difference.",
+        epilog=f"exit status: {EXIT_STATUS['init']}")
+    init.add_argument("--navigator", nargs="+", metavar="FILE", help="the app's navigator.yml; a file named "
+                      "navigator.CODE.yml is region CODE's, a single other file is fly.toml's primary region's")
+    init.add_argument("--regions", nargs="+", metavar="CODE=FILE", help="region CODE's navigator.yml (repeatable)")
+    init.add_argument("--fly", metavar="FILE", help="the app's fly.toml: the Fly app, primary region, VM, volume, "
+                      "service and env")
+    init.add_argument("--tenants-from", metavar="FILE", help="a tenant file in Showcase's format (showcases.yml), "
+                      "instead of listing the tenants in the inventory")
+    init.add_argument("--mode", choices=MODES, help="the mode to move to (default: the app's own, or integrated when "
+                      "the app runs Action Cable)")
+    init.add_argument("--out", default=inventory_file.DEFAULT_INVENTORY, metavar="FILE",
+                      help=f"the inventory to write (default: {inventory_file.DEFAULT_INVENTORY})")
+    init.add_argument("--force", action="store_true", help="replace --out if it exists")
+
+
 def _add_preflight_command(commands: argparse._SubParsersAction) -> None:
     preflight = command(
         commands, "preflight", "audit a Rails app's source for the modes: what blocks each one, with file and line",
@@ -231,6 +256,10 @@ def _run(argv: Sequence[str] | None) -> int:
         from orchestrator.refresh import refresh
 
         return refresh(options.config_dir, options.region)
+    if options.command == "init":
+        from orchestrator.adopt.command import run as run_init
+
+        return run_init(options)
     if options.command == "preflight":
         from orchestrator.preflight.command import run as run_preflight
 

@@ -29,8 +29,9 @@ from tests.polling import wait_for
 
 T = TypeVar("T")
 
-# How sshd, puma and redis-server all word a bind to a port in use (strerror of EADDRINUSE).
-ADDRESS_IN_USE = os.strerror(errno.EADDRINUSE)
+# How sshd, puma and redis-server word a bind to a port in use (strerror of EADDRINUSE); Go programs such as
+# Navigator write the same words in lower case, so the output is compared case-insensitively.
+ADDRESS_IN_USE = os.strerror(errno.EADDRINUSE).lower()
 START_ATTEMPTS = 5
 
 
@@ -47,7 +48,7 @@ def unused_port() -> int:
 
 def start_failed(what: str, returncode: int | None, output: str) -> AssertionError:
     """The error for a server that exited while starting: PortTaken when its output says the port was in use."""
-    kind = PortTaken if ADDRESS_IN_USE in output else AssertionError
+    kind = PortTaken if ADDRESS_IN_USE in output.lower() else AssertionError
     return kind(f"{what} exited with {returncode}:\n{output}")
 
 

@@ -1,0 +1,177 @@
+"""`orchestrate init`: read the app's files, write the inventory, prove the translation, report."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from orchestrator.adopt.fly import FlySettings, read_fly
+from orchestrator.adopt.proof import RegionProof, prove
+from orchestrator.adopt.sources import REGION_CODE, RegionFile, read_region_file, region_of
+from orchestrator.adopt.translate import Translation, translate
+from orchestrator.atomic import write_file_atomic
+from orchestrator.errors import EXIT_INVALID_INPUT, InputError
+from orchestrator.inventory import load_inventory
+from orchestrator.tenants import load_showcases
+from orchestrator.terminal import plural
+from orchestrator.yaml_out import dump
+
+EXIT_UNEXPLAINED = 1
+SECTION_ORDER = ("app", "image", "environments", "regions", "tenants", "websocket", "navigator", "runtime_config",
+                 "modes", "rollout")
+SECTION_PURPOSE = {
+    "app": "The app: where it is mounted, the port Navigator listens on, its primary region.",
+    "image": "The image the generated Dockerfile builds (only what the app's files said; the rest are defaults).",
+    "environments": "The Fly app and its regions (production; add staging by hand).",
+    "regions": "One entry per region; a region's own mode or memory goes here.",
+    "tenants": "The tenants and each one's environment; the generator writes applications.tenants from these.",
+    "websocket": "The WebSocket mode to move to, and the cable path.",
+    "navigator": "The rest of navigator.yml, as Navigator reads it; {region} stands for the region's code.",
+    "runtime_config": "How a running machine renders its configuration again (the app's own sync, the CGI "
+                      "scripts that reload).",
+    "modes": "The settings of the mode the app runs today.",
+    "rollout": "A first rollout: one region, then the rest; edit the stages and bakes to suit.",
+}
+
+
+def run(options: argparse.Namespace) -> int:
+    try:
+        files = _region_files(options)
+        fly = read_fly(options.fly) if options.fly else None
+        tenant_list = load_showcases(Path(options.tenants_from))[0] if options.tenants_from else None
+        out = Path(options.out)
+        if out.exists() and not options.force:
+            raise InputError([f"{out}: already exists; name another file with --out, or replace it with --force"])
+        translation = translate(files, tenant_list)
+        data, notes = _inventory_data(translation, fly, options, out)
+        text = _commented(data, translation, options)
+        with tempfile.TemporaryDirectory() as scratch:
+            candidate = Path(scratch) / out.name
+            candidate.write_text(text, encoding="utf-8")
+            tenants_file = Path(options.tenants_from).resolve() if options.tenants_from else None
+            inventory = load_inventory(candidate, tenants_file)
+        proofs = prove(inventory, files, translation.current)
+    except InputError as error:
+        for problem in error.problems:
+            print(problem, file=sys.stderr)
+        print(f"init: {plural(len(error.problems), 'problem')}, nothing written", file=sys.stderr)
+        return EXIT_INVALID_INPUT
+    write_file_atomic(out, text)
+    _report(out, inventory.name, data, translation, files, proofs, notes + translation.notes)
+    return EXIT_UNEXPLAINED if any(proof.unexplained for proof in proofs) else 0
+
+
+def _region_files(options: argparse.Namespace) -> list[RegionFile]:
+    named: list[tuple[str | None, str]] = [(region_of(path), path) for path in options.navigator or ()]
+    for pair in options.regions or ():
+        code, _, path = pair.partition("=")
+        if not REGION_CODE.match(code) or not path:
+            raise InputError([f"--regions {pair}: expected CODE=FILE with a three-letter region code, such as ord=navigator.yml"])
+        named.append((code, path))
+    if not named:
+        raise InputError(["init needs the app's navigator.yml: --navigator FILE or --regions CODE=FILE"])
+    if len(named) == 1 and named[0][0] is None:
+        primary = read_fly(options.fly).environment.get("primary_region") if options.fly else None
+        named = [(primary, named[0][1])]
+    unnamed = [path for code, path in named if code is None]
+    if unnamed:
+        raise InputError([f"{path}: which region is this file? name it navigator.CODE.yml, or give --regions CODE={path}"
+                          for path in unnamed])
+    codes = [code for code, _ in named]
+    twice = sorted({code for code in codes if codes.count(code) > 1 and code})
+    if twice:
+        raise InputError([f"region {code}: more than one file given" for code in twice])
+    return [read_region_file(path, code) for code, path in named if code]
+
+
+def _inventory_data(translation: Translation, fly: FlySettings | None, options: argparse.Namespace,
+                    out: Path) -> tuple[dict[str, Any], list[str]]:
+    data = translation.data
+    notes: list[str] = []
+    environment = data["environments"]["production"]
+    regions = environment["regions"]
+    if fly is not None:
+        fly_env = dict(fly.environment)
+        if fly_env.get("primary_region") not in regions:
+            notes.append(f"{options.fly}: primary_region {fly_env.pop('primary_region', None)!r} is none of the "
+                         f"regions of the navigator.yml files ({', '.join(regions)}): not kept")
+        environment.update(fly_env)
+        if fly.data_dir:
+            data["image"] = {"data_dir": fly.data_dir}
+        if fly.internal_port is not None and fly.internal_port != data["app"]["listen"]:
+            notes.append(f"{options.fly}: http_service.internal_port {fly.internal_port} is not server.listen "
+                         f"{data['app']['listen']}: the generated fly.toml uses server.listen")
+        notes.extend(fly.not_held)
+        data["app"]["primary_region"] = environment.get("primary_region", data["app"]["primary_region"])
+    name = environment["fly_app"] if fly else data["app"]["root_path"].rsplit("/", 1)[-1]
+    data["app"]["name"] = re.sub(r"[^a-z0-9_-]", "-", name.lower()).lstrip("-0123456789_") or "app"
+    if fly is None:
+        environment["fly_app"] = data["app"]["name"]
+    if options.tenants_from:
+        tenants = data["tenants"]
+        tenants.pop("events")
+        relative = os.path.relpath(Path(options.tenants_from).resolve(), out.resolve().parent)
+        data["tenants"] = {"source": "showcases", "file": relative, **{k: v for k, v in tenants.items() if k != "source"}}
+    current = next(iter(translation.current.values()))
+    target = options.mode or ("integrated" if current.mode == "action_cable" else current.mode)
+    data["websocket"]["mode"] = target
+    if target != current.mode:
+        data["websocket"]["enabled"] = True
+    first = [code for code in translation.current if code in regions][:1] or regions[:1]
+    stages = [{"name": "canary", "environment": "production", "regions": first, "bake": "24h"}]
+    if rest := [code for code in regions if code not in first]:
+        stages.append({"name": "all", "environment": "production", "regions": rest, "bake": "24h"})
+    data["rollout"] = {"stages": stages}
+    return data, notes
+
+
+def _commented(data: dict[str, Any], translation: Translation, options: argparse.Namespace) -> str:
+    files = ", ".join([*(options.navigator or ()), *(pair.partition("=")[2] for pair in options.regions or ())])
+    lines = [f"# Written by `orchestrate init` from {files}" + (f" and {options.fly}" if options.fly else "") + ".",
+             "# `orchestrate validate` checks it, `orchestrate plan` shows the move to websocket.mode; the inventory",
+             "# is the source of truth from now on: edit it, then render."]
+    for section in SECTION_ORDER:
+        if section not in data:
+            continue
+        lines.append("")
+        lines.append(f"# {SECTION_PURPOSE[section]}")
+        lines.extend(f"# From {source}" for source in translation.sources.get(section, ()))
+        if section == "environments" and options.fly:
+            lines.append(f"# From {options.fly}: the Fly app, primary region, VM, volume, service and env.")
+        lines.append(dump({section: data[section]}).rstrip("\n"))
+    return "\n".join(lines) + "\n"
+
+
+def _report(out: Path, name: str, data: dict[str, Any], translation: Translation, files: list[RegionFile],
+            proofs: list[RegionProof], notes: list[str]) -> None:
+    current = {code: f"{r.mode}, websocket {'on' if r.enabled else 'off'}" for code, r in translation.current.items()}
+    today = "; ".join(f"{code}: {state}" for code, state in current.items())
+    print(f"wrote {out}: {plural(len(data['regions']), 'region')}, websocket.mode {data['websocket']['mode']} "
+          f"(today {today})")
+    print("proof: each region rendered in today's mode and loaded as Navigator would load it, against the original")
+    width = max(len(proof.region) for proof in proofs)
+    for proof in proofs:
+        if not proof.compared:
+            print(f"  {proof.region:<{width}}  rendered; no file of this region was given to compare with")
+            continue
+        verdict = "the same" if not proof.unexplained else f"{plural(len(proof.unexplained), 'unexplained difference')}"
+        print(f"  {proof.region:<{width}}  {verdict}" + (", once these are explained:" if proof.explained else ""))
+        for reason, places in proof.explained:
+            print(f"  {'':<{width}}    - {reason} ({plural(places, 'place')})")
+        for difference in proof.unexplained:
+            print(f"  {'':<{width}}    ! {difference}")
+    dropped = [entry for file in files for entry in file.dropped]
+    if dropped:
+        print("left out, since Navigator ignores them:")
+        for entry in dropped:
+            print(f"  {entry.where}: {entry.reason}")
+    if notes:
+        print("not held by the inventory (carry over by hand if needed):")
+        for note in notes:
+            print(f"  {note}")
+

@@ -1,0 +1,110 @@
+"""`orchestrate init` on Showcase's own ord configuration, on an Action Cable app of one region, and on bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from hub.yaml_loader import load_yaml_file
+from tests.orchestrator.adopt.files import FIXTURES, SHOWCASE_ORD
+from tests.orchestrator.conftest import SHOWCASES_FILE
+
+pytestmark = pytest.mark.timeout(60)
+
+ACTION_CABLE = FIXTURES / "action-cable"
+TWO_REGIONS = FIXTURES / "two-regions"
+
+
+def test_showcase_s_ord_configuration_renders_back_the_same(orchestrate, tmp_path):
+    out = tmp_path / "showcase.yml"
+    result = orchestrate("init", "--navigator", SHOWCASE_ORD, "--tenants-from", SHOWCASES_FILE, "--out", out)
+    assert result.code == 0, result.out + result.err
+    assert "  ord  the same, once these are explained:" in result.out
+    assert "unexplained" not in result.out
+    # The region file named the seven other regions in its replays: each is rendered, with nothing to compare.
+    assert result.out.count("no file of this region was given") == 7
+    assert "navigator.ord.yml:46: Navigator ignores server.bot_detection" in result.out
+    data = load_yaml_file(out).data
+    assert data["app"]["region_paths"] == "/showcase/regions/{region}/"
+    assert data["websocket"]["mode"] == "integrated" and data["websocket"]["cable_path"] == "/showcase/regions/{region}/cable"
+    assert data["tenants"]["env"] == {"RAILS_APP_OWNER": "{owner}", "RAILS_APP_SCOPE": "{scope}", "SHOWCASE_LOGO": "{logo}"}
+    assert data["runtime_config"] == {"sync": [{"command": "ruby", "args": ["script/nav_initialization.rb"],
+                                                "timeout": "5m"}], "refresh_cgi": ["/showcase/update_config"]}
+    validated = orchestrate("validate", out)
+    assert validated.code == 0 and validated.err == "", validated.err
+
+
+def test_the_proof_lists_what_the_inventory_could_not_reproduce(orchestrate, tmp_path):
+    changed = tmp_path / "navigator.ord.yml"
+    text = SHOWCASE_ORD.read_text(encoding="utf-8")
+    changed.write_text(text.replace("      database: 2023-lakeview-showcase\n", "      database: 2023-lakeview-x\n"), "utf-8")
+    result = orchestrate("init", "--navigator", changed, "--tenants-from", SHOWCASES_FILE, "--out", tmp_path / "i.yml")
+    assert result.code == 1
+    assert ("! applications.tenants./showcase/2023/lakeview/showcase/.env.RAILS_APP_DB: original '2023-lakeview-x', "
+            "rendered '2023-lakeview-showcase'") in result.out
+
+
+def test_an_action_cable_app_is_recognised_and_plan_shows_the_move_to_integrated(orchestrate, tmp_path):
+    out = tmp_path / "inventory.yml"
+    result = orchestrate("init", "--navigator", ACTION_CABLE / "navigator.yml", "--fly", ACTION_CABLE / "fly.toml",
+                         "--out", out)
+    assert result.code == 0, result.out + result.err
+    assert "today ord: action_cable, websocket on" in result.out
+    assert "Redis in the foreground" in result.out
+    assert "fly.toml: http_service.processes" not in result.out
+    data = load_yaml_file(out).data
+    assert data["websocket"]["mode"] == "integrated"
+    assert data["modes"] == {"action_cable": {"port": 28080, "env": {"RAILS_ENV": "production"},
+                                              "redis_config": "/etc/redis/redis.conf"}}
+    assert data["environments"]["production"]["fly_app"] == "events-app"
+    assert data["environments"]["production"]["vm"] == {"memory_mb": 1024}
+    plan = orchestrate("plan", out, "--json", "--state", tmp_path / "state")
+    assert plan.code == 0, plan.err
+    (row,) = json.loads(plan.out)["memory"]["regions"]
+    assert row["after_mode"] == "integrated"  # from nothing recorded: the Action Cable baseline, as the app runs
+    assert row["before"] == {"navigator": 17.6, "cable_server": 137.8, "redis": 13.5} and row["saving_mb"] > 100
+
+
+def test_a_file_that_is_not_navigator_s_configuration_is_refused(orchestrate, tmp_path):
+    other = tmp_path / "navigator.ord.yml"
+    other.write_text("development:\n  adapter: async\n", encoding="utf-8")
+    out = tmp_path / "inventory.yml"
+    result = orchestrate("init", "--navigator", other, "--out", out)
+    assert result.code == 2 and not out.exists()
+    assert f"{other}:1: not Navigator's configuration" in result.err
+    assert "nothing written" in result.err
+
+
+def test_a_key_navigator_does_not_read_is_refused_with_its_line(orchestrate, tmp_path):
+    typo = tmp_path / "navigator.ord.yml"
+    typo.write_text((ACTION_CABLE / "navigator.yml").read_text("utf-8").replace("  listen: 3000\n",
+                                                                                 "  listen: 3000\n  liste: 3001\n"), "utf-8")
+    out = tmp_path / "inventory.yml"
+    result = orchestrate("init", "--navigator", typo, "--out", out)
+    assert result.code == 2 and not out.exists()
+    assert f"{typo}:4: server.liste: Navigator does not read this key" in result.err
+
+
+def test_region_files_that_disagree_where_no_rule_explains_it_are_refused(orchestrate, tmp_path):
+    shutil.copy(TWO_REGIONS / "navigator.ams.yml", ams := tmp_path / "navigator.ams.yml")
+    iad = tmp_path / "navigator.iad.yml"
+    iad.write_text((TWO_REGIONS / "navigator.iad.yml").read_text("utf-8").replace("timeout: 15m", "timeout: 20m"), "utf-8")
+    out = tmp_path / "inventory.yml"
+    result = orchestrate("init", "--navigator", ams, iad, "--out", out)
+    assert result.code == 2 and not out.exists(), result.out
+    assert f"{iad}:7: server.idle.timeout is '20m' here but '15m' in {ams}:7" in result.err
+
+
+def test_two_region_files_share_everything_but_their_own_paths(orchestrate, tmp_path):
+    out = tmp_path / "inventory.yml"
+    result = orchestrate("init", "--navigator", TWO_REGIONS / "navigator.ams.yml", TWO_REGIONS / "navigator.iad.yml",
+                         "--fly", TWO_REGIONS / "fly.toml", "--out", out)
+    assert result.code == 0, result.out + result.err
+    assert "  ams  the same" in result.out and "  iad  the same" in result.out
+    data = load_yaml_file(out).data
+    assert data["tenants"]["events"] == [{"year": 2025, "studio": "boston", "region": "ams"},
+                                         {"year": 2025, "studio": "denver", "region": "iad"}]
+    assert data["tenants"]["demo"]["env"] == {"APP_SCOPE": "regions/{region}/demo"}
+    assert data["navigator"]["routes"]["redirects"] == [{"from": "^/app/demo/?$", "to": "/app/regions/{region}/demo/"}]
