@@ -8,15 +8,18 @@ all of a file's errors are reported at once.
 from __future__ import annotations
 
 import json
+import marshal
 import os
 import re
+import select
+import signal
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .cable import Channel, template_problem
 from .errors import InputError
-from .yaml_loader import load_yaml_file
 
 
 def _schema_path() -> str:
@@ -215,9 +218,77 @@ def schema_errors(value: Any, schema: Mapping[str, Any], path: str = "") -> list
     return errors
 
 
+# A configuration file that takes longer to parse is refused (a running hub keeps its configuration).
+PARSE_SECONDS = 10.0
+
+
 def _read_yaml(path: str) -> Any:
-    """The project's one strict loader: duplicate keys and YAML 1.1 surprises are errors, as for the orchestrator."""
-    return load_yaml_file(path).data
+    """The project's one strict loader: duplicate keys and YAML 1.1 surprises are errors, as for the orchestrator.
+
+    It runs in a short-lived child process, so that PyYAML and LibYAML (~1.5 MB of resident memory)
+    never enter the hub's own, and whatever a file makes the parser do happens outside the hub, for
+    at most PARSE_SECONDS: the hub reads its files only at start and on SIGHUP.
+    """
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: parse, hand the result over, and exit without running anything of the parent's
+        try:
+            os.close(read)
+            with os.fdopen(write, "wb") as pipe:
+                pipe.write(_parsed(path))
+        finally:
+            os._exit(0)
+    os.close(write)
+    try:
+        reply = _reply(read, pid, path)
+    finally:
+        os.close(read)
+        _, status = os.waitpid(pid, 0)
+    if not reply:
+        raise RuntimeError(f"{path}: the process parsing it ended without a result (wait status {status})")
+    if reply[:1] == b"p":
+        import pickle  # only for the values of explicit tags (see _parsed); the bytes come from our own child
+
+        ok, value = pickle.loads(reply[1:])
+    else:
+        ok, value = marshal.loads(reply[1:])
+    if ok:
+        return value
+    raise InputError(value) if ok is False else value
+
+
+def _reply(fd: int, pid: int, path: str) -> bytes:
+    """Everything the child writes until it closes the pipe; the child is killed past PARSE_SECONDS."""
+    deadline = time.monotonic() + PARSE_SECONDS
+    chunks: list[bytes] = []
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            os.kill(pid, signal.SIGKILL)
+            raise RuntimeError(f"{path}: parsing it took more than {PARSE_SECONDS:g} s")
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def _parsed(path: str) -> bytes:
+    """In the child: (True, the document), (False, its problems) or (None, the exception), serialized."""
+    result: tuple[bool | None, Any]
+    try:
+        from .yaml_loader import load_yaml_file
+
+        result = True, load_yaml_file(path).data
+    except InputError as error:
+        result = False, error.problems
+    except Exception as error:  # noqa: BLE001 (raised again in the parent)
+        result = None, error
+    try:
+        return b"m" + marshal.dumps(result)
+    except ValueError:  # a value marshal cannot carry: an exception, or an explicitly tagged one such as !!timestamp
+        import pickle
+
+        return b"p" + pickle.dumps(result)
 
 
 def _section(doc: Mapping[str, Any], key: str, file: str, problems: list[str]) -> Mapping[str, Any]:

@@ -61,11 +61,11 @@ class Server:
     argv: list[str] = field(default_factory=list)  # as started
 
 
-def hub_copy(compiled: bool) -> Path:
+def hub_copy(compiled: bool, python: str = sys.executable) -> Path:
     """The hub as the image ships it: hub/*.py with hub.schema.json beside them, and their bytecode
     written ahead by compileall (templates/Dockerfile.j2 does it when a region runs the hub); without
     `compiled`, no bytecode, so the hub (under PYTHONDONTWRITEBYTECODE=1, as Navigator runs it)
-    compiles its sources at every start."""
+    compiles its sources at every start. `python` writes the bytecode (the image's own python3 there)."""
     top = WORK / ("hub-image" if compiled else "hub-sources")
     if top.exists():
         shutil.rmtree(top)
@@ -74,7 +74,7 @@ def hub_copy(compiled: bool) -> Path:
         shutil.copy2(source, top / "hub" / source.name)
     shutil.copy2(REPO / "schema" / "hub.schema.json", top / "hub" / "hub.schema.json")
     if compiled:
-        subprocess.run([sys.executable, "-m", "compileall", "-q", str(top / "hub")], check=True)
+        subprocess.run([python, "-m", "compileall", "-q", str(top / "hub")], check=True)
     return top
 
 
@@ -534,6 +534,8 @@ def main() -> None:
     parser.add_argument("--actioncable-rounds", type=int, default=1)
     parser.add_argument("--subscribe-iterations", type=int, default=20000,
                         help="subscribe + unsubscribe pairs per round of bench/hub/subscribe.py (0: skip it)")
+    parser.add_argument("--output", default="hub", help="results as bench/results/OUTPUT.json and .md"
+                        " (tmp/NAME for a partial run kept out of the repository)")
     args = parser.parse_args()
     if len(os.sched_getaffinity(0)) < 2:
         sys.exit("needs two CPUs: servers on CPU 0, the load generator on CPU 1")
@@ -580,8 +582,8 @@ def main() -> None:
     }
     report["targets"] = targets(report)
     report["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    (RESULTS / "hub.json").write_text(json.dumps(report, indent=2) + "\n")
-    (RESULTS / "hub.md").write_text(markdown(report))
+    (RESULTS / f"{args.output}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (RESULTS / f"{args.output}.md").write_text(markdown(report))
     print(markdown(report))
 
 
