@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -403,3 +404,63 @@ def test_rollback_to_previous_needs_an_earlier_deployment_and_says_what_it_does(
     assert code == 0, err
     assert executed == [Executed(["restore:staging/iad"], 1, [])]
     assert ("lock acquired", "rollback to the previous deployment", None) in audit(fleet)
+
+
+def test_the_quick_rollback_switches_off_the_mode_the_region_runs_not_the_inventory_s(
+    fleet: Fleet, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[Step] = []
+
+    def execute(self: Engine, run_id: int, steps: Sequence[Step], parallel: int, max_failures: int,
+                recorded: Mapping[str, StepRecord] | None = None) -> list[StepOutcome]:
+        asked.extend(steps)
+        return []
+
+    monkeypatch.setattr(Engine, "execute", execute)
+    deployed(fleet, ORD, mode="action_cable")  # the inventory says integrated; the region runs action_cable
+    code, _, err = run(fleet, capsys, "rollback", "--region", "ord", "--yes")
+    assert code == 0, err
+    (step,) = asked
+    inventory = load_inventory(fleet.inventory)
+    assert (step.id, step.current) == ("rollback:production/ord", region_state(inventory, ORD, "action_cable"))
+    assert (step.desired.mode, step.desired.websocket_enabled) == ("action_cable", False)
+
+
+# --- promotion after a watched bake ---------------------------------------------------------------------------
+
+WATCHED = ("  parallel: 3\n", "  parallel: 3\n  watch: {interval_seconds: 15, max_gap_seconds: 300}\n")
+
+
+def canary_passed(fleet: Fleet, started: datetime, finished: datetime, watched_for: timedelta) -> None:
+    """The canary's step as a rollout records it (started, then passed), and a watcher's samples of it every minute
+    from its pass for `watched_for`."""
+    now = [started]
+    with Journal.open(fleet.state, clock=lambda: now[0]) as journal:
+        run_id = journal.start_run("rollout", chosen("canary"), HOLDER)
+        row = journal.add_step(run_id, "canary:production/ord", "canary", ORD, "deploy", "integrated", True)
+        now[0] = finished
+        journal.transition(row, StepState.PASSED, "every gate passed")
+        journal.finish_run(run_id, "passed")
+        at = finished
+        while at <= finished + watched_for:
+            journal.record_sample(ORD, "m1", at, {"state": "started"}, 2000, 300)
+            at += timedelta(minutes=1)
+
+
+@pytest.mark.parametrize("watched_for, refused", [(timedelta(hours=1), False), (timedelta(minutes=30), True)])
+def test_promotion_reads_the_watching_and_the_start_of_a_stage_from_the_journal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], watched_for: timedelta, refused: bool
+) -> None:
+    monkeypatch.setenv("CABLE_SIGNING_SECRET", SIGNING_SECRET)
+    monkeypatch.setenv("CABLE_BROADCAST_KEY", BROADCAST_KEY)
+    monkeypatch.delenv("ORCHESTRATE_INVENTORY", raising=False)
+    fleet = make_fleet(tmp_path, *NO_STAGE, WATCHED)
+    started = (datetime.now(UTC) - timedelta(hours=3)).replace(second=0, microsecond=0)
+    canary_passed(fleet, started, started + timedelta(minutes=7), watched_for)  # bakes 1h from its pass
+    code, out, err = run(fleet, capsys, "rollout", "--stage", "wave", "--dry-run")
+    if refused:
+        assert code == 3 and "a real run would not start: stage canary's bake was unwatched: production/ord had no sample " in err
+    else:
+        assert (code, "would not start" in err) == (0, False), err
+    (canary,) = [line for line in out.splitlines() if line.split()[:1] == ["canary"]]
+    assert f"{started:%Y-%m-%d %H:%M} UTC" in canary and "done" in canary  # the schedule starts it when it started

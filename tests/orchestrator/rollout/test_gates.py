@@ -30,13 +30,15 @@ from orchestrator.rollout.gates import (
     Watch,
     observe,
     observe_on_machine,
+    observe_once,
     probe_http,
     probe_memory,
     probe_websocket,
     run_gate,
     run_gates,
+    secrets_missing,
 )
-from orchestrator.rollout.model import Command, Gate, GateTiming, RegionKey, RegionState, WriteFile
+from orchestrator.rollout.model import Command, Deployment, Gate, GateTiming, RegionKey, RegionState, Step, WriteFile
 from orchestrator.targets.base import CommandResult, TargetError
 from tests.hub.hub_testkit import HubProcess
 from tests.polling import wait_for
@@ -1313,3 +1315,70 @@ def test_the_probes_are_bounded_by_the_gate_s_timeout(public_hub, monkeypatch):
     (open_long, close_long), (open_short, close_short) = connections
     assert 0 < open_long <= 7.5 and close_long == 1.0
     assert 0 < open_short <= 0.5 and close_short == 0.5
+
+
+# --- one observation for the watcher, and the secrets checked before a rollout starts -----------------
+
+
+def test_observe_once_signs_the_actioncable_probe_with_the_environment_s_secret(signed_hub, secret, monkeypatch):
+    monkeypatch.setenv("PROBE_SECRET_ONCE", secret)
+    observation = observe_once(ws_gate("actioncable"), HubTarget(signed_hub), KEY, "", "PROBE_SECRET_ONCE")
+    assert observation.ok is True, observation.evidence
+    assert "(actioncable protocol)" in observation.evidence and secret not in observation.evidence
+    assert observe_once(http_gate(), HubTarget(signed_hub), KEY, "", None).ok is True  # no secret needed
+
+
+@pytest.mark.parametrize(
+    "env_name, evidence",
+    [
+        ("PROBE_SECRET_UNSET", "environment variable PROBE_SECRET_UNSET (the actioncable probe's signing secret) is not set"),
+        (None, "no environment variable named for the actioncable probe's signing secret"),
+    ],
+)
+def test_observe_once_without_the_secret_is_a_failed_observation_that_says_so(signed_hub, monkeypatch, env_name, evidence):
+    monkeypatch.delenv("PROBE_SECRET_UNSET", raising=False)
+    assert observe_once(ws_gate("actioncable"), HubTarget(signed_hub), KEY, "", env_name) == Observation(False, evidence)
+    assert signed_hub.find("connected") is None  # nothing was attempted
+
+
+def test_observe_once_on_the_machine_needs_no_secret_here(monkeypatch):
+    monkeypatch.delenv("PROBE_SECRET_UNSET", raising=False)
+    target = OnMachineTarget()
+    gate = ws_gate("actioncable", timeout=2.5)
+    assert observe_once(gate, target, KEY, "m2", "PROBE_SECRET_UNSET") == Observation(True, "seen on the machine")  # type: ignore[arg-type]
+    assert target.probes == [(KEY, "m2", gate, 2.5)]
+
+
+def _step(region: str, gates: tuple[Gate, ...], fallback: tuple[Gate, ...] | None) -> Step:
+    state = RegionState("integrated", True, {})
+    off = RegionState("integrated", False, {})
+    return Step(f"rollout:{region}", "wave", RegionKey("production", region), "deploy", None, Deployment(state, (), gates),
+                None if fallback is None else Deployment(off, (), fallback))
+
+
+def test_secrets_missing_names_each_missing_secret_once_with_how_to_set_it(monkeypatch):
+    monkeypatch.delenv("PROBE_SECRET_UNSET", raising=False)
+    signed = ws_gate("actioncable")
+    steps = [_step("ams", (http_gate(), signed), (ws_gate("actioncable", expect_open=False),)),
+             _step("dfw", (http_gate(),), (signed,)),  # needed by the fallback only
+             _step("ord", (signed,), None)]
+    target = FromHereTarget(closed_port())
+    assert secrets_missing(steps, target, "PROBE_SECRET_UNSET") == [  # type: ignore[arg-type]
+        "environment variable PROBE_SECRET_UNSET (the actioncable probe's signing secret) is not set: "
+        "the actioncable gates sign their probe here (export PROBE_SECRET_UNSET=...)"]
+    assert secrets_missing(steps[1:2], target, "PROBE_SECRET_UNSET") != []  # type: ignore[arg-type]
+    assert secrets_missing(steps, target, None) == [  # type: ignore[arg-type]
+        "no environment variable named for the actioncable probe's signing secret: "
+        "the actioncable gates sign their probe here (export it=...)"]
+    monkeypatch.setenv("PROBE_SECRET_UNSET", "s3cret")
+    assert secrets_missing(steps, target, "PROBE_SECRET_UNSET") == []  # type: ignore[arg-type]
+
+
+def test_secrets_missing_asks_nothing_of_gates_without_a_signed_probe_or_of_a_target_probed_on_the_machine(monkeypatch):
+    monkeypatch.delenv("PROBE_SECRET_UNSET", raising=False)
+    unsigned = [_step("ams", (http_gate(), ws_gate("navigator"), ws_gate("actioncable", expect_open=False), memory_gate(10)),
+                      (ws_gate("actioncable", expect_open=False),))]
+    assert secrets_missing(unsigned, FromHereTarget(closed_port()), "PROBE_SECRET_UNSET") == []  # type: ignore[arg-type]
+    signed = [_step("ams", (ws_gate("actioncable"),), None)]
+    assert secrets_missing(signed, OnMachineTarget(), "PROBE_SECRET_UNSET") == []  # type: ignore[arg-type]
+    assert secrets_missing(signed, OnMachineTarget(), None) == []  # type: ignore[arg-type]

@@ -98,3 +98,12 @@ def test_without_rollout_watch_promotion_goes_on_time_alone(showcase: Inventory)
 def test_the_bake_is_checked_before_the_watching(showcase: Inventory) -> None:
     problem = promotion_problem(showcase, "wave-1", {ORD: passed("canary", 0)}, at(3600))
     assert problem is not None and problem.startswith("stage canary bakes until")
+
+
+def test_of_several_gaps_the_refusal_names_the_longest_wherever_it_falls(showcase: Inventory) -> None:
+    day = 24 * 3600
+    # Unwatched: 1000 s, then 5000 s, then 500 s; all over the 300 s allowed.
+    histories = {ORD: passed("canary", 0, ((0, 1000), (2000, 3000), (8000, 8500), (9000, day)))}
+    problem = promotion_problem(showcase, "wave-1", histories, at(day + 1))
+    assert problem is not None
+    assert "no sample from 2026-12-07 12:50:00 to 2026-12-07 14:13:20 UTC (1h 23m," in problem
