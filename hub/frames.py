@@ -80,6 +80,12 @@ def negotiate(method: bytes, headers: list[tuple[bytes, bytes]]) -> tuple[list[t
     return response, None
 
 
+def switching_protocols(headers: list[tuple[bytes, bytes]]) -> bytes:
+    """The 101 response for `negotiate`'s headers, byte for byte what h11 writes for them: the upgrade
+    is the one response per connection, and h11 validating and writing it cost as much as parsing the request."""
+    return b"HTTP/1.1 101 \r\n" + b"".join(name + b": " + value + b"\r\n" for name, value in headers) + b"\r\n"
+
+
 def _is_nonce(key: bytes) -> bool:
     try:
         return len(base64.b64decode(key, validate=True)) == 16

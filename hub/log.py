@@ -7,6 +7,8 @@ import sys
 import time
 from typing import Any, TextIO
 
+_JSON = json.JSONEncoder(default=str)  # json.dumps(record, default=str) without building an encoder per line
+
 
 def _timestamp() -> str:
     now = time.time()
@@ -30,7 +32,7 @@ class Logger:
     def __call__(self, event: str, level: str = "info", **fields: Any) -> None:
         if self.format == "json":
             record = {"time": _timestamp(), "level": level, "event": event, **fields}
-            line = json.dumps(record, default=str)
+            line = _JSON.encode(record)
         else:
             parts = [_timestamp(), "level=" + level, "event=" + event]
             parts.extend(f"{key}={_text_value(value)}" for key, value in fields.items())

@@ -1,6 +1,10 @@
-"""The lower bound for fan-out: an asyncio server that completes the WebSocket
-handshake, confirms any subscription, and on POST /_broadcast builds ONE frame
-and writes it to every socket. No per-client state beyond the transport."""
+"""The lower bound for an Action Cable server, in bare asyncio: what any such server must do and
+nothing more. It completes the WebSocket handshake (Upgrade, key and version checked, the accept
+key, the subprotocol if offered), sends the welcome, unmasks each client frame and parses its
+JSON command, confirms a subscribe to --identifier (echoing the identifier as the client sent
+it) and rejects any other, sends every subscriber Action Cable's ping every 3 seconds (clients
+reconnect after 6 seconds without one), and on POST /_broadcast builds ONE frame and writes it
+to every subscriber. No per-client state beyond the transport and whether it is subscribed."""
 
 from __future__ import annotations
 
@@ -8,25 +12,36 @@ import argparse
 import asyncio
 import json
 import resource
+import time
 from typing import Any
 
-from wire import accept_key, server_frame
+from wire import OP_TEXT, accept_key, parse_frames, server_frame
 
 WELCOME = server_frame(b'{"type":"welcome"}')
+PING_SECONDS = 3.0
+PROTOCOL = "actioncable-v1-json"
+
+
+def json_frame(value: Any) -> bytes:
+    return server_frame(json.dumps(value, separators=(",", ":")).encode())
 
 
 class Floor:
     def __init__(self, identifier: str) -> None:
         self.identifier = identifier
-        self.sockets: set[asyncio.Transport] = set()
-        self.confirm = server_frame(
-            json.dumps({"identifier": identifier, "type": "confirm_subscription"}, separators=(",", ":")).encode()
-        )
+        self.params = json.loads(identifier)  # a client may send the same identifier spelled otherwise
+        self.sockets: set[asyncio.Transport] = set()  # the subscribed ones
+
+    def ping(self) -> None:
+        frame = json_frame({"type": "ping", "message": int(time.time())})
+        for transport in self.sockets:
+            transport.write(frame)
+        asyncio.get_running_loop().call_later(PING_SECONDS, self.ping)
 
     def fan_out(self, items: list[dict[str, Any]]) -> None:
         for item in items:
             message = item["data"]  # sent as posted, as the hub does
-            frame = server_frame(json.dumps({"identifier": self.identifier, "message": message}, separators=(",", ":")).encode())
+            frame = json_frame({"identifier": self.identifier, "message": message})
             for transport in self.sockets:
                 transport.write(frame)
 
@@ -37,20 +52,18 @@ class FloorConnection(asyncio.Protocol):
         self.buffer = bytearray()
         self.transport: asyncio.Transport | None = None
         self.websocket = False
-        self.confirmed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
-        if self.websocket:
-            # The only thing clients send is their subscribe command.
-            if not self.confirmed:
-                self.confirmed = True
-                self.transport.write(self.floor.confirm)
-            return
         self.buffer += data
+        if self.websocket:
+            for opcode, payload in parse_frames(self.buffer):
+                if opcode == OP_TEXT:
+                    self.command(json.loads(payload))
+            return
         end = self.buffer.find(b"\r\n\r\n")
         if end < 0:
             return
@@ -65,17 +78,37 @@ class FloorConnection(asyncio.Protocol):
                 self.broadcast(body[:length])
 
     def upgrade(self, headers: dict[str, str]) -> None:
-        accept = accept_key(headers["sec-websocket-key"].encode()).decode()
+        key = headers.get("sec-websocket-key", "")
+        upgrade = headers.get("upgrade", "").lower() == "websocket"
+        if not upgrade or len(key) != 24 or headers.get("sec-websocket-version") != "13":
+            self.transport.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            self.transport.close()
+            return
+        offered = PROTOCOL in headers.get("sec-websocket-protocol", "")
         self.transport.write(
             (
                 "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                f"Sec-WebSocket-Accept: {accept}\r\nSec-WebSocket-Protocol: actioncable-v1-json\r\n\r\n"
+                f"Sec-WebSocket-Accept: {accept_key(key.encode()).decode()}\r\n"
+                + (f"Sec-WebSocket-Protocol: {PROTOCOL}\r\n" if offered else "")
+                + "\r\n"
             ).encode()
             + WELCOME
         )
         self.websocket = True
         self.buffer.clear()
-        self.floor.sockets.add(self.transport)
+
+    def command(self, message: dict[str, Any]) -> None:
+        identifier = message.get("identifier")
+        if message.get("command") != "subscribe" or not isinstance(identifier, str):
+            return
+        try:
+            confirmed = json.loads(identifier) == self.floor.params
+        except ValueError:
+            confirmed = False
+        if confirmed:
+            self.floor.sockets.add(self.transport)
+        kind = "confirm_subscription" if confirmed else "reject_subscription"
+        self.transport.write(json_frame({"identifier": identifier, "type": kind}))
 
     def broadcast(self, body: bytes) -> None:
         payload = json.loads(body)
@@ -91,6 +124,7 @@ async def serve(host: str, port: int, identifier: str) -> None:
     floor = Floor(identifier)
     loop = asyncio.get_running_loop()
     server = await loop.create_server(lambda: FloorConnection(floor), host, port, backlog=4096)
+    loop.call_later(PING_SECONDS, floor.ping)
     port = server.sockets[0].getsockname()[1]  # the one the kernel chose when asked for port 0
     print(json.dumps({"event": "listening", "port": port}), flush=True)
     async with server:

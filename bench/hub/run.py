@@ -126,7 +126,7 @@ def floor_server(levels: list[int]) -> Server:
     def command(port: int) -> list[str]:
         return [sys.executable, str(HERE / "floor.py"), "--port", str(port), "--identifier", PUBSUB_IDENTIFIER]
 
-    title = "floor (bare asyncio, one pre-built frame to N sockets)"
+    title = "floor (bare asyncio: the handshake, subscribe, confirmation and pings Action Cable needs, one pre-built frame to N sockets)"
     return Server("floor", title, command, True, PUBSUB_IDENTIFIER, levels, None, {})
 
 
@@ -399,14 +399,21 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def markdown(report: dict[str, Any]) -> str:
-    lines = [
-        "# Hub benchmark",
+def heading(title: str, report: dict[str, Any]) -> list[str]:
+    """A results page's title, when and how it was run, and on what machine."""
+    return [
+        f"# {title}",
         "",
         f"Run {report['finished_at']} with `{report['command']}`.",
         "",
         "Machine: " + ", ".join(f"{key} {value}" for key, value in report["machine"].items()) + ".",
         "",
+    ]
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = [
+        *heading("Hub benchmark", report),
         "Servers ran one at a time on CPU 0, the load generator (one process of raw-socket asyncio",
         "Action Cable clients) on CPU 1. The hub and the floor ran in alternating rounds"
         f" ({report['rounds']['hub']} each; each Action Cable server {report['rounds']['actioncable']});",
@@ -417,8 +424,8 @@ def markdown(report: dict[str, Any]) -> str:
         "from sending the POST until every one of the N clients has the message, over"
         f" {report['broadcasts']} sequential broadcasts after one",
         "unmeasured warm-up (nearest-rank percentiles, so p99 is the slowest). The load generator's own",
-        "per-message cost is part of every fan-out figure. The hub and Action Cable also send their",
-        "3-second pings to every client during the measurement; the floor sends none. Server CPU per",
+        "per-message cost is part of every fan-out figure. Every server also sends its 3-second pings",
+        "to every client during the measurement (Action Cable clients reconnect without them). Server CPU per",
         "broadcast is the server's user + system CPU time over the measured broadcasts divided by their",
         "number (pings included); on this shared virtual machine it varies less than wall time. MB means MiB.",
         "The Action Cable targets compare with actioncable-rails: a minimal Rails 6.1 application",

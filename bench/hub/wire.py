@@ -8,7 +8,7 @@ import hashlib
 import os
 import struct
 
-GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC11B65"
+GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 1.3
 OP_TEXT = 0x1
 OP_CLOSE = 0x8
 
@@ -30,19 +30,26 @@ def server_frame(payload: bytes, opcode: int = OP_TEXT) -> bytes:
     return frame_header(opcode, len(payload), masked=False) + payload
 
 
+def masked(payload: bytes, mask: bytes) -> bytes:
+    """`payload` XOR the repeated 4-byte `mask`: masks a client's payload, and unmasks it."""
+    size = len(payload)
+    key = (mask * (size // 4 + 1))[:size]
+    return (int.from_bytes(payload, "little") ^ int.from_bytes(key, "little")).to_bytes(size, "little")
+
+
 def client_frame(payload: bytes, opcode: int = OP_TEXT) -> bytes:
     mask = os.urandom(4)
-    masked = bytes(byte ^ mask[index % 4] for index, byte in enumerate(payload))
-    return frame_header(opcode, len(payload), masked=True) + mask + masked
+    return frame_header(opcode, len(payload), masked=True) + mask + masked(payload, mask)
 
 
 def parse_frames(buffer: bytearray) -> list[tuple[int, bytes]]:
-    """Pop every complete unmasked frame from `buffer` as (opcode, payload)."""
+    """Pop every complete frame from `buffer` as (opcode, payload), unmasked."""
     frames: list[tuple[int, bytes]] = []
     offset = 0
     size = len(buffer)
     while size - offset >= 2:
         opcode = buffer[offset] & 0x0F
+        mask_size = 4 if buffer[offset + 1] & 0x80 else 0
         length = buffer[offset + 1] & 0x7F
         start = offset + 2
         if length == 126:
@@ -55,9 +62,12 @@ def parse_frames(buffer: bytearray) -> list[tuple[int, bytes]]:
                 break
             (length,) = struct.unpack_from("!Q", buffer, start)
             start += 8
+        mask = bytes(buffer[start : start + mask_size])
+        start += mask_size
         if size < start + length:
             break
-        frames.append((opcode, bytes(buffer[start : start + length])))
+        payload = bytes(buffer[start : start + length])
+        frames.append((opcode, masked(payload, mask) if mask_size else payload))
         offset = start + length
     del buffer[:offset]
     return frames

@@ -30,6 +30,7 @@ class FakeTransport(asyncio.Transport):
     def __init__(self, peer=("127.0.0.1", 1)) -> None:
         super().__init__()
         self.data = bytearray()
+        self.writes: list[bytes] = []  # each write, as asyncio would try to send it
         self.closing = False
         self.aborted = False
         self.peer = peer
@@ -38,6 +39,7 @@ class FakeTransport(asyncio.Transport):
     def write(self, data) -> None:
         assert not self.aborted
         self.data += data
+        self.writes.append(bytes(data))
 
     def close(self) -> None:
         self.closing = True
@@ -110,6 +112,57 @@ def test_a_client_with_a_backlog_over_the_limit_is_dropped_as_too_slow(hub) -> N
     assert b'{"type":"disconnect","reason":"too_slow","reconnect":true}' in transport.data[before:]
     assert transport.data.endswith(b"\x88\x0a\x03\xe9too slow")
     assert hub.slow_disconnects == 1 and hub.registry.subscriptions == 0 and not hub.cable
+
+
+def test_the_welcome_goes_in_the_same_write_as_the_101(hub) -> None:
+    _, transport = open_connection(hub, UPGRADE + b"Sec-WebSocket-Protocol: actioncable-v1-json\r\n\r\n")
+    [write] = transport.writes
+    welcome = b'{"type":"welcome","sid":"' + hub.sid_prefix.encode() + b'1"}'
+    assert write.startswith(b"HTTP/1.1 101 ") and write.endswith(b"\r\n\r\n\x81" + bytes([len(welcome)]) + welcome)
+    assert hub.bytes_sent == 2 + len(welcome)
+
+
+def test_a_welcome_behind_earlier_responses_meets_the_slow_client_bound(hub) -> None:
+    conn = Connection(hub)
+    transport = FakeTransport()
+    conn.connection_made(transport)
+    transport.backlog = 1  # a response to an earlier request on this connection not yet taken by the kernel
+    conn.data_received(UPGRADE + b"Sec-WebSocket-Protocol: actioncable-v1-json\r\n\r\n")
+    response, welcome = transport.writes
+    assert response.startswith(b"HTTP/1.1 101 ") and response.endswith(b"\r\n\r\n")
+    assert welcome.startswith(b"\x81") and b'"type":"welcome"' in welcome
+    with fresh_hub() as slow_hub:
+        conn = Connection(slow_hub)
+        transport = FakeTransport()
+        conn.connection_made(transport)
+        transport.backlog = slow_hub.output_buffer_bytes + 1
+        conn.data_received(UPGRADE + b"Sec-WebSocket-Protocol: actioncable-v1-json\r\n\r\n")
+        assert b'"welcome"' not in transport.data and b'"reason":"too_slow"' in transport.data
+        assert slow_hub.slow_disconnects == 1 and not slow_hub.cable
+
+
+def test_reads_through_the_shared_buffer_keep_each_connections_bytes(hub) -> None:
+    """Every connection reads into one buffer: what a connection keeps of a read must be a copy."""
+
+    def read(conn: Connection, data: bytes) -> None:
+        buffer = conn.get_buffer(-1)
+        buffer[: len(data)] = data
+        conn.buffer_updated(len(data))
+
+    first, second = Connection(hub), Connection(hub)
+    transports = [FakeTransport(), FakeTransport()]
+    first.connection_made(transports[0])
+    second.connection_made(transports[1])
+    request = UPGRADE + b"Sec-WebSocket-Protocol: actioncable-v1-json\r\n\r\n"
+    read(first, request[:40])  # half a request head, then another connection's read overwrites the buffer
+    read(second, request)
+    read(first, request[40:])
+    subscribe = client_frame(OP_TEXT, json.dumps({"command": "subscribe", "identifier": '{"channel":"$pubsub","stream_name":"s"}'}).encode())
+    read(first, subscribe[:9])  # half a frame held by the frame parser
+    read(second, subscribe)
+    read(first, subscribe[9:])
+    assert all(b"confirm_subscription" in transport.data for transport in transports)
+    assert hub.registry.subscriptions == 2
 
 
 def test_upgrade_request_and_first_frame_in_one_packet(hub) -> None:

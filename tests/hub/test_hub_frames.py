@@ -24,6 +24,7 @@ from hub.frames import (
     ProtocolError,
     Text,
     negotiate,
+    switching_protocols,
 )
 from hub_testkit import client_frame
 
@@ -124,7 +125,8 @@ def test_handshake_is_accepted_by_the_websockets_client(subprotocols: list[str] 
     request = server.next_event()
     assert isinstance(request, h11.Request)
     headers, protocol = negotiate(request.method, list(request.headers))
-    response = server.send(h11.InformationalResponse(status_code=101, headers=headers))
+    response = switching_protocols(headers)
+    assert response == server.send(h11.InformationalResponse(status_code=101, headers=headers))
     client.receive_data(response)
     assert client.handshake_exc is None
     assert client.state is State.OPEN
