@@ -11,18 +11,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
-import shlex
 import sys
 import time
-from datetime import datetime, timezone
 from typing import Any
 
 from loadgen import Bench, cpu_seconds
-from run import (
-    LOADGEN_CPU, RESULTS, WORK, Server, command_line, floor_server, heading, hub_server, machine, median_of, pinned, start, stop,
-)
+from run import Server, client_process, command_line, heading, median_of, run_record, start, stop, write_results
 
 
 async def ramp(server: Server, pid: int, base: int, clients: int) -> dict[str, float]:
@@ -94,22 +88,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--output", default="hub-connect", help="results as bench/results/OUTPUT.json and .md")
     args = parser.parse_args()
-    if len(os.sched_getaffinity(0)) < 2:
-        sys.exit("needs two CPUs: servers on CPU 0, the load generator on CPU 1")
-    WORK.mkdir(parents=True, exist_ok=True)
-    pinned(LOADGEN_CPU)()  # this process is the load generator: its CPU, and descriptors for every client
-    factories = {"floor": floor_server, "hub": hub_server}
-    names = [name for name in args.servers.split(",") if name]
+    servers = client_process(args.servers)  # this process is the load generator
     levels = [args.base, args.clients]
-    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in servers}
     for _ in range(args.rounds):  # alternating, so slow drift of the (virtual) machine hits both
-        for name in names:
-            runs[name].append(measure(factories[name](levels), args.base, args.clients))
+        for name, factory in servers.items():
+            runs[name].append(measure(factory(levels), args.base, args.clients))
     keys = ("connect_rate_per_s", "server_cpu_us_per_connection", "loadgen_cpu_us_per_connection")
-    report = {
-        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": shlex.join([".venv/bin/python", "bench/hub/connect.py", *sys.argv[1:]]),
-        "machine": machine(),
+    report = run_record("connect.py") | {
         "base": args.base,
         "clients": args.clients,
         "rounds": args.rounds,
@@ -118,9 +104,7 @@ def main() -> None:
             for name, entries in runs.items()
         },
     }
-    (RESULTS / f"{args.output}.json").write_text(json.dumps(report, indent=2) + "\n")
-    (RESULTS / f"{args.output}.md").write_text(markdown(report))
-    print(markdown(report))
+    write_results(args.output, report, markdown)
 
 
 if __name__ == "__main__":

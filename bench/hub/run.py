@@ -139,6 +139,18 @@ def pinned(cpus: set[int]) -> Any:
     return setup
 
 
+def client_process(servers: str) -> dict[str, Callable[[list[int]], Server]]:
+    """Makes this process the one holding the clients (connect.py, storm.py): two CPUs needed, this process on
+    the load generator's CPU with descriptors for every client. Returns the servers named in `servers`
+    (comma-separated, in run order: floor, hub), each a factory taking the levels."""
+    if len(os.sched_getaffinity(0)) < 2:
+        sys.exit("needs two CPUs: servers on CPU 0, the clients on CPU 1")
+    WORK.mkdir(parents=True, exist_ok=True)
+    pinned(LOADGEN_CPU)()
+    factories = {"floor": floor_server, "hub": hub_server}
+    return {name: factories[name] for name in servers.split(",") if name}
+
+
 def ready(server: Server, port: int) -> bool:
     try:
         if server.ready_path is None:
@@ -326,6 +338,22 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         **versions,
     }
+
+
+def run_record(script: str) -> dict[str, Any]:
+    """When, how and where a bench of bench/hub/ ran (what heading() prints)."""
+    return {
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": shlex.join([".venv/bin/python", f"bench/hub/{script}", *sys.argv[1:]]),
+        "machine": machine(),
+    }
+
+
+def write_results(output: str, report: dict[str, Any], page: Callable[[dict[str, Any]], str]) -> None:
+    """bench/results/OUTPUT.json and OUTPUT.md (page(report)), which is printed too."""
+    (RESULTS / f"{output}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (RESULTS / f"{output}.md").write_text(page(report))
+    print(page(report))
 
 
 def level(result: dict[str, Any], clients: int) -> dict[str, Any] | None:
