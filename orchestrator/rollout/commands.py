@@ -110,11 +110,12 @@ def open_context(options: argparse.Namespace) -> Context:
         state_dir = Path(options.state)
     else:
         state_dir = path.parent / (inventory.rollout.state_dir or DEFAULT_STATE_DIR)
-    if (getattr(options, "target", None) or inventory.rollout.target) == "ssh":
+    kind = getattr(options, "target", None) or inventory.rollout.target
+    if kind == "ssh":
         from orchestrator.targets.ssh import SshTarget
 
         target: Target = SshTarget(inventory, state_dir)
-    elif (getattr(options, "target", None) or inventory.rollout.target) == "fly":
+    elif kind == "fly":
         from orchestrator.targets.fly import FlyTarget
 
         # The image is built from the app's checkout: --app, else app.checkout, else where orchestrate runs.
@@ -440,8 +441,7 @@ def status_command(context: Context, options: argparse.Namespace) -> int:
         rows = [_region_status(context, key) for key in keys]
     else:
         rows = [{"region": str(key), "deployed": None} for key in keys]
-        print(f"no journal at {journal_file}: nothing has been rolled out with this state directory "
-              f"(another one is given with --state DIR, or the inventory's rollout.state_dir)", file=sys.stderr)
+        _say_no_journal(context)
     for key, row in zip(keys, rows):
         row["problem"] = _problem(row)
         if isinstance(context.target, LocalTarget) and row["deployed"] is not None:
@@ -454,6 +454,11 @@ def status_command(context: Context, options: argparse.Namespace) -> int:
         for front, count in Counter(row["front"] for row in rows if row.get("front")).items():
             print(f"front of {plural(count, 'region')}: {front}")
     return EXIT_ROLLOUT_FAILED if any(row["problem"] for row in rows) else 0
+
+
+def _say_no_journal(context: Context) -> None:
+    print(f"no journal at {context.state_dir / JOURNAL_FILE}: nothing has been rolled out with this state directory "
+          f"(another one is given with --state DIR, or the inventory's rollout.state_dir)", file=sys.stderr)
 
 
 def _problem(row: dict[str, Any]) -> str | None:
@@ -600,8 +605,9 @@ def _status_details(row: dict[str, Any]) -> list[str]:
     last = row.get("last_step") or {}
     if last.get("by") == "watch" and row.get("findings"):
         finding = row["findings"][-1]
-        on = f" on {finding['machine']}" if finding["machine"] else ""
-        details.append(f"switched back by the watcher at {finding['at']}: {finding['rule']}{on}: {finding['message']}")
+        on = f" on {printable(finding['machine'])}" if finding["machine"] else ""
+        details.append(f"switched back by the watcher at {finding['at']}: {finding['rule']}{on}: "
+                       f"{printable(finding['message'])}")
     if last.get("state") not in (None, "passed"):
         details.append(f"{last['id']}: {last['detail']}")
         for gate in row.get("gates", ()):
@@ -636,8 +642,7 @@ def history_command(context: Context, options: argparse.Namespace) -> int:
                         if wanted is None or finding.key in wanted]
     else:
         audit, findings = [], []
-        print(f"no journal at {context.state_dir / JOURNAL_FILE}: nothing has been rolled out with this state "
-              f"directory (another one is given with --state DIR, or the inventory's rollout.state_dir)", file=sys.stderr)
+        _say_no_journal(context)
     if options.json:
         print(json.dumps({"steps": entries, "findings": findings, "audit": audit}, indent=2))
         return 0
@@ -649,7 +654,7 @@ def history_command(context: Context, options: argparse.Namespace) -> int:
     if findings:
         print("watch findings:")
         for finding in findings:
-            on = f" on {finding['machine']}" if finding["machine"] else ""
+            on = f" on {printable(finding['machine'])}" if finding["machine"] else ""
             print(f"  {finding['at']} {finding['region']}{on}: {finding['rule']}: {printable(finding['message'])}; "
                   f"{printable(finding['action'])}")
     if audit:
