@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +19,10 @@ import yaml
 from yaml.cyaml import CParser  # type: ignore[attr-defined]  # absent from the type stubs
 
 from hub.errors import InputError
+
+# A configuration file larger than this is refused: Showcase's navigator.yml for 369 tenants is about 30 KB,
+# its inventory about 20 KB.
+MAX_FILE_BYTES = 8 * 1024 * 1024
 
 Path_ = tuple[str | int, ...]
 
@@ -112,13 +117,32 @@ def parse_yaml_file(path: str | os.PathLike[str]) -> LoadedYaml:
 
 
 def read_text_file(path: str | os.PathLike[str]) -> str:
+    """A configuration file's text: a regular file only (a FIFO or a device is refused, never waited on or read),
+    of at most MAX_FILE_BYTES. Every file the tools read as input comes through here, some of them written by
+    someone else (an app's checkout)."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read()
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise _unreadable(path, "not a regular file")
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise InputError([f"{path}: file not found"]) from None
+    except OSError as error:
+        raise _unreadable(path, error.strerror or str(error)) from None
+    try:
+        with open(descriptor, encoding="utf-8") as handle:
+            status = os.fstat(descriptor)
+            if not stat.S_ISREG(status.st_mode):  # replaced since it was looked at
+                raise _unreadable(path, "not a regular file")
+            text = "" if status.st_size > MAX_FILE_BYTES else handle.read(MAX_FILE_BYTES + 1)
     except (OSError, UnicodeDecodeError) as error:
-        raise InputError([f"{path}: cannot read: {error}"]) from None
+        raise _unreadable(path, str(error)) from None
+    if status.st_size > MAX_FILE_BYTES or len(text) > MAX_FILE_BYTES:
+        raise _unreadable(path, f"larger than {MAX_FILE_BYTES} bytes")
+    return text
+
+
+def _unreadable(path: str | os.PathLike[str], reason: str) -> InputError:
+    return InputError([f"{path}: cannot read: {reason}"])
 
 
 def parse_yaml_text(text: str, source: str) -> LoadedYaml:

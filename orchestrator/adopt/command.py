@@ -7,9 +7,11 @@ import os
 import re
 import sys
 import tempfile
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from hub.yaml_loader import read_text_file
 from orchestrator.adopt.fly import FlySettings, read_fly
 from orchestrator.adopt.proof import RegionProof, prove
 from orchestrator.adopt.sources import REGION_CODE, RegionFile, read_region_file, region_of
@@ -17,8 +19,9 @@ from orchestrator.adopt.translate import Translation, translate
 from orchestrator.atomic import write_file_atomic
 from orchestrator.errors import EXIT_INVALID_INPUT, InputError
 from orchestrator.inventory import load_inventory
+from orchestrator.model import Inventory
 from orchestrator.tenants import load_showcases
-from orchestrator.terminal import plural
+from orchestrator.terminal import plural, printable
 from orchestrator.yaml_out import dump
 
 EXIT_UNEXPLAINED = 1
@@ -40,33 +43,54 @@ SECTION_PURPOSE = {
 
 
 def run(options: argparse.Namespace) -> int:
+    out = Path(options.out)
     try:
-        files = _region_files(options)
-        fly = read_fly(options.fly) if options.fly else None
-        tenant_list = load_showcases(Path(options.tenants_from))[0] if options.tenants_from else None
-        out = Path(options.out)
         if out.exists() and not options.force:
             raise InputError([f"{out}: already exists; name another file with --out, or replace it with --force"])
-        translation = translate(files, tenant_list)
-        data, notes = _inventory_data(translation, fly, options, out)
-        text = _commented(data, translation, options)
+        fly = read_fly(options.fly) if options.fly else None
+        files = _region_files(options, fly)
         with tempfile.TemporaryDirectory() as scratch:
-            candidate = Path(scratch) / out.name
-            candidate.write_text(text, encoding="utf-8")
-            tenants_file = Path(options.tenants_from).resolve() if options.tenants_from else None
-            inventory = load_inventory(candidate, tenants_file)
+            translation, data, notes, text, inventory = _adopt(options, out, Path(scratch), files, fly)
         proofs = prove(inventory, files, translation.current)
+        try:
+            write_file_atomic(out, text)
+        except OSError as error:
+            raise InputError([f"--out {out}: cannot write there ({error.strerror}: {error.filename or out})"]) from None
     except InputError as error:
         for problem in error.problems:
-            print(problem, file=sys.stderr)
+            print(printable(problem), file=sys.stderr)
         print(f"init: {plural(len(error.problems), 'problem')}, nothing written", file=sys.stderr)
         return EXIT_INVALID_INPUT
-    write_file_atomic(out, text)
-    _report(out, inventory.name, data, translation, files, proofs, notes + translation.notes)
+    _report(out, data, translation, files, proofs, notes + translation.notes)
     return EXIT_UNEXPLAINED if any(proof.unexplained for proof in proofs) else 0
 
 
-def _region_files(options: argparse.Namespace) -> list[RegionFile]:
+def _adopt(options: argparse.Namespace, out: Path, scratch: Path, files: list[RegionFile], fly: FlySettings | None
+           ) -> tuple[Translation, dict[str, Any], list[str], str, Inventory]:
+    """The translation, the inventory's data, text and loaded self. The tenant file is read once, with a bound,
+    into `scratch`, where the inventory is loaded from too; a problem names the user's files, not those copies."""
+    candidate = scratch / out.name
+    renamed = {str(candidate): str(out)}
+    tenants_file = None
+    try:
+        if options.tenants_from:
+            tenants_file = scratch / "tenants" / Path(options.tenants_from).name
+            tenants_file.parent.mkdir()
+            tenants_file.write_text(read_text_file(options.tenants_from), encoding="utf-8")
+            renamed[str(tenants_file)] = options.tenants_from
+        translation = translate(files, load_showcases(tenants_file)[0] if tenants_file else None)
+        data, notes = _inventory_data(translation, fly, options, out)
+        text = _commented(data, translation, options)
+        candidate.write_text(text, encoding="utf-8")
+        return translation, data, notes, text, load_inventory(candidate, tenants_file)
+    except InputError as error:
+        problems = error.problems
+        for copy, original in renamed.items():
+            problems = [problem.replace(copy, original) for problem in problems]
+        raise InputError(problems) from None
+
+
+def _region_files(options: argparse.Namespace, fly: FlySettings | None) -> list[RegionFile]:
     named: list[tuple[str | None, str]] = [(region_of(path), path) for path in options.navigator or ()]
     for pair in options.regions or ():
         code, _, path = pair.partition("=")
@@ -75,15 +99,14 @@ def _region_files(options: argparse.Namespace) -> list[RegionFile]:
         named.append((code, path))
     if not named:
         raise InputError(["init needs the app's navigator.yml: --navigator FILE or --regions CODE=FILE"])
-    if len(named) == 1 and named[0][0] is None:
-        primary = read_fly(options.fly).environment.get("primary_region") if options.fly else None
-        named = [(primary, named[0][1])]
+    if len(named) == 1 and named[0][0] is None and fly is not None:
+        named = [(fly.environment.get("primary_region"), named[0][1])]
     unnamed = [path for code, path in named if code is None]
     if unnamed:
         raise InputError([f"{path}: which region is this file? name it navigator.CODE.yml, or give --regions CODE={path}"
                           for path in unnamed])
-    codes = [code for code, _ in named]
-    twice = sorted({code for code in codes if codes.count(code) > 1 and code})
+    counts = Counter(code for code, _ in named)
+    twice = sorted(code for code, count in counts.items() if count > 1)
     if twice:
         raise InputError([f"region {code}: more than one file given" for code in twice])
     return [read_region_file(path, code) for code, path in named if code]
@@ -97,9 +120,11 @@ def _inventory_data(translation: Translation, fly: FlySettings | None, options: 
     regions = environment["regions"]
     if fly is not None:
         fly_env = dict(fly.environment)
-        if fly_env.get("primary_region") not in regions:
-            notes.append(f"{options.fly}: primary_region {fly_env.pop('primary_region', None)!r} is none of the "
-                         f"regions of the navigator.yml files ({', '.join(regions)}): not kept")
+        primary = fly_env.get("primary_region")
+        if primary is not None and primary not in regions:
+            del fly_env["primary_region"]
+            notes.append(f"{options.fly}: primary_region {primary!r} is none of the regions of the navigator.yml "
+                         f"files ({', '.join(regions)}): not kept")
         environment.update(fly_env)
         if fly.data_dir:
             data["image"] = {"data_dir": fly.data_dir}
@@ -132,7 +157,8 @@ def _inventory_data(translation: Translation, fly: FlySettings | None, options: 
 
 def _commented(data: dict[str, Any], translation: Translation, options: argparse.Namespace) -> str:
     files = ", ".join([*(options.navigator or ()), *(pair.partition("=")[2] for pair in options.regions or ())])
-    lines = [f"# Written by `orchestrate init` from {files}" + (f" and {options.fly}" if options.fly else "") + ".",
+    # File names are the user's: written as `printable` writes them, a line break in one cannot end the comment.
+    lines = [printable(f"# Written by `orchestrate init` from {files}" + (f" and {options.fly}" if options.fly else "") + "."),
              "# `orchestrate validate` checks it, `orchestrate plan` shows the move to websocket.mode; the inventory",
              "# is the source of truth from now on: edit it, then render."]
     for section in SECTION_ORDER:
@@ -140,38 +166,43 @@ def _commented(data: dict[str, Any], translation: Translation, options: argparse
             continue
         lines.append("")
         lines.append(f"# {SECTION_PURPOSE[section]}")
-        lines.extend(f"# From {source}" for source in translation.sources.get(section, ()))
+        lines.extend(printable(f"# From {source}") for source in translation.sources.get(section, ()))
         if section == "environments" and options.fly:
-            lines.append(f"# From {options.fly}: the Fly app, primary region, VM, volume, service and env.")
+            lines.append(printable(f"# From {options.fly}: the Fly app, primary region, VM, volume, service and env."))
         lines.append(dump({section: data[section]}).rstrip("\n"))
     return "\n".join(lines) + "\n"
 
 
-def _report(out: Path, name: str, data: dict[str, Any], translation: Translation, files: list[RegionFile],
+def _report(out: Path, data: dict[str, Any], translation: Translation, files: list[RegionFile],
             proofs: list[RegionProof], notes: list[str]) -> None:
+    """What was written and the proof; file names, keys and values are the app's, so each line is `printable`."""
     current = {code: f"{r.mode}, websocket {'on' if r.enabled else 'off'}" for code, r in translation.current.items()}
     today = "; ".join(f"{code}: {state}" for code, state in current.items())
-    print(f"wrote {out}: {plural(len(data['regions']), 'region')}, websocket.mode {data['websocket']['mode']} "
-          f"(today {today})")
-    print("proof: each region rendered in today's mode and loaded as Navigator would load it, against the original")
+    _say(f"wrote {out}: {plural(len(data['regions']), 'region')}, websocket.mode {data['websocket']['mode']} "
+         f"(today {today})")
+    _say("proof: each region rendered in today's mode and loaded as Navigator would load it, against the original")
     width = max(len(proof.region) for proof in proofs)
     for proof in proofs:
         if not proof.compared:
-            print(f"  {proof.region:<{width}}  rendered; no file of this region was given to compare with")
+            _say(f"  {proof.region:<{width}}  rendered; no file of this region was given to compare with")
             continue
-        verdict = "the same" if not proof.unexplained else f"{plural(len(proof.unexplained), 'unexplained difference')}"
-        print(f"  {proof.region:<{width}}  {verdict}" + (", once these are explained:" if proof.explained else ""))
+        verdict = plural(len(proof.unexplained), "unexplained difference") if proof.unexplained else "the same"
+        _say(f"  {proof.region:<{width}}  {verdict}" + (", once these are explained:" if proof.explained else ""))
         for reason, places in proof.explained:
-            print(f"  {'':<{width}}    - {reason} ({plural(places, 'place')})")
+            _say(f"  {'':<{width}}    - {reason} ({plural(places, 'place')})")
         for difference in proof.unexplained:
-            print(f"  {'':<{width}}    ! {difference}")
+            _say(f"  {'':<{width}}    ! {difference}")
     dropped = [entry for file in files for entry in file.dropped]
     if dropped:
-        print("left out, since Navigator ignores them:")
+        _say("left out, since Navigator ignores them:")
         for entry in dropped:
-            print(f"  {entry.where}: {entry.reason}")
+            _say(f"  {entry.where}: {entry.reason}")
     if notes:
-        print("not held by the inventory (carry over by hand if needed):")
+        _say("not held by the inventory (carry over by hand if needed):")
         for note in notes:
-            print(f"  {note}")
+            _say(f"  {note}")
 
+
+
+def _say(line: str) -> None:
+    print(printable(line))

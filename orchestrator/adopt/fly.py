@@ -27,26 +27,22 @@ class FlySettings:
 
 
 def read_fly(path: str) -> FlySettings:
-    text = read_text_file(path)
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        raise InputError([f"{path}: not valid TOML: {error}"]) from None
+    data = _parsed(path, read_text_file(path))
     if not isinstance(data.get("app"), str):
         raise InputError([f"{path}: not a Fly app's configuration: no app = \"NAME\""])
     environment: dict[str, Any] = {"fly_app": data.pop("app")}
     notes: list[str] = []
-    if isinstance(primary := data.pop("primary_region", None), str):
-        environment["primary_region"] = primary
+    if isinstance(data.get("primary_region"), str):
+        environment["primary_region"] = data.pop("primary_region")
     build = _table(data, "build")
-    for key, value in build.pop("args", {}).items():
-        environment.setdefault("build_args", {})[key] = str(value)
-    environment.update({"env": {k: str(v) for k, v in data.pop("env").items()}} if "env" in data else {})
+    if args := _table(build, "args"):
+        environment["build_args"] = {key: str(value) for key, value in args.items()}
+    if env := _table(data, "env"):
+        environment["env"] = {key: str(value) for key, value in env.items()}
     data_dir = None
-    mounts = data.pop("mounts", [])
-    mounts = [mounts] if isinstance(mounts, dict) else mounts
+    mounts = _tables(data, "mounts", "source")
     if mounts:
-        mount = dict(mounts[0])
+        mount = mounts[0]
         volume = {"name": mount.pop("source")}
         data_dir = mount.pop("destination", None)
         for key in ("auto_extend_size_threshold", "auto_extend_size_increment", "auto_extend_size_limit"):
@@ -59,25 +55,47 @@ def read_fly(path: str) -> FlySettings:
     internal_port = service.pop("internal_port", None)
     held = {key: service.pop(key) for key in ("force_https", "auto_stop_machines", "auto_start_machines",
                                               "min_machines_running") if key in service}
+    # Fly's own spellings of auto_stop_machines ("off", "stop", "suspend") are not the inventory's boolean.
+    if isinstance(held.get("auto_stop_machines"), str):
+        notes.append(f"http_service.auto_stop_machines = {held.pop('auto_stop_machines')!r}")
     if held:
-        # Fly's own spellings of auto_stop_machines ("off", "stop", "suspend") are not the inventory's boolean.
-        if isinstance(held.get("auto_stop_machines"), str):
-            notes.append(f"http_service.auto_stop_machines = {held.pop('auto_stop_machines')!r}")
         environment["http_service"] = held
     notes += [f"http_service.{key}" for key in service]
-    vms = data.pop("vm", [])
-    vms = [vms] if isinstance(vms, dict) else vms
-    if vms:
-        vm = dict(vms[0])
+    if vms := _tables(data, "vm"):
+        vm = vms[0]
         environment["vm"] = {key: vm.pop(key) for key in ("cpu_kind", "cpus", "memory_mb") if key in vm}
         notes += [f"vm.{key}" for key in vm]
+        notes += [f"vm[{index}]" for index in range(1, len(vms))]
     notes += [f"build.{key}" for key in build] + list(data)
-    return FlySettings(environment, data_dir, internal_port, tuple(f"{path}: {_why(key)}" for key in notes))
+    return FlySettings(environment, data_dir, internal_port if isinstance(internal_port, int) else None,
+                       tuple(f"{path}: {_why(key)}" for key in notes))
+
+
+def _parsed(path: str, text: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, RecursionError) as error:
+        # tomllib recurses into nested arrays and inline tables: a deep enough nesting exhausts the stack.
+        why = "nested too deep" if isinstance(error, RecursionError) else str(error)
+        raise InputError([f"{path}: not valid TOML: {why}"]) from None
 
 
 def _table(data: dict[str, Any], key: str) -> dict[str, Any]:
-    value = data.pop(key, {})
-    return dict(value) if isinstance(value, dict) else {}
+    """`data[key]` taken out when it is a table (a copy); anything else stays, to be reported as not kept."""
+    if not isinstance(data.get(key), dict):
+        return {}
+    return dict(data.pop(key))
+
+
+def _tables(data: dict[str, Any], key: str, *required: str) -> list[dict[str, Any]]:
+    """`data[key]`, a table or an array of tables each with the `required` keys, taken out as a list of copies;
+    anything else stays, to be reported as not kept."""
+    value = data.get(key)
+    tables = [value] if isinstance(value, dict) else value if isinstance(value, list) else []
+    if not tables or not all(isinstance(table, dict) and all(name in table for name in required) for table in tables):
+        return []
+    del data[key]
+    return [dict(table) for table in tables]
 
 
 def _why(key: str) -> str:

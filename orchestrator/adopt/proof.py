@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import re
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -43,7 +42,7 @@ def prove(inventory: Inventory, files: list[RegionFile], current: dict[str, Reco
             proofs.append(RegionProof(code, False, (), ()))
             continue
         original = loaded(by_region[code].config)
-        explained = Counter({reason: places for reason, rule in RULES if (places := rule(original, ours, inventory))})
+        explained = {reason: places for reason, rule in RULES if (places := rule(original, ours, inventory))}
         left = [f"{format_path(path)}: original {_short(mine)}, rendered {_short(theirs)}"
                 for path, mine, theirs in differences(pruned(original), pruned(ours))]
         proofs.append(RegionProof(code, True, tuple(sorted(explained.items())), tuple(left)))

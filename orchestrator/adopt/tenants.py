@@ -85,10 +85,14 @@ def env_templates(pairs: Iterable[tuple[Tenant, dict[str, str]]]) -> tuple[dict[
     default_logo: str | None = None
     unexplained = []
     for name in names:
+        # A default logo can fit only as the one value of every tenant without a logo of its own; and it changes
+        # only {logo}: every other field is tried once.
         logos = {env.get(name) for tenant, env in pairs if tenant.logo is None}
-        logo_defaults = [default_logo] if default_logo else [None, *(value for value in logos if value)]
+        only = next(iter(logos)) if len(logos) == 1 else None
+        logo_defaults = [default_logo] if default_logo else [None, *([only] if only else [])]
         for field in _PREFERRED:
-            fitting = next((logo for logo in logo_defaults if _fits(pairs, name, "{" + field + "}", logo)), "")
+            tried = logo_defaults if field == "logo" else logo_defaults[:1]
+            fitting = next((logo for logo in tried if _fits(pairs, name, "{" + field + "}", logo)), "")
             if fitting != "":
                 templates[name] = "{" + field + "}"
                 default_logo = default_logo or (fitting if field == "logo" else None)

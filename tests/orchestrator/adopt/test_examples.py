@@ -82,4 +82,5 @@ def test_the_adopting_page_names_every_example_fixture() -> None:
     table = page[page.index("## Navigator's own examples"):]
     named = set(re.findall(r"`(?:not-held/)?([a-z-]+\.yml)`", table))
     fixtures = {path.name for path in EXAMPLES.rglob("*.yml")}
+    assert len(fixtures) == len(FITTING) + 3  # the fitting ones and not-held/'s three: the glob found them
     assert fixtures <= named, sorted(fixtures - named)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import pytest
 
+from hub import yaml_loader
 from hub.yaml_loader import load_yaml_file
 from tests.orchestrator.adopt.files import FIXTURES, SHOWCASE_ORD
 from tests.orchestrator.conftest import SHOWCASES_FILE
@@ -15,6 +17,7 @@ pytestmark = pytest.mark.timeout(60)
 
 ACTION_CABLE = FIXTURES / "action-cable"
 TWO_REGIONS = FIXTURES / "two-regions"
+ORD = f"ord={ACTION_CABLE / 'navigator.yml'}"
 
 
 def test_showcase_s_ord_configuration_renders_back_the_same(orchestrate, tmp_path):
@@ -108,3 +111,59 @@ def test_two_region_files_share_everything_but_their_own_paths(orchestrate, tmp_
                                          {"year": 2025, "studio": "denver", "region": "iad"}]
     assert data["tenants"]["demo"]["env"] == {"APP_SCOPE": "regions/{region}/demo"}
     assert data["navigator"]["routes"]["redirects"] == [{"from": "^/app/demo/?$", "to": "/app/regions/{region}/demo/"}]
+
+
+def test_a_fifo_or_a_file_over_the_bound_is_refused_not_waited_on(orchestrate, tmp_path, monkeypatch):
+    fifo = tmp_path / "fly.toml"
+    os.mkfifo(fifo)  # opened for reading without a writer, a blocking read would wait forever
+    out = tmp_path / "inventory.yml"
+    for option in ("--fly", "--tenants-from"):
+        result = orchestrate("init", "--regions", ORD, option, fifo, "--out", out)
+        assert result.code == 2 and not out.exists(), result.out
+        assert f"{fifo}: cannot read: not a regular file" in result.err
+    monkeypatch.setattr(yaml_loader, "MAX_FILE_BYTES", 100)
+    result = orchestrate("init", "--regions", ORD, "--out", out)
+    assert result.code == 2 and not out.exists()
+    assert f"{ACTION_CABLE / 'navigator.yml'}: cannot read: larger than 100 bytes" in result.err
+
+
+def test_a_fly_toml_nested_past_the_stack_is_refused_as_not_valid(orchestrate, tmp_path):
+    fly = tmp_path / "fly.toml"
+    fly.write_text('app = "x"\ndeep = ' + "[" * 100_000 + "]" * 100_000 + "\n", encoding="utf-8")
+    out = tmp_path / "inventory.yml"
+    result = orchestrate("init", "--regions", ORD, "--fly", fly, "--out", out)
+    assert result.code == 2 and not out.exists()
+    assert f"{fly}: not valid TOML: nested too deep" in result.err
+
+
+def test_fly_settings_the_inventory_cannot_hold_are_listed_by_name_shown_printable(orchestrate, tmp_path):
+    fly = tmp_path / "fly.toml"
+    fly.write_text('app = "events-app"\nenv = "not a table"\nmounts = [1]\n"\\u001b[31mred" = 1\n'
+                   '[http_service]\n  auto_stop_machines = "stop"\n', encoding="utf-8")
+    out = tmp_path / "inventory.yml"
+    result = orchestrate("init", "--regions", ORD, "--fly", fly, "--out", out)
+    assert result.code == 0, result.out + result.err
+    for key in ("env", "mounts", "http_service.auto_stop_machines = 'stop'", "\\x1b[31mred"):
+        assert f"{fly}: {key}: not kept: the inventory has no place for it" in result.out, result.out
+    assert "\x1b" not in result.out
+    # No primary_region in fly.toml: the region is the file's, and nothing is said about fly.toml's.
+    assert "primary_region" not in result.out
+    production = load_yaml_file(out).data["environments"]["production"]
+    assert production["fly_app"] == "events-app" and "env" not in production and "http_service" not in production
+
+
+def test_a_tenant_file_s_problems_name_it_not_a_copy(orchestrate, tmp_path):
+    tenants = tmp_path / "showcases.yml"
+    tenants.write_text("- not a mapping\n", encoding="utf-8")
+    out = tmp_path / "inventory.yml"
+    result = orchestrate("init", "--navigator", SHOWCASE_ORD, "--tenants-from", tenants, "--out", out)
+    assert result.code == 2 and not out.exists()
+    assert result.err.splitlines()[0] == f"{tenants}:1: expected a mapping of years to studios"
+
+
+def test_an_out_that_cannot_be_written_is_a_problem_not_a_traceback(orchestrate, tmp_path):
+    out = tmp_path / "inventory.yml"
+    out.mkdir()
+    result = orchestrate("init", "--regions", ORD, "--out", out, "--force")
+    assert result.code == 2 and out.is_dir()
+    assert f"--out {out}: cannot write there (" in result.err and "nothing written" in result.err
