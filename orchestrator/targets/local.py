@@ -174,7 +174,8 @@ def needs_restart(current: RegionState | None, desired: RegionState) -> bool:
     (UpdateManagedProcesses) compares managed processes by name only: it stops the removed ones but keeps
     them listed, so one of that name never starts again; it leaves one whose command, arguments or
     environment changed running as it was; and no managed process re-reads its files (the hub its hub.yml).
-    Any of those changes needs a restart."""
+    Any of those changes needs a restart (process/manager.go:294-341; main.go:350-426 reloads nothing else of
+    theirs)."""
     if current is None:
         return True
     return (current.mode != desired.mode or managed_processes(current) != managed_processes(desired)

@@ -22,10 +22,13 @@ MANAGED_DIR = "managed"
 
 REWRITES: dict[str, str] = {
     "server.listen": "the region's front port (run/ports.json) instead of production's port, which every region "
-                     "shares; Navigator listens on it on every interface (it takes a port, not an address)",
-    "server.idle": "removed: suspend or stop asks Fly's machine API to act on the machine Navigator runs on",
+                     "shares; Navigator listens on it on every interface (it takes a port, not an address: "
+                     "cmd/navigator/main.go:270)",
+    "server.idle": "removed: suspend or stop asks Fly's machine API to act on the machine Navigator runs on "
+                   "(internal/idle/signals_unix.go:53-70)",
     "server.cgi_scripts": "removed: they run the app's scripts as root (the tenant list's update) and reload from "
-                          "/etc/navigator, neither of which is here",
+                          "/etc/navigator, neither of which is here (internal/cgi/handler.go:63-67, 246; "
+                          "cgi/credentials_unix.go:13-17)",
     "server.static.public_dir": "run/public/, empty: the app's public files are not on this machine",
     "auth.htpasswd": "run/htpasswd, empty: the app's password file is not here; the public paths stay public and "
                      "every other path asks for a login nobody has",
@@ -33,11 +36,12 @@ REWRITES: dict[str, str] = {
              "not here",
     "applications.tenants": "emptied: each tenant is the Rails app, which is not here. Navigator would start one "
                             "on the first request to its path (as pools.user, in a memory cgroup it makes when it "
-                            "runs as root); without tenants such a request gets Navigator's own 404",
+                            "runs as root, process/cgroup_linux.go:105-112); without tenants such a request gets Navigator's "
+                            "own 404 (server/handler.go:385-396)",
     "logging.format": "json: localctl reads from Navigator's log which managed process exited, and its output",
     "managed_processes[].command, managed_processes[].args, managed_processes[].env":
         "each process's local stand-in with the region's ports, and the environment localctl gives it "
-        "(Navigator adds its own, as in production)",
+        "(Navigator adds its own, as in production: process/manager.go:153-157)",
     "managed_processes[].working_dir": "run/managed/<name>/: production's directory (/rails, the image's tool "
                                        "copy) is not here, and localctl tells Navigator's children apart by it",
     "routes.reverse_proxies[cable].target": "the stand-in cable process's port instead of production's "

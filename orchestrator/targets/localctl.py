@@ -506,14 +506,18 @@ def read_front(home: str) -> str | None:
     return navigator if isinstance(navigator, str) and navigator else None
 
 
-def write_front(home: str, navigator: str | None) -> None:
-    version = None
-    if navigator is not None:
-        try:
-            done = subprocess.run([navigator, "--version"], capture_output=True, text=True, timeout=10)
-            version = (done.stdout.strip().splitlines() or ["(no version printed)"])[0]
-        except (OSError, subprocess.TimeoutExpired) as error:
-            raise Failure(f"{navigator} --version failed: {error}") from None
+def navigator_version(navigator: str | None) -> str | None:
+    """What `navigator --version` says (None for the stand-in); Failure when it cannot run."""
+    if navigator is None:
+        return None
+    try:
+        done = subprocess.run([navigator, "--version"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise Failure(f"{navigator} --version failed: {error}") from None
+    return (done.stdout.strip().splitlines() or ["(no version printed)"])[0]
+
+
+def write_front(home: str, navigator: str | None, version: str | None) -> None:
     _write_atomically(os.path.join(home, "run", "front.json"),
                       json.dumps({"navigator": navigator, "version": version}, indent=2) + "\n")
 
@@ -570,7 +574,8 @@ def front_spec(region: Region, ports: dict[str, int]) -> Spec:
 
 def navigator_spec(region: Region, navigator: str, ports: dict[str, int]) -> Spec:
     """The real Navigator on run/navigator.yml (write_rehearsal). Ready when it answers its own health check;
-    one whose file leaves the health check to the app (no `response`) is ready when it accepts connections."""
+    one whose file leaves the health check to the app (no `response`) is ready when it accepts connections:
+    Navigator answers the path itself only with a `response` (server/handler.go:152-154, 260-263)."""
     health = (region.config.get("server") or {}).get("health_check") or {}
     health_path = region.health_path if health.get("response") is not None else None
     return Spec(FRONT, [navigator, region.path("run", "navigator.yml")], ports["front"], health_path)
@@ -765,7 +770,8 @@ def navigator_log(front: Started) -> Iterator[dict[str, Any]]:
 
 def managed_failure(front: Started, name: str) -> str | None:
     """Why Navigator's log says its managed process `name` is not running (it exited, or could not be
-    started); None when it says nothing of the kind."""
+    started); None when it says nothing of the kind. Navigator logs an exit as "Process exited with error"
+    with `name` (process/manager.go:188-190) and a failed start with `process` (manager.go:103-112, 334-336)."""
     for record in navigator_log(front):
         if record.get("level") == "ERROR" and name in (record.get("name"), record.get("process")):
             error = str(record.get("error", ""))
@@ -800,7 +806,8 @@ def report_failure(error: StartFailure) -> None:
     if error.source is None:
         _say_tail(log_lines(started.log_path, started.log_offset), started.log_path)
         return
-    # Navigator logs each stream of a managed process apart, a record for each piece the process wrote.
+    # Navigator logs each stream of a managed process apart, a record {source, stream, message} for each line
+    # the process wrote (process/logging.go:45-50, 80-88; manager.go:160-163).
     for stream in ("stdout", "stderr"):
         output = [str(record.get("message")) for record in navigator_log(started)
                   if record.get("source") == error.source and record.get("stream") == stream]
@@ -816,17 +823,21 @@ def _say_tail(lines: list[str], what: str) -> None:
 
 def start(region: Region, navigator: str | None, timeout: float) -> None:
     check_managed(region)  # before anything is stopped: a bad file leaves the region as it runs
+    version = navigator_version(navigator)  # likewise a Navigator that cannot run
     os.makedirs(region.path("run"), exist_ok=True)
     os.makedirs(region.path("log"), exist_ok=True)
     stop_all(region.home, timeout)
     ports = ensure_ports(region.home)
-    write_front(region.home, navigator)
+    write_front(region.home, navigator, version)
     _say(f"front: {describe_front(navigator)}")
     started: list[Started] = []
     try:
         if navigator is None:
-            for name in start_order(region):
-                spec = front_spec(region, ports) if name == FRONT else STAND_INS[name](region, ports)
+            specs = [front_spec(region, ports) if name == FRONT else STAND_INS[name](region, ports)
+                     for name in start_order(region)]
+            for spec in specs:  # every port before the first launch: no region left half started
+                _check_port(spec)
+            for spec in specs:
                 start_one(region, spec, started, timeout)
         else:
             start_under_navigator(region, navigator, ports, started, timeout)
@@ -853,11 +864,13 @@ def start_under_navigator(
     region: Region, navigator: str, ports: dict[str, int], started: list[Started], timeout: float
 ) -> None:
     """Navigator on the rewritten file: it starts the stand-ins itself, as its managed processes (after
-    their start_delay), and restarts one that fails."""
+    their start_delay, process/manager.go:96-113), and restarts one that fails when it has auto_restart
+    (manager.go:200-215). They inherit Navigator's session (no SysProcAttr, manager.go:146-170)."""
     specs = write_rehearsal(region, ports)
-    for spec in specs.values():
+    navigator_front = navigator_spec(region, navigator, ports)
+    for spec in (navigator_front, *specs.values()):  # every port before Navigator starts any of them
         _check_port(spec)
-    start_one(region, navigator_spec(region, navigator, ports), started, timeout)
+    start_one(region, navigator_front, started, timeout)
     front = started[0]
     for name in start_order(region)[1:]:
         wait_ready(front, timeout, specs[name])
@@ -887,8 +900,9 @@ def running_record(home: str, name: str) -> Record | None:
 
 
 def reload(region: Region, navigator: str | None, timeout: float) -> None:
-    """SIGHUP to the region's own front: what `navigator -s reload` does, but with the pid localctl recorded,
-    since /tmp/navigator.pid, where Navigator writes its own, is one file for every region's Navigator.
+    """SIGHUP to the region's own front: what `navigator -s reload` does (main.go:192-194, utils/reload.go), but
+    with the pid localctl recorded, since /tmp/navigator.pid (config/types.go:30), where Navigator writes its
+    own, is one file for every region's Navigator. Navigator's reload re-reads its config file (main.go:350-426).
     A region that runs another front than `navigator` is restarted instead."""
     record = running_record(region.home, FRONT)
     if record is None:
@@ -900,6 +914,8 @@ def reload(region: Region, navigator: str | None, timeout: float) -> None:
         return
     if navigator is not None:
         check_managed(region)
+        # The target restarts instead when the managed processes change (local.needs_restart): Navigator's
+        # reload would not apply that.
         write_rehearsal(region, ensure_ports(region.home))
     os.kill(record.pid, signal.SIGHUP)
     _say(f"front: reload requested (SIGHUP to pid {record.pid}, {describe_front(navigator)})")

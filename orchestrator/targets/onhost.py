@@ -337,23 +337,34 @@ def http_probe(url: str, timeout: float) -> tuple[bool, str]:
 
 
 def metrics(url: str, timeout: float) -> dict[str, float]:
-    """The unlabelled samples of the Prometheus text at `url` (the hub's /metrics), {name: value}."""
+    """The unlabelled samples of the Prometheus text at `url` (the hub's /metrics), {name: value}. The whole
+    answer is read within `timeout` and MAX_RESPONSE_HEAD_BYTES + MAX_METRICS_BYTES, however the peer drips it:
+    an HTTP/1.0 GET, so the body ends when the peer closes, never chunked."""
     parts = urllib.parse.urlsplit(url)
-    connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80, timeout=timeout)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    deadline = time.monotonic() + timeout
+    received = bytearray()
     try:
-        connection.request("GET", parts.path or "/")
-        response = connection.getresponse()
-        body = response.read(MAX_METRICS_BYTES + 1)
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.sendall(f"GET {parts.path or '/'} HTTP/1.0\r\nHost: {host}:{port}\r\n\r\n".encode())
+            while len(received) <= MAX_RESPONSE_HEAD_BYTES + MAX_METRICS_BYTES:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError
+                sock.settimeout(left)
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                received += chunk
     except TimeoutError:
         raise ProbeFailed(f"GET {url}: no answer within {timeout:g} s") from None
     except OSError as error:
         raise ProbeFailed(f"GET {url}: cannot connect ({excerpt(error.strerror or str(error))})") from None
-    except http.client.HTTPException as error:
-        raise ProbeFailed(f"GET {url}: {type(error).__name__}: {excerpt(str(error))}") from None
-    finally:
-        connection.close()
-    if response.status != 200:
-        raise ProbeFailed(f"GET {url}: {response.status}")
+    head, blank, body = bytes(received).partition(b"\r\n\r\n")
+    status = head.split(b"\r\n", 1)[0].split(b" ")[1:2] if blank and len(head) <= MAX_RESPONSE_HEAD_BYTES else []
+    if status != [b"200"]:
+        shown = excerpt(status[0].decode(errors="replace")) if status else "no HTTP response head"
+        raise ProbeFailed(f"GET {url}: {shown}")
     if len(body) > MAX_METRICS_BYTES:
         raise ProbeFailed(f"GET {url}: more than {MAX_METRICS_BYTES} bytes")
     return parse_metrics(body.decode(errors="replace"))

@@ -9,6 +9,7 @@ import socket
 import struct
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -133,7 +134,10 @@ def test_a_message_larger_than_the_probe_s_is_refused_unread() -> None:
         with connection:
             request = b""
             while b"\r\n\r\n" not in request:
-                request += connection.recv(4096)
+                received = connection.recv(4096)
+                if not received:
+                    return
+                request += received
             key = next(line.split(b":", 1)[1].strip() for line in request.split(b"\r\n") if line.lower().startswith(b"sec-websocket-key"))
             import base64
             import hashlib
@@ -152,3 +156,72 @@ def test_a_message_larger_than_the_probe_s_is_refused_unread() -> None:
     finally:
         listener.close()
         server.join(10)
+
+
+def test_metrics_are_the_unlabelled_samples_of_the_hub_s_metrics(start_hub: Callable[..., HubProcess]) -> None:
+    hub = start_hub()
+    done = on_host("metrics", f"{hub.base}/metrics", "5")
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout)
+    assert found and all(isinstance(value, float) and "{" not in name for name, value in found.items())
+    done = on_host("metrics", f"{hub.base}/nothing-here", "5")
+    assert done.returncode == 1 and done.stderr.strip() == f"GET {hub.base}/nothing-here: 404"
+
+
+def _peer(answer: Callable[[socket.socket], None]) -> tuple[int, Callable[[], None]]:
+    """A one-connection server on loopback that reads the request, then answers with `answer`."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                received = connection.recv(4096)
+                if not received:
+                    return
+                request += received
+            try:
+                answer(connection)
+            except OSError:
+                pass  # the probe gave up and closed
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+
+    def close() -> None:
+        listener.close()
+        server.join(10)
+
+    return listener.getsockname()[1], close
+
+
+def test_metrics_from_a_peer_that_drips_its_answer_end_at_the_timeout() -> None:
+    """Each byte comes well within the timeout and the whole answer takes 10 s, so only a deadline on the whole
+    answer ends the wait with this error (a timeout per read would have read it all)."""
+    def drip(connection: socket.socket) -> None:
+        connection.sendall(b"HTTP/1.0 200 OK\r\n\r\n")
+        for _ in range(200):
+            connection.sendall(b"# ")
+            time.sleep(0.05)
+
+    port, close = _peer(drip)
+    try:
+        done = on_host("metrics", f"http://127.0.0.1:{port}/metrics", "1")
+        assert done.returncode == 1 and done.stderr.strip() == f"GET http://127.0.0.1:{port}/metrics: no answer within 1 s"
+    finally:
+        close()
+
+
+def test_metrics_larger_than_the_bound_are_refused() -> None:
+    from orchestrator.targets.onhost import MAX_METRICS_BYTES
+
+    def flood(connection: socket.socket) -> None:
+        connection.sendall(b"HTTP/1.0 200 OK\r\n\r\n" + b"a 1\n" * (MAX_METRICS_BYTES // 4 + 1))
+
+    port, close = _peer(flood)
+    try:
+        done = on_host("metrics", f"http://127.0.0.1:{port}/metrics", "5")
+        assert done.returncode == 1 and done.stderr.strip() == f"GET http://127.0.0.1:{port}/metrics: more than {MAX_METRICS_BYTES} bytes"
+    finally:
+        close()
