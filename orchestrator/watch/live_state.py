@@ -3,9 +3,12 @@
 `live_state` is a pure function of a Journal, the inventory and the moment: per
 region, its memory over time per machine against its budget, the newest sample of
 each machine (its gates, memory and counters), its findings; the stages on the
-calendar; the end of the audit. Everything is bounded, whatever the journal holds:
-at most `points` samples per machine (thinned evenly, the first and the newest
-kept), the newest `findings` per region, the last `audit` lines.
+calendar; the end of the audit. What it returns is bounded, whatever the journal
+holds: at most `points` samples per machine (thinned evenly, the first and the
+newest kept), the newest `findings` per region, the last `audit` lines. What it
+reads is not, quite: the samples are bounded by the journal itself
+(rollout.watch.samples_per_region), but the audit and a region's findings are read
+whole, as the journal has no query for their newest alone.
 
 `read_live_state` opens the journal for one reading and closes it: only when the
 file exists (it never creates one), reading only.
@@ -34,7 +37,6 @@ MAX_AUDIT_LINES = 100
 LATEST_KEYS = ("state", "http", "websocket", "memory", "memory_mb", "memory_error", "counters", "counters_error", "error")
 
 
-
 def read_live_state(state_dir: Path, inventory: Inventory, keys: Sequence[RegionKey], now: datetime) -> dict[str, Any]:
     """The live state from the journal in `state_dir`; without one (or with one that cannot be read), the page's
     regions and stages as nothing deployed, and `problem` says why."""
@@ -52,7 +54,7 @@ def read_live_state(state_dir: Path, inventory: Inventory, keys: Sequence[Region
 def live_state(journal: Journal, inventory: Inventory, keys: Sequence[RegionKey], now: datetime, *,
                points: int = MAX_POINTS, findings: int = MAX_FINDINGS, audit: int = MAX_AUDIT_LINES) -> dict[str, Any]:
     histories = {key: region_history(journal, key) for key in _schedule_keys(inventory, keys)}
-    lines = [record.line() for record in journal.audit_records()]
+    records = journal.audit_records()
     return {
         "inventory": inventory.name,
         "journal": str(journal.path),
@@ -60,8 +62,8 @@ def live_state(journal: Journal, inventory: Inventory, keys: Sequence[RegionKey]
         "at": iso_z(now),
         "stages": _stages(inventory, histories, now),
         "regions": [_region(journal, inventory, key, histories[key], points, findings) for key in keys],
-        "audit": lines[-audit:] if audit > 0 else [],
-        "audit_total": len(lines),
+        "audit": [record.line() for record in records[-audit:]] if audit > 0 else [],  # only the shown are formatted
+        "audit_total": len(records),
     }
 
 

@@ -1,7 +1,7 @@
 """The analysis of a watched bake: pure functions from a machine's samples to a breach, or none.
 
-A sample is what the watcher recorded for one machine at one moment (see
-`orchestrator.watch.sampling`): the machine's state, one observation of each
+A sample is what the watcher recorded for one machine at one moment, the journal's
+SampleRecord (its `data` as `orchestrator.watch.sampling` takes it): the machine's state, one observation of each
 gate, its memory by process and in total, and the hub's counters. The rules:
 
 - `consecutive_failures`: the newest `count` observations of `gate` all failed.
@@ -23,21 +23,13 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from orchestrator.model import WatchRule
-from orchestrator.rollout.journal import iso_z
+from orchestrator.rollout.journal import SampleRecord, iso_z
 
 T = TypeVar("T")
 
 MIN_TREND_SAMPLES = 5
 # Evidence keeps at most this many of the samples a trend was fitted to.
 EVIDENCE_POINTS = 40
-
-
-@dataclass(frozen=True)
-class Point:
-    """One sample of one machine, as the rules read it."""
-
-    at: datetime
-    data: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -63,7 +55,7 @@ def lookback_seconds(rules: Iterable[WatchRule], interval_seconds: float) -> flo
     return max(spans, default=interval_seconds)
 
 
-def evaluate(rules: Sequence[WatchRule], machine: str, points: Sequence[Point], now: datetime,
+def evaluate(rules: Sequence[WatchRule], machine: str, points: Sequence[SampleRecord], now: datetime,
              horizon: Horizon) -> list[Breach]:
     """Every rule `points` (one machine's samples, oldest first) breaks."""
     found = []
@@ -79,7 +71,7 @@ def evaluate(rules: Sequence[WatchRule], machine: str, points: Sequence[Point], 
     return found
 
 
-def consecutive_failures(rule: WatchRule, machine: str, points: Sequence[Point]) -> Breach | None:
+def consecutive_failures(rule: WatchRule, machine: str, points: Sequence[SampleRecord]) -> Breach | None:
     observed = [(point.at, point.data[rule.gate]) for point in points if isinstance(point.data.get(rule.gate), dict)]
     newest = observed[-rule.count:]
     if len(newest) < rule.count or any(observation.get("ok") is not False for _, observation in newest):
@@ -90,7 +82,7 @@ def consecutive_failures(rule: WatchRule, machine: str, points: Sequence[Point])
                   {"gate": rule.gate, "count": rule.count, "failures": failures})
 
 
-def memory_trend(rule: WatchRule, machine: str, points: Sequence[Point], now: datetime, horizon: Horizon) -> Breach | None:
+def memory_trend(rule: WatchRule, machine: str, points: Sequence[SampleRecord], now: datetime, horizon: Horizon) -> Breach | None:
     since = now - timedelta(seconds=rule.window_seconds)
     series = [(point.at, float(point.data["memory_mb"])) for point in points
               if point.at >= since and isinstance(point.data.get("memory_mb"), (int, float))]
@@ -121,7 +113,7 @@ def memory_trend(rule: WatchRule, machine: str, points: Sequence[Point], now: da
                                  f"({horizon.bake_ends:%Y-%m-%d %H:%M:%S} UTC)", evidence)
 
 
-def counter_rate(rule: WatchRule, machine: str, points: Sequence[Point], now: datetime) -> Breach | None:
+def counter_rate(rule: WatchRule, machine: str, points: Sequence[SampleRecord], now: datetime) -> Breach | None:
     since = now - timedelta(seconds=rule.window_seconds)
     series = [(point.at, float(point.data["counters"][rule.counter])) for point in points
               if point.at >= since and isinstance(point.data.get("counters"), dict)

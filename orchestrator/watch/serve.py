@@ -1,13 +1,14 @@
 """`orchestrate status --serve`: the live page on 127.0.0.1, read-only, until SIGTERM or SIGINT.
 
 GET (or HEAD) `/` is the page (orchestrator.watch.live_page), `/state.json` the
-journal as the page shows it (orchestrator.watch.live_state), read afresh for each
-request. Any other method is refused (405): nothing here changes anything.
+journal as the page shows it (orchestrator.watch.live_state), read afresh at most
+once every STATE_SECONDS and by one request at a time, however many ask at once.
+Any other method is refused (405): nothing here changes anything.
 
 It listens on the loopback address only, and still trusts no peer: a request's
 head (its request line and headers; no body is ever read) must arrive whole within
-HEAD_SECONDS and HEAD_BYTES, however slowly it comes; the answer is written within
-WRITE_SECONDS; a connection carries one request; at most MAX_CONNECTIONS are served
+HEAD_SECONDS and HEAD_BYTES, however slowly it comes; each write of the answer (its
+head, then its body) completes within WRITE_SECONDS; a connection carries one request; at most MAX_CONNECTIONS are served
 at once, and the ones beyond are closed unanswered. A request must name this
 address in its Host header (else 421), so that a web site that points its own name
 at 127.0.0.1 (DNS rebinding) cannot read the journal through a visitor's browser.
@@ -40,6 +41,8 @@ HEAD_BYTES = 16 * 1024
 HEAD_SECONDS = 10.0
 WRITE_SECONDS = 10.0
 MAX_CONNECTIONS = 16
+# /state.json is made from the journal at most this often, the requests in between answered with the same.
+STATE_SECONDS = 1.0
 
 PAGE_BYTES = PAGE.encode("utf-8")
 # On every answer, the error pages http.server writes included.
@@ -122,8 +125,12 @@ class LiveServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, port: int, state: State, *, head_bytes: int = HEAD_BYTES, head_seconds: float = HEAD_SECONDS,
-                 write_seconds: float = WRITE_SECONDS, max_connections: int = MAX_CONNECTIONS) -> None:
+                 write_seconds: float = WRITE_SECONDS, max_connections: int = MAX_CONNECTIONS,
+                 state_seconds: float = STATE_SECONDS) -> None:
         self.state = state
+        self.state_seconds = state_seconds
+        self._state_lock = threading.Lock()
+        self._state_json: tuple[float, bytes] | None = None  # (when it was made, time.monotonic(); the JSON)
         self.head_bytes = head_bytes
         self.head_seconds = head_seconds
         self.write_seconds = write_seconds
@@ -138,6 +145,14 @@ class LiveServer(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         return f"http://{LOOPBACK}:{self.port}/"
+
+    def state_json(self) -> bytes:
+        """/state.json's body: the journal read once per `state_seconds` at most, by one request at a time."""
+        with self._state_lock:
+            if self._state_json is None or time.monotonic() - self._state_json[0] >= self.state_seconds:
+                body = json.dumps(self.state(), separators=(",", ":")).encode()
+                self._state_json = (time.monotonic(), body)
+            return self._state_json[1]
 
     def process_request(self, request: Any, client_address: Any) -> None:
         if not self._slots.acquire(blocking=False):
@@ -196,7 +211,7 @@ class LiveHandler(BaseHTTPRequestHandler):
         if path == "/":
             self._answer(200, PAGE_BYTES, "text/html; charset=utf-8")
         elif path == "/state.json":
-            self._answer(200, json.dumps(self.server.state(), separators=(",", ":")).encode(), "application/json")
+            self._answer(200, self.server.state_json(), "application/json")
         else:
             self._answer(404, b"not found: the live page is / and its data /state.json\n")
 

@@ -24,12 +24,12 @@ from typing import Any
 
 from orchestrator.model import WatchSettings
 from orchestrator.rollout.commands import Context, make_engine, missing_before_start, not_ready, region_history
-from orchestrator.rollout.journal import Journal, LockHeld, iso_z, utc_now
+from orchestrator.rollout.journal import Journal, LockHeld, SampleRecord, iso_z, utc_now
 from orchestrator.rollout.model import RegionKey, RegionState
 from orchestrator.rollout.plan import all_keys, bake_windows, rollback_steps
 from orchestrator.targets.base import TargetError
 from orchestrator.targets.onhost import excerpt
-from orchestrator.watch.rules import Breach, Horizon, Point, evaluate, lookback_seconds
+from orchestrator.watch.rules import Breach, Horizon, evaluate, lookback_seconds
 from orchestrator.watch.sampling import region_budget_mb, take_sample
 
 # A switch back waits this long for a rollout that holds the rollout lock, then tries again the next round.
@@ -101,8 +101,10 @@ class Watcher:
                     found[key] = WatchedRegion(key, deployed, starts, ends)
         if self.everything:
             for key in all_keys(inventory):
+                if key in found or histories[key].deployed is None:
+                    continue  # baking already, or nothing deployed: no second look at the journal
                 record = journal.deployed(key)
-                if key not in found and record is not None:
+                if record is not None:
                     found[key] = WatchedRegion(key, record.state, record.at, None)
         return [found[key] for key in all_keys(inventory) if key in found]
 
@@ -135,9 +137,9 @@ class Watcher:
         now = self.clock()
         lookback = lookback_seconds(rules, self.settings.interval_seconds)
         since = max(region.since, now - timedelta(seconds=lookback))
-        by_machine: dict[str, list[Point]] = {}
+        by_machine: dict[str, list[SampleRecord]] = {}
         for record in journal.samples(region.key, since):
-            by_machine.setdefault(record.machine, []).append(Point(record.at, record.data))
+            by_machine.setdefault(record.machine, []).append(record)
         horizon = Horizon(region_budget_mb(inventory, region.key, region.state),
                           region.bake_ends or now + timedelta(seconds=lookback))
         for machine, points in by_machine.items():

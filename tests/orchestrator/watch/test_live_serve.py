@@ -101,6 +101,28 @@ def test_the_page_and_its_data_are_served_with_a_policy_that_loads_nothing_from_
         assert server.server_address[0] == "127.0.0.1" and server.url == f"http://127.0.0.1:{server.port}/"
 
 
+def test_the_journal_is_read_at_most_once_per_state_seconds_however_many_ask_at_once() -> None:
+    asked: list[int] = []
+
+    def state() -> dict[str, Any]:
+        asked.append(1)
+        time.sleep(0.2)  # a slow journal: the requests meanwhile wait for this reading rather than make their own
+        return {**STATE, "read": len(asked)}
+
+    with running(state, state_seconds=3600) as server:
+        bodies: list[bytes] = []
+        askers = [threading.Thread(target=lambda: bodies.append(get(server.port, "/state.json")[2]), daemon=True)
+                  for _ in range(6)]
+        for asker in askers:
+            asker.start()
+        for asker in askers:
+            asker.join(timeout=30)
+        bodies.append(get(server.port, "/state.json")[2])
+    assert [json.loads(body) for body in bodies] == [{**STATE, "read": 1}] * 7 and asked == [1]
+    with running(state, state_seconds=0) as server:  # no reuse: each request reads afresh
+        assert [json.loads(get(server.port, "/state.json")[2])["read"] for _ in range(2)] == [2, 3]
+
+
 @pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT", "FOO"])
 def test_only_get_and_head_are_answered(method: str) -> None:
     asked: list[int] = []

@@ -8,30 +8,38 @@ from typing import Any
 import pytest
 
 from orchestrator.model import WatchRule
-from orchestrator.watch.rules import Horizon, Point, evaluate, least_squares, lookback_seconds, thinned
+from orchestrator.rollout.journal import SampleRecord
+from orchestrator.rollout.model import RegionKey
+from orchestrator.watch.rules import Horizon, evaluate, least_squares, lookback_seconds, thinned
 
 T0 = datetime(2026, 12, 7, 12, 0, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)
 TREND = WatchRule("memory_trend", window_seconds=600)
 HTTP_3 = WatchRule("consecutive_failures", gate="http", count=3)
 SLOW = WatchRule("counter_rate", counter="hub_slow_client_disconnects_total", max_per_minute=2, window_seconds=300)
+ORD = RegionKey("production", "ord")
 
 
-def series(values: list[float], key: str = "memory_mb", every: float = 15) -> list[Point]:
-    return [Point(T0 + timedelta(seconds=index * every), {key: value}) for index, value in enumerate(values)]
+def point(at: datetime, data: dict[str, Any]) -> SampleRecord:
+    """One sample of m1, as the journal gives it back to the watcher."""
+    return SampleRecord(ORD, "m1", at, data)
 
 
-def gate_points(*oks: bool, gate: str = "http") -> list[Point]:
-    return [Point(T0 + timedelta(seconds=15 * index), {gate: {"ok": ok, "evidence": f"observation {index}"}})
+def series(values: list[float], key: str = "memory_mb", every: float = 15) -> list[SampleRecord]:
+    return [point(T0 + timedelta(seconds=index * every), {key: value}) for index, value in enumerate(values)]
+
+
+def gate_points(*oks: bool, gate: str = "http") -> list[SampleRecord]:
+    return [point(T0 + timedelta(seconds=15 * index), {gate: {"ok": ok, "evidence": f"observation {index}"}})
             for index, ok in enumerate(oks)]
 
 
-def counters(values: list[float], every: float = 15) -> list[Point]:
-    return [Point(T0 + timedelta(seconds=index * every), {"counters": {SLOW.counter: value}})
+def counters(values: list[float], every: float = 15) -> list[SampleRecord]:
+    return [point(T0 + timedelta(seconds=index * every), {"counters": {SLOW.counter: value}})
             for index, value in enumerate(values)]
 
 
-def judge(rule: WatchRule, points: list[Point], budget: float = 100, bake_left: timedelta = HOUR) -> list[Any]:
+def judge(rule: WatchRule, points: list[SampleRecord], budget: float = 100, bake_left: timedelta = HOUR) -> list[Any]:
     now = points[-1].at if points else T0
     return evaluate([rule], "m1", points, now, Horizon(budget, now + bake_left))
 
@@ -57,9 +65,9 @@ def test_fewer_or_interrupted_failures_do_not_breach(oks: tuple[bool, ...]) -> N
 
 
 def test_samples_without_the_gate_neither_count_nor_interrupt() -> None:
-    asleep = Point(T0 + timedelta(seconds=1), {"state": "suspended"})
+    asleep = point(T0 + timedelta(seconds=1), {"state": "suspended"})
     points = [*gate_points(False, False)[:1], asleep, *gate_points(False, False)[1:]]
-    points += [Point(T0 + timedelta(seconds=99), {"http": {"ok": False, "evidence": "x"}})]
+    points += [point(T0 + timedelta(seconds=99), {"http": {"ok": False, "evidence": "x"}})]
     assert len(judge(HTTP_3, points)) == 1
     assert judge(WatchRule("consecutive_failures", gate="websocket", count=1), points) == []
 
@@ -106,7 +114,7 @@ def test_a_trend_waits_for_half_a_window_and_five_samples() -> None:
 
 def test_the_trend_reads_only_its_window() -> None:
     old_leak = series([40 + 5 * index for index in range(40)])  # steep, but long ago
-    flat = [Point(point.at + timedelta(seconds=1200), {"memory_mb": 50.0}) for point in series([0.0] * 41)]
+    flat = [point(old.at + timedelta(seconds=1200), {"memory_mb": 50.0}) for old in series([0.0] * 41)]
     assert judge(TREND, old_leak + flat) == []
 
 
@@ -153,7 +161,7 @@ def test_the_lookback_covers_the_longest_window_or_run_of_failures() -> None:
 
 def test_a_failure_run_records_each_failure_with_its_moment_and_the_rule() -> None:
     points = gate_points(False, False, False)
-    points[1] = Point(points[1].at, {"http": {"ok": False}})  # an observation without evidence
+    points[1] = point(points[1].at, {"http": {"ok": False}})  # an observation without evidence
     (breach,) = judge(HTTP_3, points)
     assert (breach.rule, breach.machine) == (HTTP_3, "m1")
     assert breach.evidence == {"gate": "http", "count": 3, "failures": [
@@ -164,7 +172,7 @@ def test_a_failure_run_records_each_failure_with_its_moment_and_the_rule() -> No
 
 
 def test_a_trend_breach_records_the_line_the_budget_and_the_samples_it_was_fitted_to() -> None:
-    points = [Point(T0 + timedelta(minutes=index), {"memory_mb": 40 + index / 1.8}) for index in range(11)]
+    points = [point(T0 + timedelta(minutes=index), {"memory_mb": 40 + index / 1.8}) for index in range(11)]
     (breach,) = judge(TREND, points, budget=100, bake_left=3 * HOUR)
     assert (breach.rule, breach.machine) == (TREND, "m1")
     samples = [[f"2026-12-07T12:{index:02d}:00Z", round(40 + index / 1.8, 1)] for index in range(11)]
@@ -174,7 +182,7 @@ def test_a_trend_breach_records_the_line_the_budget_and_the_samples_it_was_fitte
 
 
 def test_a_trend_breach_says_how_fast_memory_grows_and_when_it_crosses() -> None:
-    steep = [Point(T0 + timedelta(seconds=10 * index), {"memory_mb": 40.0 + index}) for index in range(61)]  # 0.1 MB/s
+    steep = [point(T0 + timedelta(seconds=10 * index), {"memory_mb": 40.0 + index}) for index in range(61)]  # 0.1 MB/s
     (breach,) = judge(TREND, steep, budget=200, bake_left=HOUR)
     assert breach.message == ("memory grows +360.0 MB/h: 100.0 MB now, it would cross its budget of 200 MB at "
                               "2026-12-07 12:26:40 UTC, before the bake ends (2026-12-07 13:10:00 UTC)")
@@ -190,7 +198,7 @@ def test_memory_fitted_exactly_at_its_budget_has_reached_it() -> None:
 
 def test_a_leak_that_crosses_exactly_when_the_bake_ends_is_a_breach() -> None:
     # +0.5 MB every 16 s (exact in binary): 58.5 MB now, the budget of 100 MB reached in exactly 1328 s.
-    leaking = [Point(T0 + timedelta(seconds=16 * index), {"memory_mb": 40 + 0.5 * index}) for index in range(38)]
+    leaking = [point(T0 + timedelta(seconds=16 * index), {"memory_mb": 40 + 0.5 * index}) for index in range(38)]
     assert judge(TREND, leaking, budget=100, bake_left=timedelta(seconds=1328)) != []  # crosses as the bake ends
     assert judge(TREND, leaking, budget=100, bake_left=timedelta(seconds=1327)) == []
 
@@ -202,8 +210,8 @@ def test_a_sample_exactly_one_window_old_still_counts_for_a_trend() -> None:
 
 def test_growth_before_the_window_and_rounds_without_memory_are_no_trend() -> None:
     warming = series([10.0, 20.0, 30.0, 40.0], every=300)  # a restart's warm-up, long before the window
-    flat = [Point(warming[-1].at + timedelta(seconds=600 + 15 * index), {"memory_mb": 50.0}) for index in range(41)]
-    unread = Point(flat[20].at + timedelta(seconds=1), {"memory_mb": None, "state": "unknown"})
+    flat = [point(warming[-1].at + timedelta(seconds=600 + 15 * index), {"memory_mb": 50.0}) for index in range(41)]
+    unread = point(flat[20].at + timedelta(seconds=1), {"memory_mb": None, "state": "unknown"})
     points = sorted([*warming, *flat, unread], key=lambda point: point.at)
     assert judge(TREND, points, budget=100) == []
 
@@ -223,9 +231,9 @@ def test_a_counter_sample_exactly_one_window_old_still_counts() -> None:
 
 def test_growth_before_the_window_and_rounds_without_counters_are_no_rate() -> None:
     points = counters([0, 100, 200, 300], every=100)  # fast, but it ends long before the window
-    points += [Point(points[-1].at + timedelta(seconds=400 + 15 * index), {"counters": {SLOW.counter: 300}})
+    points += [point(points[-1].at + timedelta(seconds=400 + 15 * index), {"counters": {SLOW.counter: 300}})
                for index in range(21)]
-    points.insert(-5, Point(points[-5].at - timedelta(seconds=1), {"state": "unknown"}))  # the hub unreachable once
+    points.insert(-5, point(points[-5].at - timedelta(seconds=1), {"state": "unknown"}))  # the hub unreachable once
     assert judge(SLOW, points) == []
 
 
