@@ -233,9 +233,17 @@ def test_killed_mid_stage_then_resumed(scene: Scene) -> None:
                "--yes", "--app", str(scene.checkout), "--region", "ord", "--force", "--reason", "test"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=scene.root / "elsewhere",
                                start_new_session=True)
+    def gating() -> list[tuple] | None:
+        try:
+            return scene.query("SELECT 1 FROM steps WHERE state = 'gating'")
+        except sqlite3.OperationalError as error:  # the journal's file exists before its tables do
+            if "no such table" in str(error):
+                return None
+            raise
+
     try:
-        wait_for(lambda: (scene.state / "journal.sqlite3").exists() and scene.query(
-            "SELECT 1 FROM steps WHERE state = 'gating'"), timeout=300, what="the step to reach its gates", interval=0.05)
+        wait_for(lambda: (scene.state / "journal.sqlite3").exists() and gating(), timeout=300,
+                 what="the step to reach its gates", interval=0.05)
     finally:
         os.killpg(process.pid, signal.SIGKILL)  # orchestrate and the fly it was running
         process.wait(30)
