@@ -9,11 +9,16 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
 
 from . import signing
-from .streams import NAVIGATOR, StreamRegistry, Subscriber, SubscriptionLimitReached, dumps, loads
+from .record import Record
+from .streams import NAVIGATOR, StreamRegistry, SubscriptionLimitReached, dumps, loads
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from .streams import Subscriber
 
 PUBSUB = "$pubsub"
 TURBO = "Turbo::StreamsChannel"
@@ -25,8 +30,7 @@ _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 Log = Callable[..., None]
 
 
-@dataclass(frozen=True, slots=True)
-class Channel:
+class Channel(Record):
     stream: str
     signed: bool = False
 

@@ -15,11 +15,15 @@ import select
 import signal
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
-from typing import Any
+from types import MappingProxyType
 
 from .cable import Channel, template_problem
 from .errors import InputError
+from .record import Record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _schema_path() -> str:
@@ -44,8 +48,7 @@ _URL = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<authority>[^/?#]*
 _HOST_PORT = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(?::(?P<port>[0-9]{1,5}))?$")
 
 
-@dataclass(frozen=True, slots=True)
-class Limits:
+class Limits(Record):
     max_message_bytes: int = 65536
     max_broadcast_bytes: int = 1048576
     max_connections: int = 20000
@@ -58,16 +61,15 @@ class Limits:
     max_subscriptions_per_client: int = 10000
 
 
-@dataclass(frozen=True, slots=True)
-class BrokerSettings:
+class BrokerSettings(Record, secret=("password", "token")):
     """hub.yml's `broker` section with flags applied and secrets read from the environment."""
 
     kind: str  # nats | redis
     url: str  # checked by broker_url_problem: never holds credentials
     prefix: str = BROKER_DEFAULT_PREFIX
     user: str | None = None
-    password: str | None = field(default=None, repr=False)
-    token: str | None = field(default=None, repr=False)
+    password: str | None = None
+    token: str | None = None
     stall_timeout_seconds: float = 10.0
 
     def address(self) -> tuple[str, int, int]:
@@ -110,8 +112,7 @@ def broker_url_problem(kind: str, url: str) -> str | None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
-class Overrides:
+class Overrides(Record):
     """Command-line values, kept so that a reload applies them again."""
 
     hub_config: str | None = None
@@ -125,8 +126,7 @@ class Overrides:
     broker_prefix: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class HubConfig:
+class HubConfig(Record, secret=("signing_secret", "broadcast_key")):
     navigator_path: str | None  # None: hub.yml's server section gives the port and paths
     hub_path: str | None
     host: str
@@ -137,9 +137,9 @@ class HubConfig:
     broadcast_path: str = "/_broadcast"
     public_streams: bool = False
     navigator_protocol: str = "policy"
-    channels: Mapping[str, Channel] = field(default_factory=dict)
-    signing_secret: bytes | None = field(default=None, repr=False)
-    broadcast_key: bytes | None = field(default=None, repr=False)
+    channels: Mapping[str, Channel] = MappingProxyType({})
+    signing_secret: bytes | None = None
+    broadcast_key: bytes | None = None
     limits: Limits = Limits()
     ping_interval_seconds: float = 3.0
     broker: BrokerSettings | None = None  # None: broadcasts reach this hub's clients only
@@ -399,8 +399,8 @@ def read_hub_options(path: str, environ: Mapping[str, str]) -> tuple[dict[str, A
         name: Channel(spec["stream"], bool(spec.get("signed", False))) for name, spec in channels.items()
     }
     defaults = Limits()
-    values["limits"] = replace(
-        defaults, **{k: type(getattr(defaults, k))(v) for k, v in (doc.get("limits") or {}).items()}
+    values["limits"] = defaults.replace(
+        **{k: type(getattr(defaults, k))(v) for k, v in (doc.get("limits") or {}).items()}
     )
     for key, target in (("signing_secret_env", "signing_secret"), ("broadcast_key_env", "broadcast_key")):
         if key in doc:

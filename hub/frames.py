@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import codecs
-import hashlib
 from collections.abc import Iterable, Iterator
+
+# Not hashlib: without OpenSSL's _hashlib it imports every built-in hash module (see hub/signing.py).
+from _sha1 import sha1
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 ACTION_CABLE = "actioncable-v1-json"
@@ -37,7 +39,7 @@ class HandshakeError(Exception):
 
 
 def accept_key(key: bytes) -> bytes:
-    return base64.b64encode(hashlib.sha1(key + GUID).digest())
+    return base64.b64encode(sha1(key + GUID).digest())
 
 
 def _tokens(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> list[bytes]:

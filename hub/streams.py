@@ -10,9 +10,19 @@ import json
 import re
 from itertools import accumulate, repeat
 from operator import sub
-from typing import Any, Protocol
 
 from .frames import text_frame
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Protocol
+
+    class Subscriber(Protocol):
+        """What the registry delivers to: a connection (type checkers only, to keep typing out of the hub)."""
+
+        client: Client | None  # None: counted per connection only
+
+        def send_frame(self, frame: bytes) -> None: ...
 
 # Subscriptions made with Navigator's protocol have no Action Cable identifier.
 NAVIGATOR = None
@@ -70,12 +80,6 @@ class Clients:
             if _shrinkable(len(self._by_address), self._peak):
                 self._by_address = dict(self._by_address)
                 self._peak = len(self._by_address)
-
-
-class Subscriber(Protocol):
-    client: Client | None  # None: counted per connection only
-
-    def send_frame(self, frame: bytes) -> None: ...
 
 
 class NestedTooDeep(ValueError):

@@ -85,16 +85,16 @@ def test_signatures_and_broadcast_keys_are_compared_in_constant_time(monkeypatch
     """A plain == would leak, through timing, how much of a forged signature or key is right.
 
     No timing test can show that reliably, so this records what the comparisons go through:
-    replacing hmac.compare_digest with ==/!= in signing.py fails here.
+    replacing _compare_digest with ==/!= in signing.py fails here.
     """
     compared: list[tuple[bytes, bytes]] = []
-    real = hmac.compare_digest
+    real = signing._compare_digest
 
     def recording(a: bytes, b: bytes) -> bool:
         compared.append((a, b))
         return real(a, b)
 
-    monkeypatch.setattr(signing.hmac, "compare_digest", recording)
+    monkeypatch.setattr(signing, "_compare_digest", recording)
     signed = FROM_RAILS["chat:1"]
     assert signing.verify(signed, b"s3cr3t") == "chat:1"
     assert signing.verify(signed[:-1] + "0", b"s3cr3t") is None
@@ -102,3 +102,17 @@ def test_signatures_and_broadcast_keys_are_compared_in_constant_time(monkeypatch
     assert signing.same_secret(b"kez", b"key") is False
     assert len(compared) == 4
     assert compared[2] == (b"key", b"key") and compared[3] == (b"kez", b"key")
+
+
+@pytest.mark.parametrize("key_size", [0, 1, 32, 63, 64, 65, 128, 200])
+@pytest.mark.parametrize("message_size", [0, 1, 55, 56, 64, 1000])
+def test_hmac_sha256_is_the_standard_libraries(key_size: int, message_size: int) -> None:
+    """Keys shorter than, as long as and longer than SHA-256's 64-byte block (hashed first), around message padding."""
+    key = bytes(range(key_size))
+    message = bytes((7 * i) % 256 for i in range(message_size))
+    assert signing.hmac_sha256(key, message) == hmac.new(key, message, hashlib.sha256).digest()
+
+
+@given(key=st.binary(max_size=300), message=st.binary(max_size=300))
+def test_hmac_sha256_agrees_with_hmac_on_any_input(key: bytes, message: bytes) -> None:
+    assert signing.hmac_sha256(key, message) == hmac.new(key, message, hashlib.sha256).digest()
