@@ -97,8 +97,6 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exit:  # --help or a usage error; callers get a return code either way
         return exit.code if isinstance(exit.code, int) else 2
     # Imported only now, after the modules above are marked absent.
-    import asyncio
-
     from .config import Overrides, load, parse_channel_flag
     from .errors import InputError
     from .log import Logger
@@ -126,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     log = Logger(args.log_format)
     try:
-        asyncio.run(serve(config, overrides, log))
+        serve(config, overrides, log)
     except OSError as error:
         log("start_failed", level="error", host=config.host, port=config.port, error=str(error))
         return 1

@@ -1,11 +1,19 @@
-"""One line per event on stdout, as `key=value` text or as JSON."""
+"""One line per event on stdout, as `key=value` text or as JSON.
+
+A running hub writes the lines of one turn of its event loop together: `schedule` (the loop's
+call_soon) runs `flush` once the turn's events are handled, one write instead of one per line.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
 import time
-from typing import Any, TextIO
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any, TextIO
 
 _JSON = json.JSONEncoder(default=str)  # json.dumps(record, default=str) without building an encoder per line
 
@@ -23,11 +31,14 @@ def _text_value(value: Any) -> str:
 
 
 class Logger:
-    __slots__ = ("format", "stream")
+    __slots__ = ("format", "stream", "schedule", "pending")
 
     def __init__(self, format: str = "text", stream: TextIO | None = None) -> None:
         self.format = format
         self.stream = stream if stream is not None else sys.stdout
+        # None: each line is written at once; else called with `flush` when a first line waits.
+        self.schedule: Callable[[Callable[[], None]], object] | None = None
+        self.pending: list[str] = []
 
     def __call__(self, event: str, level: str = "info", **fields: Any) -> None:
         if self.format == "json":
@@ -37,8 +48,20 @@ class Logger:
             parts = [_timestamp(), "level=" + level, "event=" + event]
             parts.extend(f"{key}={_text_value(value)}" for key, value in fields.items())
             line = " ".join(parts)
+        pending = self.pending
+        pending.append(line + "\n")
+        if self.schedule is None:
+            self.flush()
+        elif len(pending) == 1:
+            self.schedule(self.flush)
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        text = "".join(self.pending)
+        self.pending.clear()
         try:
-            self.stream.write(line + "\n")
+            self.stream.write(text)
             self.stream.flush()
         except (OSError, ValueError):  # a closed or broken stdout must not take the hub down
             pass

@@ -1,32 +1,39 @@
-"""The asyncio layer: one Protocol object per connection, no task per connection.
+"""The I/O layer: one protocol object per connection, no task per connection.
 
-It only moves bytes between sockets and the sans-I/O layers (h11 for HTTP,
+It only moves bytes between sockets and the sans-I/O layers (hub.http for HTTP,
 hub.frames for WebSocket frames, hub.cable for sessions), and owns the
-process-wide timers, limits, reload and shutdown.
+process-wide timers, limits, reload and shutdown. A Connection is an asyncio
+BufferedProtocol: it runs on hub.loop's epoll loop, or on asyncio's when a broker
+(whose client libraries are asyncio's) is configured or epoll is missing.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 import resource
+import select
 import signal
 import socket
 import struct
 import time
-from collections.abc import Iterable
-from dataclasses import replace
-from typing import Any
 
-import h11
-
-from . import frames, signing
+from . import frames, http, signing
 from .cable import ActionCableSession, Context, NavigatorSession, Policy, disconnect_message
 from .config import HubConfig, Overrides, load
 from .errors import InputError
 from .frames import Binary, Close, FrameParser, HandshakeError, Ping, ProtocolError, Text
 from .log import Logger
 from .streams import Client, Clients, NestedTooDeep, StreamRegistry, loads
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import asyncio
+    from collections.abc import Callable, Iterable
+    from typing import Any
+
+    from .loop import Loop
+
+    EventLoop = Loop | asyncio.AbstractEventLoop
 
 NAVIGATOR_PING_SECONDS = 30.0
 NAVIGATOR_SILENCE_SECONDS = 60.0
@@ -60,6 +67,7 @@ PROXY_HEADERS = frozenset((
     b"cf-connecting-ip", b"cf-connecting-ipv6", b"cf-ray", b"fastly-client-ip", b"x-azure-clientip",
     b"x-appengine-user-ip", b"do-connecting-ip", b"x-envoy-external-address", b"x-original-host",
 ))  # fmt: skip
+LISTEN_BACKLOG = 1024
 # Refused sockets and failed accepts are logged at most once per this many seconds, with a count.
 REFUSAL_LOG_SECONDS = 10.0
 _IPV4_MAPPED = bytes(10) + b"\xff\xff"
@@ -112,17 +120,6 @@ def address_key(text: str) -> str | None:
     return socket.inet_ntop(socket.AF_INET6, packed[:8] + bytes(8)) + "/64"
 
 
-def _h11_reason(error: h11.RemoteProtocolError) -> str:
-    """h11's message without the bytes it quotes: a malformed header line may hold a credential.
-
-    Found with str.find, not a regex: the message quotes up to h11's 16 KiB of the peer's bytes.
-    """
-    text = str(error)
-    quotes = [found for found in (text.find("b'"), text.find('b"')) if found >= 0]
-    text = text[: min(quotes)] if quotes else text
-    return text.removesuffix("bytearray(").rstrip(": \t\r\n")
-
-
 def raise_descriptor_limit(wanted: int) -> int:
     """Raise the soft RLIMIT_NOFILE towards `wanted`, never past the hard limit; the soft limit now in force."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -139,26 +136,24 @@ def raise_descriptor_limit(wanted: int) -> int:
 class HttpState:
     """Only exists until a connection upgrades (or for plain HTTP requests)."""
 
-    __slots__ = ("conn", "request", "body", "body_size", "timer", "must_close")
+    __slots__ = ("parser", "request", "body", "body_size", "timer")
 
-    def __init__(self, timer: asyncio.TimerHandle) -> None:
-        self.conn = h11.Connection(h11.SERVER)
-        self.request: h11.Request | None = None
+    def __init__(self, timer: Any) -> None:
+        self.parser = http.RequestParser()
+        self.request: http.Request | None = None
         self.body: list[bytes] | None = None
         self.body_size = 0
         self.timer = timer
-        # Content-Length and Transfer-Encoding together: answer, then close (RFC 9112 6.3).
-        self.must_close = False
 
 
-class Connection(asyncio.BufferedProtocol):
+class Connection:
     """One TCP connection: HTTP until it upgrades, then WebSocket frames."""
 
     __slots__ = ("hub", "transport", "number", "http", "parser", "session", "client", "seen", "closer", "write_paused", "read_paused")
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
-        self.transport: asyncio.Transport | None = None
+        self.transport: Any = None  # hub.loop's transport or asyncio's
         self.number = 0
         self.http: HttpState | None = None
         self.parser: FrameParser | None = None
@@ -166,14 +161,13 @@ class Connection(asyncio.BufferedProtocol):
         self.session: ActionCableSession | NavigatorSession | None = None
         self.client: Client | None = None  # once upgraded: counted towards the per-client limits
         self.seen = 0.0
-        self.closer: asyncio.TimerHandle | None = None  # aborts the transport if closing takes too long
+        self.closer: Any = None  # a timer that aborts the transport if closing takes too long
         self.write_paused = False
         self.read_paused = False
 
-    # --- asyncio callbacks ------------------------------------------------------------
+    # --- protocol callbacks (asyncio's BufferedProtocol) ----------------------------------
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+    def connection_made(self, transport: Any) -> None:
         self.transport = transport
         hub = self.hub
         if len(hub.sockets) >= hub.config.limits.max_connections + SOCKET_RESERVE:
@@ -276,66 +270,66 @@ class Connection(asyncio.BufferedProtocol):
             self.transport.abort()
 
     def _http_received(self, data: bytes) -> None:
-        http = self.http
-        assert http is not None
+        http_state = self.http
+        assert http_state is not None
         try:
-            http.conn.receive_data(data)
-        except h11.RemoteProtocolError as error:
-            self._bad_request(http, error)
+            http_state.parser.receive_data(data)
+        except http.BadRequest as error:
+            self._bad_request(error)
             return
         self._http_process()
 
     def _http_process(self) -> None:
-        """Handle the requests h11 holds, until it needs more data or our peer stops reading."""
-        http = self.http
-        assert http is not None
+        """Handle the requests received, until more data is needed or our peer stops reading."""
+        http_state = self.http
+        assert http_state is not None
+        parser = http_state.parser
         try:
             while self.http is not None:
                 if self.write_paused:
                     return  # resume_writing continues from here
-                event = http.conn.next_event()
-                if event is h11.NEED_DATA or event is h11.PAUSED:
+                event = parser.next_event()
+                if event is http.NEED_DATA or event is http.PAUSED:
                     return
-                if isinstance(event, h11.Request):
-                    http.request = event
-                    names = {name for name, _ in event.headers}
-                    http.must_close = b"content-length" in names and b"transfer-encoding" in names
-                    is_broadcast = event.target.split(b"?", 1)[0] == self.hub.broadcast_path
-                    http.body = [] if is_broadcast else None
-                    http.body_size = 0
-                    if is_broadcast:
-                        self._broadcast_started(event)
-                elif isinstance(event, h11.Data):
-                    if http.body is None:
+                if isinstance(event, http.Request):
+                    self._request_started(http_state, event)
+                elif isinstance(event, bytes):
+                    if http_state.body is None:
                         continue  # only a broadcast's body is read
-                    http.body_size += len(event.data)
-                    if http.body_size > self.hub.config.limits.max_broadcast_bytes:
+                    http_state.body_size += len(event)
+                    if http_state.body_size > self.hub.config.limits.max_broadcast_bytes:
                         self.hub.failed_broadcasts += 1
                         self._respond(413, b"broadcast too large\n", close=True)
                         return
-                    http.body.append(event.data)
-                elif isinstance(event, h11.EndOfMessage):
+                    http_state.body.append(event)
+                elif event is http.END_OF_MESSAGE:
                     self._request_complete()
-                elif isinstance(event, h11.ConnectionClosed):
+                elif event is http.CLOSED:
                     self._close()
                     return
-        except h11.RemoteProtocolError as error:
-            self._bad_request(http, error)
+        except http.BadRequest as error:
+            self._bad_request(error)
 
-    def _bad_request(self, http: HttpState, error: h11.RemoteProtocolError) -> None:
-        self.hub.log("bad_request", level="warn", conn=self.number, error=_h11_reason(error))
-        if http.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-            self._respond(error.error_status_hint, b"bad request\n", close=True)
-        else:
-            self.transport.abort()  # type: ignore[union-attr]
+    def _request_started(self, http_state: HttpState, request: http.Request) -> None:
+        http_state.request = request
+        is_broadcast = request.target.split(b"?", 1)[0] == self.hub.broadcast_path
+        http_state.body = [] if is_broadcast else None
+        http_state.body_size = 0
+        if is_broadcast:
+            self._broadcast_started(request)
 
-    def _broadcast_started(self, request: h11.Request) -> None:
+    def _bad_request(self, error: http.BadRequest) -> None:
+        """Every response is written whole, so a malformed request always finds us before an answer."""
+        self.hub.log("bad_request", level="warn", conn=self.number, error=error.reason)
+        self._respond(error.status, b"bad request\n", close=True)
+
+    def _broadcast_started(self, request: http.Request) -> None:
         """Refuse from the head alone what must not be read (the body may be large or unwanted)."""
         hub = self.hub
         if request.method != b"POST":
             self._respond(405, b"method not allowed\n", [(b"allow", b"POST")])
             return
-        status = hub.broadcast_auth(request.headers, self.transport.get_extra_info("peername"))  # type: ignore[union-attr]
+        status = hub.broadcast_auth(request.headers, self.transport.get_extra_info("peername"))
         if status:
             hub.failed_broadcasts += 1
             headers = [(b"www-authenticate", b"Bearer")] if status == 401 else []
@@ -348,17 +342,15 @@ class Connection(asyncio.BufferedProtocol):
                 return
 
     def _request_complete(self) -> None:
-        http = self.http
-        assert http is not None and http.request is not None
-        if http.conn.our_state is not h11.SEND_RESPONSE:
-            return  # already answered from the head
-        request = http.request
+        http_state = self.http
+        assert http_state is not None and http_state.request is not None
+        request = http_state.request
         hub = self.hub
         path, _, query = request.target.partition(b"?")
         if path == hub.cable_path:
             self._upgrade(request, query)
         elif path == hub.broadcast_path:
-            status, body = hub.handle_broadcast(b"".join(http.body or ()))
+            status, body = hub.handle_broadcast(b"".join(http_state.body or ()))
             self._respond(status, body)
         elif request.method not in (b"GET", b"HEAD"):
             self._respond(404, b"not found\n")
@@ -372,35 +364,38 @@ class Connection(asyncio.BufferedProtocol):
     def _respond(
         self, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None, close: bool = False
     ) -> None:
-        http = self.http
+        """Answer the current request; the connection stays for the next one unless something says it may not:
+        the caller; the request (Connection: close; Content-Length with Transfer-Encoding, RFC 9112 6.3; HTTP/1.0,
+        which the hub never keeps alive, as h11 did not); or a request answered before it has arrived whole."""
+        http_state = self.http
         transport = self.transport
-        assert http is not None and transport is not None
+        assert http_state is not None and transport is not None
         all_headers = list(headers or ())
         if not any(name == b"content-type" for name, _ in all_headers):
             all_headers += TEXT_HEADERS
         all_headers.append((b"content-length", str(len(body)).encode()))
-        close = close or http.must_close
+        parser = http_state.parser
+        request = http_state.request
+        close = (
+            close or not parser.keep_alive or not parser.request_complete
+            or request is None or request.http_version == b"1.0"
+        )  # fmt: skip
         if close:
             all_headers.append((b"connection", b"close"))
-        conn = http.conn
-        head_only = http.request is not None and http.request.method == b"HEAD"
-        data = conn.send(h11.Response(status_code=status, headers=all_headers))
-        if not head_only:
-            data += conn.send(h11.Data(data=body))
-        data += conn.send(h11.EndOfMessage())
-        transport.write(data)
-        if conn.our_state is h11.MUST_CLOSE or close or conn.their_state is not h11.DONE:
+        head_only = request is not None and request.method == b"HEAD"
+        transport.write(http.response(status, all_headers, body, head_only))
+        http_state.timer.cancel()
+        if close:
             self._close()
             self.http = None
-            http.timer.cancel()
             return
-        conn.start_next_cycle()
-        http.timer.cancel()
-        http.timer = self.hub.loop.call_later(self.hub.config.limits.handshake_timeout_seconds, self._handshake_expired)
+        parser.start_next_cycle()
+        http_state.request = None
+        http_state.timer = self.hub.loop.call_later(self.hub.config.limits.handshake_timeout_seconds, self._handshake_expired)
 
     # --- WebSocket ----------------------------------------------------------------------
 
-    def _upgrade(self, request: h11.Request, query: bytes) -> None:
+    def _upgrade(self, request: http.Request, query: bytes) -> None:
         hub = self.hub
         refusal = hub.upgrade_refusal()
         if refusal:
@@ -412,8 +407,8 @@ class Connection(asyncio.BufferedProtocol):
         except HandshakeError as error:
             self._respond(error.status, (error.reason + "\n").encode(), list(error.headers), close=True)
             return
-        http = self.http
-        assert http is not None and self.transport is not None
+        http_state = self.http
+        assert http_state is not None and self.transport is not None
         address = client_address(self.transport.get_extra_info("peername"), request.headers, hub.client_ip_header)
         client = hub.clients.admit(address, hub.config.limits.max_connections_per_client)
         if client is None:
@@ -423,8 +418,8 @@ class Connection(asyncio.BufferedProtocol):
         self.client = client
         transport = self.transport
         response = frames.switching_protocols(headers)
-        leftover, _ = http.conn.trailing_data
-        http.timer.cancel()
+        leftover = http_state.parser.trailing_data
+        http_state.timer.cancel()
         self.http = None
         self.parser = FrameParser(hub.config.limits.max_message_bytes)
         ctx = hub.context
@@ -449,7 +444,7 @@ class Connection(asyncio.BufferedProtocol):
                 hub.bytes_sent += len(welcome)
                 transport.write(response + welcome)
         if leftover:
-            self._ws_received(bytes(leftover))
+            self._ws_received(leftover)
 
     def _ws_received(self, data: bytes) -> None:
         parser = self.parser
@@ -535,7 +530,7 @@ class Connection(asyncio.BufferedProtocol):
 class Hub:
     """Process-wide state: configuration, registry, connection sets, counters, timers."""
 
-    def __init__(self, config: HubConfig, overrides: Overrides, log: Logger, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, config: HubConfig, overrides: Overrides, log: Logger, loop: EventLoop) -> None:
         self.config = config
         self.overrides = overrides
         self.log = log
@@ -560,12 +555,14 @@ class Hub:
         self.bytes_sent = 0
         self.broker: Any = None  # hub.broker.Broker, imported only when a broker is configured
         self._retiring: set[asyncio.Task[None]] = set()  # brokers replaced by a reload, closing
-        self.server: asyncio.Server | None = None
+        self.listeners: list[Any] = []  # what accepts connections: each has close()
         self.stopping = False
-        self.stopped: asyncio.Future[None] = loop.create_future()
+        self.stopped = False
+        self.on_stopped: Callable[[], None] | None = None  # called once, when the last connection is gone
+        self.runs_brokers = True  # False on hub.loop's epoll loop: a broker's client library needs asyncio
         self._last_ping = 0
         self._last_navigator_ping = loop.time()
-        self._ping_timer: asyncio.TimerHandle | None = None
+        self._ping_timer: Any = None
         self._apply_config(config)
 
     @staticmethod
@@ -618,29 +615,53 @@ class Hub:
         self._refusals_logged = (self.refused_sockets, self.accept_failures)
         self.log("sockets_refused", level="warn", refused=refused, accept_failures=failed, open=len(self.sockets))
 
-    def _exception_handler(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        """asyncio logs a traceback for every failed accept (EMFILE, ENFILE, ...): count them instead."""
-        if isinstance(context.get("exception"), OSError) and "accept" in str(context.get("message", "")):
-            self.accept_failures += 1
-            self._log_refusals()
-            return
-        loop.default_exception_handler(context)
+    def accept_failed(self, error: OSError) -> None:
+        """A failed accept (EMFILE, ENFILE, ...): counted, and logged at most once per interval."""
+        self.accept_failures += 1
+        self._log_refusals()
 
-    async def start(self) -> tuple[str, int]:
-        self.loop.set_exception_handler(self._exception_handler)
+    def internal_error(self, error: BaseException, what: str) -> None:
+        """A bug met at run time: logged with its traceback; the connection it happened on is dropped, the hub goes on."""
+        import traceback  # only now: it loads linecache and tokenize
+
+        self.log("internal_error", level="error", where=what, error=f"{type(error).__name__}: {error}",
+                 traceback="".join(traceback.format_exception(error)))  # fmt: skip
+
+    def bind(self) -> list[socket.socket]:
+        """The listening sockets for config.host and config.port (one per address the host has, as asyncio binds)."""
         self._check_descriptors()
-        self.server = await self.loop.create_server(
-            lambda: Connection(self), self.config.host, self.config.port, reuse_address=True, backlog=1024
-        )
-        host, port = self.server.sockets[0].getsockname()[:2]
         config = self.config
+        sockets = []
+        # An ASCII host as bytes: given a str, getaddrinfo encodes it with the idna codec, which imports
+        # stringprep and unicodedata for the hub's lifetime.
+        host = config.host.encode("ascii") if config.host.isascii() else config.host
+        try:
+            for family, kind, proto, _, address in socket.getaddrinfo(
+                host, config.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            ):
+                sock = socket.socket(family, kind, proto)
+                sockets.append(sock)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.bind(address)
+                sock.listen(LISTEN_BACKLOG)
+        except OSError:
+            for sock in sockets:
+                sock.close()
+            raise
+        host, port = sockets[0].getsockname()[:2]
         self.log(
             "listening", host=host, port=port, cable_path=config.cable_path, cable_enabled=config.cable_enabled,
             navigator_protocol=config.navigator_protocol, descriptor_limit=self.descriptor_limit,
         )  # fmt: skip
+        return sockets
+
+    def started(self, listeners: list[Any]) -> None:
+        """Accepting on `listeners`: the timers and the broker start."""
+        self.listeners = listeners
         self._schedule_ping()
         self._start_broker()
-        return host, port
 
     def _start_broker(self) -> None:
         if self.config.broker is not None:
@@ -686,7 +707,10 @@ class Hub:
         old = self.config
         if (config.host, config.port) != (old.host, old.port):
             self.log("reload_listen_ignored", level="warn", why="changing the listen address needs a restart")
-            config = replace(config, host=old.host, port=old.port)
+            config = config.replace(host=old.host, port=old.port)
+        if config.broker is not None and not self.runs_brokers:
+            self.log("reload_broker_ignored", level="warn", why="this hub started without a broker: adding one needs a restart")
+            config = config.replace(broker=None)
         self.config = config
         self.context.policy = self._policy(config)
         self._apply_config(config)
@@ -737,8 +761,8 @@ class Hub:
             return
         self.stopping = True
         self.log("shutting_down", connections=len(self.cable) + len(self.navigator))
-        if self.server is not None:
-            self.server.close()
+        for listener in self.listeners:
+            listener.close()
         if self._ping_timer is not None:
             self._ping_timer.cancel()
         self._disconnect_all(frames.CLOSE_GOING_AWAY, "server restart", "server_restart", reconnect=True)
@@ -749,16 +773,22 @@ class Hub:
         self.connection_gone()
 
     def connection_gone(self) -> None:
-        if self.stopping and not self.sockets and not self.stopped.done():
-            self.stopped.set_result(None)
+        if self.stopping and not self.sockets:
+            self._stop()
+
+    def _stop(self) -> None:
+        if not self.stopped:
+            self.stopped = True
+            if self.on_stopped is not None:
+                self.on_stopped()
 
     def _force_stop(self) -> None:
         for conn in tuple(self.sockets):
             if conn.transport is not None:
                 conn.transport.abort()
-        if not self.stopped.done():
+        if not self.stopped:
             self.log("shutdown_timeout", level="warn", aborted=len(self.sockets))
-            self.stopped.set_result(None)
+            self._stop()
 
     # --- policies used by connections -------------------------------------------------------
 
@@ -862,13 +892,76 @@ def broadcast_items(body: bytes, batch: bool = True) -> list[dict[str, Any]] | s
     return items
 
 
-async def serve(config: HubConfig, overrides: Overrides, log: Logger) -> None:
+def serve(config: HubConfig, overrides: Overrides, log: Logger) -> None:
+    """Run the hub until SIGTERM or SIGINT has closed its connections.
+
+    On hub.loop's epoll loop, unless a broker is configured (its client libraries run on asyncio)
+    or the platform has no epoll: then on asyncio's.
+    """
+    if config.broker is None and hasattr(select, "epoll"):
+        _serve_on_epoll(config, overrides, log)
+    else:
+        import asyncio
+
+        asyncio.run(_serve_on_asyncio(config, overrides, log))
+    log("stopped")
+    log.flush()
+
+
+def _serve_on_epoll(config: HubConfig, overrides: Overrides, log: Logger) -> None:
+    from .loop import Loop
+
+    loop = Loop()
+    try:
+        hub = Hub(config, overrides, log, loop)
+        hub.runs_brokers = False
+        loop.on_error = hub.internal_error
+        hub.on_stopped = loop.stop
+        hub.started([loop.serve(sock, lambda: Connection(hub), hub.accept_failed) for sock in hub.bind()])
+        _handle_signals(loop, hub)
+        log.schedule = loop.call_soon
+        loop.run()
+    finally:
+        log.schedule = None
+        log.flush()
+        loop.close()
+
+
+async def _serve_on_asyncio(config: HubConfig, overrides: Overrides, log: Logger) -> None:
+    import asyncio
+
+    class AsyncioConnection(Connection, asyncio.BufferedProtocol):
+        """asyncio's transports call get_buffer/buffer_updated only for a BufferedProtocol subclass."""
+
+        __slots__ = ()
+
+    def exception_handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """asyncio logs a traceback for every failed accept (EMFILE, ENFILE, ...): count them instead."""
+        error = context.get("exception")
+        if isinstance(error, OSError) and "accept" in str(context.get("message", "")):
+            hub.accept_failed(error)
+        else:
+            loop.default_exception_handler(context)
+
     loop = asyncio.get_running_loop()
     hub = Hub(config, overrides, log, loop)
-    await hub.start()
+    stopped = loop.create_future()
+    hub.on_stopped = lambda: stopped.set_result(None)
+    loop.set_exception_handler(exception_handler)
+    servers = []
+    for sock in hub.bind():
+        servers.append(await loop.create_server(lambda: AsyncioConnection(hub), sock=sock, backlog=LISTEN_BACKLOG))
+    hub.started(servers)
+    _handle_signals(loop, hub)
+    log.schedule = loop.call_soon
+    try:
+        await stopped
+        await hub.close_broker()
+    finally:
+        log.schedule = None
+
+
+def _handle_signals(loop: EventLoop, hub: Hub) -> None:
     loop.add_signal_handler(signal.SIGHUP, hub.reload)
     loop.add_signal_handler(signal.SIGTERM, hub.shutdown)
     loop.add_signal_handler(signal.SIGINT, hub.shutdown)
-    await hub.stopped
-    await hub.close_broker()
-    log("stopped")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 
@@ -11,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hub.loop import Loop
 from hub.cable import Channel
 from hub.errors import InputError
 from hub.config import SCHEMA_PATH, Overrides, load, parse_channel_flag, parse_listen, schema_errors
@@ -209,7 +209,7 @@ def test_loopback_detection() -> None:
 
 
 def test_broadcast_auth(tmp_path) -> None:
-    loop = asyncio.new_event_loop()
+    loop = Loop()
     try:
         open_config = load(write(tmp_path, "{}\n"), Overrides(), {})
         hub = Hub(open_config, Overrides(), Logger(stream=io.StringIO()), loop)
@@ -234,7 +234,7 @@ MISSED_PROXY_HEADERS = [
 
 @pytest.mark.parametrize("header", MISSED_PROXY_HEADERS)
 def test_a_broadcast_through_any_common_proxy_is_refused_without_a_key(tmp_path, header: str) -> None:
-    loop = asyncio.new_event_loop()
+    loop = Loop()
     try:
         hub = Hub(load(write(tmp_path, "{}\n"), Overrides(), {}), Overrides(), Logger(stream=io.StringIO()), loop)
         assert hub.broadcast_auth([(header.lower().encode(), b"203.0.113.9")], ("127.0.0.1", 1)) == 403
@@ -252,7 +252,7 @@ def test_every_proxy_header_is_refused_as_h11_hands_it_over(start_hub) -> None:
 def test_a_batch_broadcast_is_logged_as_one_line(tmp_path) -> None:
     """A 1 MiB batch used to write one log line per item (58,000 of them)."""
     log = LogRecorder()
-    loop = asyncio.new_event_loop()
+    loop = Loop()
     try:
         hub = Hub(load(write(tmp_path, "{}\n"), Overrides(), {}), Overrides(), log, loop)
         subscriber = FakeSubscriber()
@@ -293,7 +293,7 @@ class FakeConnection:
 
 
 def test_one_shared_timer_pings_everyone_and_drops_silent_navigator_clients(tmp_path) -> None:
-    loop = asyncio.new_event_loop()
+    loop = Loop()
     try:
         hub = Hub(load(write(tmp_path, "{}\n"), Overrides(), {}), Overrides(), Logger(stream=io.StringIO()), loop)
         now = loop.time()
@@ -377,7 +377,7 @@ def test_a_server_section_and_navigator_yml_together_are_refused(tmp_path) -> No
 
 
 def test_proxied_broadcasts_are_refused_without_a_key(tmp_path) -> None:
-    loop = asyncio.new_event_loop()
+    loop = Loop()
     try:
         hub = Hub(load(write(tmp_path, "{}\n"), Overrides(), {}), Overrides(), Logger(stream=io.StringIO()), loop)
         for name in (b"forwarded", b"x-forwarded-for", b"x-forwarded-host", b"x-forwarded-proto", b"x-real-ip", b"via"):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 from collections.abc import Iterator
@@ -12,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hub.loop import Loop
 from hub.config import HubConfig, Limits, Overrides
 from hub.frames import OP_CLOSE, OP_TEXT
 from hub.log import Logger
@@ -24,7 +24,7 @@ UPGRADE = (
 )
 
 
-class FakeTransport(asyncio.Transport):
+class FakeTransport:
     """Records writes; like asyncio, it is never fed empty data (EOF has its own callback)."""
 
     def __init__(self, peer=("127.0.0.1", 1)) -> None:
@@ -63,7 +63,7 @@ class FakeTransport(asyncio.Transport):
 @contextmanager
 def fresh_hub() -> Iterator[Hub]:
     """A hub on an event loop that never runs: timers are scheduled but never fire."""
-    loop = asyncio.new_event_loop()
+    loop = Loop()
     config = HubConfig(
         navigator_path="navigator.yml", hub_path=None, host="127.0.0.1", port=0, public_streams=True, limits=Limits(max_message_bytes=2048)
     )

@@ -9,12 +9,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 
 import pytest
 
+from hub.loop import Loop
 from hub import frames, signing
 from hub.config import HubConfig, Overrides
 from hub.frames import OP_BINARY, OP_CONT, OP_PING, OP_TEXT, Binary, FrameParser, Ping, ProtocolError, Text
@@ -146,7 +146,7 @@ def test_the_broadcast_key_goes_through_the_constant_time_comparison(monkeypatch
         return real(given, expected)
 
     monkeypatch.setattr(signing, "same_secret", recording)
-    loop = asyncio.new_event_loop()
+    loop = Loop()
     try:
         config = HubConfig(navigator_path="navigator.yml", hub_path=None, host="127.0.0.1", port=0, broadcast_key=b"the-key")
         hub = Hub(config, Overrides(), Logger(stream=io.StringIO()), loop)

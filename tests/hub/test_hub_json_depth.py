@@ -7,7 +7,6 @@ with Redis every hub dropped its connection to the broker, with NATS it was answ
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 from typing import Any
@@ -17,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from websockets.sync.client import connect
 
+from hub.loop import Loop
 from hub.cable import ActionCableSession, Context, NavigatorSession, Policy
 from hub.config import Overrides, load
 from hub.log import Logger
@@ -116,7 +116,7 @@ def test_a_deep_broadcast_is_answered_400_and_never_reaches_the_broker(tmp_path)
             shared.append(body)
             return True
 
-    loop = asyncio.new_event_loop()
+    loop = Loop()
     try:
         hub = Hub(load(str(tmp_path / "navigator.yml"), Overrides(), {}), Overrides(), Logger(stream=io.StringIO()), loop)
         hub.broker = Broker()

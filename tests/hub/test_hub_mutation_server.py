@@ -7,7 +7,6 @@ live (bench/results/mutation.md): the tests that run the hub as a subprocess can
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import socket
@@ -18,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from hub.loop import Loop, Timer
 from hub.config import HubConfig, Limits, Overrides
 from hub.frames import OP_TEXT, close_frame, text_frame
 from hub.log import Logger
@@ -43,7 +43,7 @@ class FakeSocket:
         self.options.append((level, name, value))
 
 
-class FakeTransport(asyncio.Transport):
+class FakeTransport:
     """Records what the hub does to it; `backlog` is what the kernel has not taken yet."""
 
     def __init__(self) -> None:
@@ -86,16 +86,16 @@ class FakeTransport(asyncio.Transport):
         self.resumes += 1
 
 
-class RecordingLoop(asyncio.SelectorEventLoop):
+class RecordingLoop(Loop):
     """Never runs: records what is scheduled on it instead."""
 
     def __init__(self) -> None:
         super().__init__()
         self.scheduled: list[tuple[float, Any]] = []
 
-    def call_later(self, delay: float, callback: Any, *args: Any, context: Any = None) -> asyncio.TimerHandle:  # type: ignore[override]
+    def call_later(self, delay: float, callback: Any, *args: Any) -> Timer:
         self.scheduled.append((delay, callback))
-        return super().call_later(delay, callback, *args, context=context)
+        return super().call_later(delay, callback, *args)
 
 
 class World:

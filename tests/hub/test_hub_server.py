@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import signal
@@ -14,6 +13,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
+from hub.loop import Loop
 from hub import server as server_module
 from hub import signing
 from hub.config import Overrides, load
@@ -289,7 +289,7 @@ def test_a_reload_that_fails_in_any_way_keeps_the_old_config(tmp_path, monkeypat
     """MemoryError (or anything else the new files cause) used to escape the reload; it is logged, nothing changes."""
     (tmp_path / "hub.yml").write_text("server: {listen: 0}\npublic_streams: true\n")
     out = io.StringIO()
-    loop = asyncio.new_event_loop()
+    loop = Loop()
     try:
         config = load(None, Overrides(hub_config=str(tmp_path / "hub.yml")), {})
         hub = Hub(config, Overrides(hub_config=str(tmp_path / "hub.yml")), Logger("json", out), loop)
