@@ -83,10 +83,9 @@ def reverse_proxies(inventory: Inventory, settings: RegionSettings) -> list[dict
 
 def image_packages(modes: Iterable[Mode], brokers: Iterable[Broker] = (), anycable_brokers: Iterable[Broker] = ()) -> list[str]:
     """Debian packages the image needs for these modes and the brokers of its hubs and of its anycable-go (the
-    hub's PyYAML and Python come with the refresh; nats-py, which Debian does not package, is carried in the
-    image's tool copy; anycable-go carries its own clients)."""
-    wanted = set(modes)
-    packages = [package for mode, package in (("action_cable", "redis-server"), ("hub", "python3-h11")) if mode in wanted]
+    hub needs only the Python and PyYAML the refresh comes with; nats-py, which Debian does not package, is
+    carried in the image's tool copy; anycable-go carries its own clients)."""
+    packages = ["redis-server"] if "action_cable" in set(modes) else []
     used = list(brokers)
     if any(broker.kind == "redis" for broker in used):
         packages.append("python3-redis")

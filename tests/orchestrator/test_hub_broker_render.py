@@ -67,7 +67,7 @@ def test_the_nats_token_comes_from_the_machine_s_environment_and_is_required(bro
 def test_the_image_carries_the_broker_clients(brokered) -> None:
     _, files = brokered
     (install,) = [a for k, a, _ in parse(files["Dockerfile"]).final.instructions if k == "RUN" and "apt-get install" in a]
-    for package in ("nats-server", "python3-redis", "python3-h11"):
+    for package in ("nats-server", "python3-redis"):
         assert f" {package} " in install
     assert "navigator/tool/nats/aio/client.py" in files  # nats-py: not packaged by Debian
     assert not any(path.startswith("navigator/tool/nats/") for path in rendered(mode="hub"))

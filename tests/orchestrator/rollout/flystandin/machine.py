@@ -18,7 +18,7 @@ fly.toml's [[mounts]] says. Here a machine is a set of Linux namespaces:
   machine has stopped), or after an hour at most, so that a test run that died
   before stopping its machines leaves none behind for long.
 - inside, only Debian's packages and what the image holds are there to use:
-  /usr/bin/python3 with python3-yaml, python3-jinja2 and python3-h11.
+  /usr/bin/python3 with python3-yaml and python3-jinja2.
 - suspend: SIGSTOP to every process of the machine; resume: SIGCONT.
 - stop: SIGKILL to the init; the kernel ends its pid namespace, and with the
   last process the mount namespace, the overlay and its tmpfs go.
@@ -276,7 +276,7 @@ subprocess.run(["mount", "-t", "tmpfs", "tmpfs", scratch], check=True)
 os.makedirs(scratch + "/upper"); os.makedirs(scratch + "/work")
 subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
                 f"lowerdir=/,upperdir={scratch}/upper,workdir={scratch}/work", rootfs], check=True)
-import yaml, jinja2, h11
+import yaml, jinja2
 """
 
 
@@ -294,8 +294,8 @@ def unavailable() -> str | None:
         done = subprocess.run(["unshare", *NAMESPACES, "--fork", PYTHON, "-I", "-c", PROBE, scratch, rootfs],
                               capture_output=True, text=True, timeout=30)  # fmt: skip
     if done.returncode != 0:
-        return ("the Fly stand-in's machines need namespaces, overlayfs over / and python3-yaml, python3-jinja2, "
-                f"python3-h11 (scripts/setup-env): {(done.stderr.strip().splitlines() or ['?'])[-1]}")  # fmt: skip
+        return ("the Fly stand-in's machines need namespaces, overlayfs over / and python3-yaml and python3-jinja2 "
+                f"(scripts/setup-env): {(done.stderr.strip().splitlines() or ['?'])[-1]}")  # fmt: skip
     return None
 
 
