@@ -17,6 +17,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from wire import OP_CLOSE, OP_TEXT, client_frame, parse_frames
 
@@ -189,12 +190,15 @@ class Bench:
     fanout: Fanout = field(default_factory=Fanout)
     clients: list[Client] = field(default_factory=list)
 
+    SUBPROTOCOL: ClassVar[str | None] = "actioncable-v1-json"  # None: Navigator's protocol, as `new WebSocket(url)`
+
     def handshake(self) -> bytes:
         key = base64.b64encode(os.urandom(16)).decode()
+        offer = f"Sec-WebSocket-Protocol: {self.SUBPROTOCOL}\r\n" if self.SUBPROTOCOL else ""
         return (
             f"GET {self.path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nUpgrade: websocket\r\n"
             f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-            f"Sec-WebSocket-Protocol: actioncable-v1-json\r\nOrigin: http://{self.host}:{self.port}\r\n\r\n"
+            f"{offer}Origin: http://{self.host}:{self.port}\r\n\r\n"
         ).encode()
 
     async def open_clients(self, count: int, timeout: float) -> float:
