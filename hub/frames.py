@@ -42,14 +42,22 @@ def accept_key(key: bytes) -> bytes:
     return base64.b64encode(sha1(key + GUID).digest())
 
 
-def _tokens(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> list[bytes]:
-    return [
-        token.strip().lower()
-        for header, value in headers
-        if header.lower() == name
-        for token in value.split(b",")
-        if token.strip()
-    ]
+_NEGOTIATED = frozenset((b"upgrade", b"connection", b"sec-websocket-version", b"sec-websocket-key", b"sec-websocket-protocol"))
+
+
+def _negotiated_values(headers: Iterable[tuple[bytes, bytes]]) -> dict[bytes, list[bytes]]:
+    """The values of the headers the handshake reads, by lower-cased name, in one pass over the headers."""
+    found: dict[bytes, list[bytes]] = {}
+    for name, value in headers:
+        name = name.lower()
+        if name in _NEGOTIATED:
+            found.setdefault(name, []).append(value)
+    return found
+
+
+def _tokens(values: list[bytes] | None) -> list[bytes]:
+    """The comma-separated tokens of a header's values, lower-cased."""
+    return [token.strip().lower() for value in values or () for token in value.split(b",") if token.strip()]
 
 
 def negotiate(method: bytes, headers: list[tuple[bytes, bytes]]) -> tuple[list[tuple[bytes, bytes]], str | None]:
@@ -59,17 +67,18 @@ def negotiate(method: bytes, headers: list[tuple[bytes, bytes]]) -> tuple[list[t
     """
     if method.upper() != b"GET":
         raise HandshakeError(405, "WebSocket upgrade needs GET", ((b"allow", b"GET"),))
-    if b"websocket" not in _tokens(headers, b"upgrade"):
+    found = _negotiated_values(headers)
+    if b"websocket" not in _tokens(found.get(b"upgrade")):
         raise HandshakeError(400, "missing Upgrade: websocket")
-    if b"upgrade" not in _tokens(headers, b"connection"):
+    if b"upgrade" not in _tokens(found.get(b"connection")):
         raise HandshakeError(400, "missing Connection: upgrade")
-    versions = _tokens(headers, b"sec-websocket-version")
+    versions = _tokens(found.get(b"sec-websocket-version"))
     if versions != [b"13"]:
         raise HandshakeError(426, "unsupported Sec-WebSocket-Version", ((b"sec-websocket-version", b"13"),))
-    keys = [value.strip() for name, value in headers if name.lower() == b"sec-websocket-key"]
+    keys = [value.strip() for value in found.get(b"sec-websocket-key", ())]
     if len(keys) != 1 or not _is_nonce(keys[0]):
         raise HandshakeError(400, "invalid Sec-WebSocket-Key")
-    offered = _tokens(headers, b"sec-websocket-protocol")
+    offered = _tokens(found.get(b"sec-websocket-protocol"))
     response = [
         (b"upgrade", b"websocket"),
         (b"connection", b"Upgrade"),

@@ -18,9 +18,15 @@ if TYPE_CHECKING:
 _JSON = json.JSONEncoder(default=str)  # json.dumps(record, default=str) without building an encoder per line
 
 
+_second = [-1, ""]  # the last whole second formatted, and its text: strftime once per second, not per line
+
+
 def _timestamp() -> str:
     now = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+    second = int(now)
+    if second != _second[0]:
+        _second[0], _second[1] = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+    return f"{_second[1]}.{int(now % 1 * 1000):03d}Z"
 
 
 def _text_value(value: Any) -> str:
