@@ -220,3 +220,16 @@ def test_a_reload_to_a_broker_whose_client_library_is_missing_is_refused_and_the
     assert (outcome["event"], outcome.get("error")) == ("reload_failed", f"{hub.hub_path}: broker.kind: {missing('nats')}")
     assert hub.request("GET", "/up") == (200, b"OK")  # not "degraded: broker unreachable": no broker
     assert b"hub_broker" not in hub.request("GET", "/metrics")[1]
+
+
+@pytest.mark.timeout(60)
+def test_a_reload_that_adds_a_broker_to_a_hub_started_without_one_is_logged_and_the_hub_goes_on_without(tmp_path, start_hub) -> None:
+    """Without a broker the hub runs on its own epoll loop, where the brokers' asyncio clients cannot run."""
+    hub = start_hub(navigator=None, hub="server: {listen: 0}\npublic_streams: true\n")
+    hub.hub_path.write_text("server: {listen: 0}\npublic_streams: true\nbroker: {kind: nats, url: 'nats://127.0.0.1:1'}\n")
+    hub.signal(signal.SIGHUP)
+    ignored = hub.wait_log("reload_broker_ignored")
+    assert ignored["level"] == "warn" and "restart" in ignored["why"]
+    hub.wait_log("reloaded")
+    assert b"hub_broker" not in hub.request("GET", "/metrics")[1]
+    assert hub.broadcast({"stream": "s", "data": 1}) == 201  # delivered locally, as before the reload
