@@ -52,6 +52,15 @@ NOT_FOR_OPERATORS: dict[str, str] = {
     "the ssh target is closed": "the ssh target used after it was closed: a bug",
     "cannot write": "yaml_out: a value of a type the generator never writes: a bug (the targets' `cannot write` messages are listed)",
     "client": "not a message: the scope of a subscription limit, logged with subscription_rejected",
+    "data received after EOF": "the hub's HTTP parser fed after the end it was given: a bug",
+    "start_next_cycle before the request ended, or on a connection that must close": "the hub answered out of turn: a bug",
+    "status out of range": "the hub writes only its own statuses: a bug",
+    "response header is not a valid field": "the hub writes only its own headers: a bug",
+    "takes at most": "a configuration record built with the wrong arguments: a bug",
+    "unknown or repeated arguments": "a configuration record built with the wrong arguments: a bug",
+    "missing arguments": "a configuration record built with the wrong arguments: a bug",
+    "is immutable: use replace": "a configuration record changed in place: a bug",
+    "is immutable": "a configuration record changed in place: a bug",
 }
 
 
