@@ -364,6 +364,10 @@ REFUSALS = [
     (b"GET / HTTP/11\r\nHost: a\r\n\r\n", 400, "malformed HTTP version"),
     (b"GET / HTTP/a.b\r\nHost: a\r\n\r\n", 400, "malformed HTTP version"),
     (b"GET / HTTP/1.1\r\r\nHost: a\r\n\r\n", 400, "malformed HTTP version"),
+    (b"GET / HTTP/1.a\r\nHost: a\r\n\r\n", 400, "malformed HTTP version"),
+    (b"GET / HTTP/a.1\r\nHost: a\r\n\r\n", 400, "malformed HTTP version"),
+    (b"GET / HTTP/1x1\r\nHost: a\r\n\r\n", 400, "malformed HTTP version"),
+    (b"GET / HTTPS1.1\r\nHost: a\r\n\r\n", 400, "malformed HTTP version"),
     (b"\x16\x03\x01", 400, "malformed request line"),  # a TLS handshake: refused before any line ends
     (b" GET / HTTP/1.1\r\n", 400, "malformed request line"),
     (b"\r\r\n", 400, "malformed request line"),
@@ -380,6 +384,7 @@ REFUSALS = [
     (H + b"X: a\rb\r\n\r\n", 400, "control byte in a header value"),
     (H + b"X: a\x0bb\r\n\r\n", 400, "control byte in a header value"),
     (H + b"X: a\r\r\n\r\n", 400, "control byte in a header value"),
+    (H + b"X: a\x01:b\r\n\r\n", 400, "control byte in a header value"),
     # Content-Length
     (H + b"Content-Length: -1\r\n\r\n", 400, "bad Content-Length"),
     (H + b"Content-Length: +1\r\n\r\n", 400, "bad Content-Length"),
@@ -407,6 +412,11 @@ REFUSALS = [
     (b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400, "Transfer-Encoding in an HTTP/1.0 request"),
     # chunked framing
     (CHUNKED_HEAD + b"zz\r\n", 400, "bad chunk size"),
+    (CHUNKED_HEAD + b"X\r\n", 400, "bad chunk size"),
+    (CHUNKED_HEAD + b"1X\r\n", 400, "bad chunk size"),
+    (CHUNKED_HEAD + b"1\x0b\r\n", 400, "bad chunk size"),  # only spaces and tabs may follow a size
+    (CHUNKED_HEAD + b"1\x0c;a\r\n", 400, "bad chunk size"),
+    (CHUNKED_HEAD + b"1\r\r\n", 400, "bad chunk size"),
     (CHUNKED_HEAD + b"\r\n", 400, "bad chunk size"),
     (CHUNKED_HEAD + b" 1\r\n", 400, "bad chunk size"),
     (CHUNKED_HEAD + b"-1\r\n", 400, "bad chunk size"),
@@ -591,14 +601,25 @@ def trailers_of(size: int) -> bytes:
     return trailers
 
 
+def many_trailers(size: int) -> bytes:
+    """A trailer section of `size` bytes in lines of 10 bytes or so, each far below any bound."""
+    lines = (size - 12) // 10
+    last = size - 2 - 10 * lines
+    trailers = b"T: ttttt\r\n" * lines + b"T: " + b"t" * (last - 5) + b"\r\n" + b"\r\n"
+    assert len(trailers) == size
+    return trailers
+
+
 @pytest.mark.parametrize("pieces", [False, True], ids=["whole", "bytewise"])
-def test_trailers_of_exactly_the_bound_pass_and_one_byte_more_is_431(pieces: bool) -> None:
+@pytest.mark.parametrize("trailers", [trailers_of, many_trailers], ids=["one line", "many lines"])
+def test_trailers_of_exactly_the_bound_pass_and_one_byte_more_is_431(pieces: bool, trailers) -> None:
+    """Many short lines count together towards the bound, as one long line does."""
     bound = 300
-    data = CHUNKED_HEAD + b"0\r\n" + trailers_of(bound) + b"\x81"
+    data = CHUNKED_HEAD + b"0\r\n" + trailers(bound) + b"\x81"
     parser = RequestParser(bound)
     events = feed(parser, *(bytewise(data) if pieces else [data]))
     assert events[-2:] == [END_OF_MESSAGE, PAUSED] and parser.trailing_data == b"\x81"
-    over = CHUNKED_HEAD + b"0\r\n" + trailers_of(bound + 1)
+    over = CHUNKED_HEAD + b"0\r\n" + trailers(bound + 1)
     assert refusal(over, bound, pieces) == (431, "trailers too large")
 
 
@@ -1008,3 +1029,113 @@ def test_the_module_exports_the_interface_the_hub_is_written_against() -> None:
     for name in ("MAX_HEAD_BYTES", "BadRequest", "Request", "RequestParser", "response"):
         assert hasattr(http, name)
     assert set(Request.__slots__) == {"method", "target", "headers", "http_version", "keep_alive"}
+
+
+# --- edges that mutation testing found untested (bench/results/mutation.md) --------------------------------
+
+
+def test_every_sentinel_has_its_name() -> None:
+    assert [repr(event) for event in (NEED_DATA, PAUSED, END_OF_MESSAGE, CLOSED)] == [
+        "NEED_DATA",
+        "PAUSED",
+        "END_OF_MESSAGE",
+        "CLOSED",
+    ]
+
+
+
+@pytest.mark.parametrize("empty", [b"\n", b"\r\n", b"\n\r\n", b"\r\n\n"], ids=["lf", "crlf", "lf-crlf", "crlf-lf"])
+def test_empty_lines_before_a_request_line_take_nothing_of_it(empty: bytes) -> None:
+    (request, end, _) = feed(RequestParser(), empty + b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert (request.method, request.target, request.headers) == (b"GET", b"/x", [(b"host", b"a")])
+    assert end is END_OF_MESSAGE
+
+def test_the_request_target_takes_every_visible_ascii_byte() -> None:
+    target = b"/" + bytes(range(0x21, 0x7F))
+    (request, _, _) = feed(RequestParser(), b"GET " + target + b" HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert request.target == target
+
+
+# Every byte a field value may hold (RFC 9110 5.5), colons included, between two that are not stripped.
+EVERY_VALUE_BYTE = b"a\t" + bytes(range(0x20, 0x7F)) + bytes(range(0x80, 0x100)) + b"a"
+
+
+def test_a_header_value_takes_every_field_value_byte_and_any_colon() -> None:
+    data = H + b"Referer: http://hub.example:8080/a:b\r\nX: " + EVERY_VALUE_BYTE + b"\r\nY: \tX y X \r\n\r\n"
+    (request, _, _) = feed(RequestParser(), data)
+    assert request.headers[1:] == [
+        (b"referer", b"http://hub.example:8080/a:b"),
+        (b"x", EVERY_VALUE_BYTE),
+        (b"y", b"X y X"),  # only spaces and tabs are stripped
+    ]
+
+
+def test_a_trailer_takes_every_field_value_byte_and_any_colon() -> None:
+    data = CHUNKED_HEAD + b"1\r\nx\r\n0\r\nReferer: http://hub.example:8080/a:b\r\nX: " + EVERY_VALUE_BYTE + b"\r\n\r\n"
+    events = feed(RequestParser(), data)
+    assert body_of(events) == b"x" and events[-2:] == [END_OF_MESSAGE, PAUSED]
+
+
+@pytest.mark.parametrize(
+    "first",
+    [b"GET /a HTTP/1.1\nHost: a\n\n", b"GET /a HTTP/1.1\r\nHost: a\n\n", b"GET /a HTTP/1.1\nHost: a\r\n\r\n"],
+    ids=["lf", "crlf-then-lf", "lf-then-crlf"],
+)
+def test_pipelined_requests_end_at_their_own_empty_line_whatever_its_form(first: bytes) -> None:
+    second = b"GET /b HTTP/1.1\nHost: b\n\n"
+    parser = RequestParser()
+    events = feed(parser, first + second + second)
+    assert events[0].target == b"/a" and events[0].headers == [(b"host", b"a")]
+    assert events[1:] == [END_OF_MESSAGE, PAUSED]
+    assert parser.trailing_data == second + second
+    for _ in range(2):
+        parser.start_next_cycle()
+        request = parser.next_event()
+        assert request.target == b"/b" and request.headers == [(b"host", b"b")]
+        assert parser.next_event() is END_OF_MESSAGE
+    assert parser.trailing_data == b""
+
+
+@pytest.mark.parametrize(
+    ("version", "values", "keep_alive"),
+    [
+        (b"1.0", [b"close", b"keep-alive"], False),
+        (b"1.0", [b"keep-alive", b"upgrade"], True),
+        (b"1.1", [b"close", b"upgrade"], False),
+    ],
+)
+def test_every_connection_header_counts_not_only_the_last(version: bytes, values: list[bytes], keep_alive: bool) -> None:
+    data = b"GET / HTTP/" + version + b"\r\nHost: a\r\n" + b"".join(b"Connection: " + v + b"\r\n" for v in values)
+    parser = RequestParser()
+    (request, _, _) = feed(parser, data + b"\r\n")
+    assert request.keep_alive is keep_alive and parser.keep_alive is keep_alive
+
+
+def refusal_after(parser: RequestParser, data: bytes) -> tuple[int, str]:
+    with pytest.raises(BadRequest) as info:
+        feed(parser, data)
+    return info.value.status, info.value.reason
+
+
+def test_the_head_after_a_request_with_trailers_has_the_whole_bound() -> None:
+    """The trailers count towards their own bound, not the next request's head."""
+    bound = 300
+    parser = RequestParser(bound)
+    events = feed(parser, CHUNKED_HEAD + b"1\r\nx\r\n0\r\nA: b\r\nC: d\r\n\r\n")
+    assert events[-2:] == [END_OF_MESSAGE, PAUSED]
+    parser.start_next_cycle()
+    events = feed(parser, head_of(bound))
+    assert isinstance(events[0], Request) and events[1] is END_OF_MESSAGE
+    parser.start_next_cycle()
+    assert refusal_after(parser, head_of(bound + 1)) == (431, "request head too large")
+
+
+@pytest.mark.parametrize("status", [100, 101, 599, 999])
+def test_a_response_takes_every_three_digit_status(status: int) -> None:
+    assert response(status, [], b"").startswith(b"HTTP/1.1 %d " % status)
+
+
+@pytest.mark.parametrize("status", [0, 99, 1000])
+def test_a_response_status_of_other_than_three_digits_is_refused(status: int) -> None:
+    with pytest.raises(ValueError):
+        response(status, [], b"")
