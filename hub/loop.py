@@ -416,13 +416,14 @@ class _Transport:
             self._drop(error)
             return
         del buffer[:sent]
+        if self.protocol_paused and len(buffer) <= self.low:
+            # As asyncio: resumed once the output is down to the low water, not only once it is all sent.
+            self.protocol_paused = False
+            self._guarded_protocol("resume_writing")
         if buffer:
             return
         self.buffer = None
         self._update_mask()
-        if self.protocol_paused:
-            self.protocol_paused = False
-            self._guarded_protocol("resume_writing")
         if self.closing and not self.lost:
             self.loop.call_soon(self._lost, None)
 

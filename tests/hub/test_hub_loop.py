@@ -353,6 +353,19 @@ def test_pause_above_the_high_water_exactly_and_pause_again_after_a_resume() -> 
         assert protocol.events == ["made", "pause", "resume", "pause"]
 
 
+@pytest.mark.parametrize(("sent", "resumed"), [(90, False), (91, True)])
+def test_a_send_that_leaves_the_output_at_the_low_water_resumes_the_protocol(sent: int, resumed: bool) -> None:
+    """As asyncio: at the low water, not only once everything is sent."""
+    with running_loop() as loop, metered_transport(loop) as (transport, protocol, ours, _):
+        transport.set_write_buffer_limits(high=100, low=10)
+        transport.write(b"a" * 101)
+        assert protocol.events == ["made", "pause"]
+        ours.budget = sent
+        run_until(loop, lambda: ours.budget == 0)
+        assert transport.get_write_buffer_size() == 101 - sent
+        assert ("resume" in protocol.events) is resumed
+
+
 def test_lowering_the_high_water_below_the_buffered_output_pauses_at_once() -> None:
     with running_loop() as loop, metered_transport(loop) as (transport, protocol, _, _):
         transport.write(b"x" * 1000)
@@ -530,14 +543,12 @@ def test_the_default_low_water_is_16_kib() -> None:
     with running_loop() as loop, metered_transport(loop) as (transport, protocol, ours, _):
         transport.write(b"x" * 65537)
         assert protocol.events == ["made", "pause"]
-        ours.budget = 65537 - 16384
+        ours.budget = 65537 - 16385
+        run_until(loop, lambda: transport.get_write_buffer_size() == 16385)
+        assert protocol.events == ["made", "pause"]  # above the low water still
+        ours.budget = 1
         run_until(loop, lambda: transport.get_write_buffer_size() == 16384)
-        transport.write(b"x")  # 16385 buffered: above the low water still
-        assert protocol.events == ["made", "pause"]
-        ours.budget = 2
-        run_until(loop, lambda: transport.get_write_buffer_size() == 16383)
-        transport.write(b"x")  # 16384: at the low water
-        assert protocol.events == ["made", "pause", "resume"]
+        assert protocol.events == ["made", "pause", "resume"]  # at the low water
 
 
 def test_a_closed_listener_closes_its_socket_and_accepts_no_more() -> None:
