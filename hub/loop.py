@@ -126,7 +126,10 @@ class Loop:
             for fd, events in poll(timeout):
                 handler = handlers.get(fd)
                 if handler is not None:
-                    handler.handle(events)
+                    try:
+                        handler.handle(events)
+                    except Exception as error:  # noqa: BLE001 (a bug met on one socket must not end the loop)
+                        self.on_error(error, "event")
             if timers:
                 now = time.monotonic()
                 while timers and timers[0].when <= now:
@@ -256,16 +259,19 @@ class _Listener:
             except (BlockingIOError, InterruptedError, ConnectionAbortedError):
                 return
             except OSError as error:
-                if error.errno not in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    raise
-                self.on_accept_error(error)
+                # Out of descriptors or memory: counted by the caller. Anything else is unexpected: reported
+                # (asyncio logs it too). Either way the listener rests, rather than fail again at once.
+                if error.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    self.on_accept_error(error)
+                else:
+                    loop.on_error(error, "accept")
                 self._set_mask(0)
                 loop.call_later(ACCEPT_RETRY_SECONDS, self._resume)
                 return
             _Transport(loop, conn, peer, self.factory())
 
     def _resume(self) -> None:
-        if self.fd in self.loop._handlers:
+        if self.loop._handlers.get(self.fd) is self:  # not closed meanwhile (its descriptor may be another's now)
             self._set_mask(_IN)
 
     def close(self) -> None:

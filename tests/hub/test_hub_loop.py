@@ -6,6 +6,7 @@ deadline (a timer that stops the loop) passes.
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import socket
@@ -253,6 +254,37 @@ def test_a_protocol_that_raises_loses_its_connection_and_the_loop_goes_on() -> N
             assert isinstance(error, RuntimeError) and what == "protocol"
         finally:
             client.close()
+
+
+class FailingOnceListener(socket.socket):
+    """A listening socket whose first accept fails with an error no accept is expected to give."""
+
+    failed = False
+
+    def accept(self):  # type: ignore[no-untyped-def, override]
+        if not self.failed:
+            self.failed = True
+            raise OSError(errno.EPROTO, "protocol error")
+        return super().accept()
+
+
+def test_an_unexpected_accept_error_is_reported_and_the_listener_rests_then_accepts_again() -> None:
+    """It used to escape the loop and end the hub."""
+    with running_loop() as loop:
+        plain = socket.create_server(("127.0.0.1", 0))
+        listening = FailingOnceListener(plain.family, plain.type, 0, plain.detach())
+        protocols: list[Recorder] = []
+        failures: list[OSError] = []
+        listener = loop.serve(listening, lambda: protocols.append(Recorder()) or protocols[-1], failures.append)
+        client = socket.create_connection(listening.getsockname())
+        try:
+            run_until(loop, lambda: bool(loop.errors))  # type: ignore[attr-defined]
+            [(error, what)] = loop.errors  # type: ignore[attr-defined]
+            assert (error.errno, what, failures, protocols) == (errno.EPROTO, "accept", [], [])
+            run_until(loop, lambda: bool(protocols))
+        finally:
+            client.close()
+            listener.close()
 
 
 @pytest.mark.timeout(30)
