@@ -3,6 +3,8 @@ nothing but `python3 -c <program()>`, against real hub processes on 127.0.0.1.""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import socket
@@ -126,36 +128,21 @@ def test_files_are_read_whole_and_a_missing_one_is_null(tmp_path: Path) -> None:
 
 def test_a_message_larger_than_the_probe_s_is_refused_unread() -> None:
     """A peer that announces a huge frame gets no allocation: the length is checked before the payload is read."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
+    def huge_frame(connection: socket.socket, request: bytes) -> None:
+        key = next(line.split(b":", 1)[1].strip() for line in request.split(b"\r\n") if line.lower().startswith(b"sec-websocket-key"))
+        accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+        connection.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                           b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+        connection.recv(4096)  # the subscribe
+        connection.sendall(struct.pack("!BBQ", 0x81, 127, MAX_MESSAGE_BYTES * 1024))
 
-    def serve() -> None:
-        connection, _ = listener.accept()
-        with connection:
-            request = b""
-            while b"\r\n\r\n" not in request:
-                received = connection.recv(4096)
-                if not received:
-                    return
-                request += received
-            key = next(line.split(b":", 1)[1].strip() for line in request.split(b"\r\n") if line.lower().startswith(b"sec-websocket-key"))
-            import base64
-            import hashlib
-            accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
-            connection.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                               b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")
-            connection.recv(4096)  # the subscribe
-            connection.sendall(struct.pack("!BBQ", 0x81, 127, MAX_MESSAGE_BYTES * 1024))
-
-    server = threading.Thread(target=serve, daemon=True)
-    server.start()
+    port, close = _peer(huge_frame)
     try:
         ok, evidence = verdict(on_host("websocket", f"ws://127.0.0.1:{port}/cable", "navigator", "open", "5", "", "http",
                                        f"http://127.0.0.1:{port}/_broadcast", "", ""))
         assert (ok, evidence) == (False, f"a message over {MAX_MESSAGE_BYTES} bytes, not the probe's")
     finally:
-        listener.close()
-        server.join(10)
+        close()
 
 
 def test_metrics_are_the_unlabelled_samples_of_the_hub_s_metrics(start_hub: Callable[..., HubProcess]) -> None:
@@ -168,8 +155,8 @@ def test_metrics_are_the_unlabelled_samples_of_the_hub_s_metrics(start_hub: Call
     assert done.returncode == 1 and done.stderr.strip() == f"GET {hub.base}/nothing-here: 404"
 
 
-def _peer(answer: Callable[[socket.socket], None]) -> tuple[int, Callable[[], None]]:
-    """A one-connection server on loopback that reads the request, then answers with `answer`."""
+def _peer(answer: Callable[[socket.socket, bytes], None]) -> tuple[int, Callable[[], None]]:
+    """A one-connection server on loopback that reads the request's head, then answers with `answer`."""
     listener = socket.create_server(("127.0.0.1", 0))
 
     def serve() -> None:
@@ -182,7 +169,7 @@ def _peer(answer: Callable[[socket.socket], None]) -> tuple[int, Callable[[], No
                     return
                 request += received
             try:
-                answer(connection)
+                answer(connection, request)
             except OSError:
                 pass  # the probe gave up and closed
 
@@ -199,7 +186,7 @@ def _peer(answer: Callable[[socket.socket], None]) -> tuple[int, Callable[[], No
 def test_metrics_from_a_peer_that_drips_its_answer_end_at_the_timeout() -> None:
     """Each byte comes well within the timeout and the whole answer takes 10 s, so only a deadline on the whole
     answer ends the wait with this error (a timeout per read would have read it all)."""
-    def drip(connection: socket.socket) -> None:
+    def drip(connection: socket.socket, request: bytes) -> None:
         connection.sendall(b"HTTP/1.0 200 OK\r\n\r\n")
         for _ in range(200):
             connection.sendall(b"# ")
@@ -216,7 +203,7 @@ def test_metrics_from_a_peer_that_drips_its_answer_end_at_the_timeout() -> None:
 def test_metrics_larger_than_the_bound_are_refused() -> None:
     from orchestrator.targets.onhost import MAX_METRICS_BYTES
 
-    def flood(connection: socket.socket) -> None:
+    def flood(connection: socket.socket, request: bytes) -> None:
         connection.sendall(b"HTTP/1.0 200 OK\r\n\r\n" + b"a 1\n" * (MAX_METRICS_BYTES // 4 + 1))
 
     port, close = _peer(flood)
