@@ -263,6 +263,32 @@ def read_ports(home: str) -> dict[str, int]:
     return {k: v for k, v in ports.items() if k in PORT_NAMES and isinstance(v, int) and not isinstance(v, bool)}
 
 
+# Fleet ports come from below the kernel's ephemeral range when it leaves room: a port handed out from
+# within it (bind to port 0) can be taken, while its region is stopped, as the local port of any
+# outgoing connection on the machine, and the region's next start then finds it in use.
+FIRST_FLEET_PORT = 10000
+EPHEMERAL_RANGE = "/proc/sys/net/ipv4/ip_local_port_range"
+
+
+def candidate_ports() -> Iterator[int]:
+    """Ports to try for a region, in random order: below the ephemeral range, then (when that leaves no
+    room, or all are taken) whatever the kernel hands out for port 0."""
+    try:
+        with open(EPHEMERAL_RANGE, encoding="ascii") as f:
+            low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = FIRST_FLEET_PORT
+    below = list(range(FIRST_FLEET_PORT, low))
+    for index in range(len(below) - 1, 0, -1):  # Fisher-Yates with os.urandom: `random` is not needed for this
+        other = int.from_bytes(os.urandom(4), "big") % (index + 1)
+        below[index], below[other] = below[other], below[index]
+    yield from below
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            yield s.getsockname()[1]
+
+
 def ensure_ports(home: str) -> dict[str, int]:
     """ports.json, allocating what is missing once; later starts reuse the same ports.
 
@@ -279,18 +305,11 @@ def ensure_ports(home: str) -> dict[str, int]:
         taken = {port for other in glob.glob(os.path.join(fleet, "*", "*", "run", "ports.json"))
                  if os.path.dirname(os.path.dirname(other)) != os.path.abspath(home)
                  for port in read_ports(os.path.dirname(os.path.dirname(other))).values()}
-        sockets = []
-        try:  # all held open together, so the kernel hands out distinct ports
-            while missing:
-                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                sockets.append(s)
-                s.bind(("127.0.0.1", 0))
-                port = s.getsockname()[1]
-                if port not in taken and port not in ports.values():
-                    ports[missing.pop(0)] = port
-        finally:
-            for s in sockets:
-                s.close()
+        for port in candidate_ports():
+            if not missing:
+                break
+            if port not in taken and port not in ports.values() and port_free(port):
+                ports[missing.pop(0)] = port
         _write_atomically(os.path.join(home, "run", "ports.json"), json.dumps(ports, indent=2, sort_keys=True) + "\n")
     return ports
 

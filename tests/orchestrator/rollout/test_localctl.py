@@ -622,20 +622,21 @@ def test_a_region_is_never_given_a_port_another_region_has_recorded(tmp_path: Pa
     (ams / "run").mkdir(parents=True)
     (dfw / "run").mkdir(parents=True)
     (ams / "run" / "ports.json").write_text(json.dumps({"front": 41001, "cable": 41002, "redis": 41003, "broker": 41004}))
-    offered = iter([41001, 41003, 42001, 41002, 42002, 42003, 41004, 42004])
-
-    class Offering:
-        def __init__(self, *args: object) -> None:
-            self.port = next(offered)
-
-        def bind(self, address: object) -> None:
-            pass
-
-        def getsockname(self) -> tuple[str, int]:
-            return ("127.0.0.1", self.port)
-
-        def close(self) -> None:
-            pass
-
-    monkeypatch.setattr(localctl.socket, "socket", Offering)
+    offered = [41001, 41003, 42001, 41002, 42002, 42003, 40999, 41004, 42004]
+    monkeypatch.setattr(localctl, "candidate_ports", lambda: iter(offered))
+    monkeypatch.setattr(localctl, "port_free", lambda port: port != 40999)  # in use by another process
     assert localctl.ensure_ports(str(dfw)) == {"front": 42001, "cable": 42002, "redis": 42003, "broker": 42004}
+
+
+def test_fleet_ports_are_tried_below_the_ephemeral_range_first(tmp_path: Path, monkeypatch) -> None:
+    """A port from the ephemeral range can become another connection's local port while its region is stopped."""
+    from orchestrator.targets import localctl
+
+    (tmp_path / "range").write_text("30000\t60999\n")
+    monkeypatch.setattr(localctl, "EPHEMERAL_RANGE", str(tmp_path / "range"))
+    candidates = localctl.candidate_ports()
+    below = [next(candidates) for _ in range(30000 - localctl.FIRST_FLEET_PORT)]
+    assert sorted(below) == list(range(localctl.FIRST_FLEET_PORT, 30000)) and below != sorted(below)
+    assert next(candidates) >= 1024  # then what the kernel hands out
+    (tmp_path / "range").write_text("1024 60999\n")
+    assert next(localctl.candidate_ports()) >= 1024
