@@ -1,6 +1,6 @@
 """Load generator for hubs that share broadcasts: N raw-socket Action Cable clients spread round-robin
-over the hubs' ports, on one asyncio loop (loadgen.py's client). Broadcasts are posted in turn to
-each hub; a broadcast's time runs from sending its POST until every one of the N clients, on all
+over the hubs' ports (opened by connector.py, then held on one asyncio loop as loadgen.py's clients).
+Broadcasts are posted in turn to each hub; a broadcast's time runs from sending its POST until every one of the N clients, on all
 hubs, has it. Prints one JSON document on stdout; progress goes to stderr."""
 
 from __future__ import annotations
@@ -9,37 +9,13 @@ import argparse
 import asyncio
 import json
 import resource
-import time
 
-from loadgen import HANDSHAKE_CONCURRENCY, SETTLE_SECONDS, Bench, Client, cpu_seconds, log, percentile, rss_kb
-from wire import client_frame
-
-
-class SpreadBench(Bench):
-    ports: list[int]
-
-    async def open_clients(self, count: int, timeout: float) -> float:
-        loop = asyncio.get_running_loop()
-        subscribe = client_frame(json.dumps({"command": "subscribe", "identifier": self.identifier}).encode())
-        gate = asyncio.Semaphore(HANDSHAKE_CONCURRENCY)
-
-        async def one(port: int) -> None:
-            async with gate:
-                subscribed: asyncio.Future[None] = loop.create_future()
-                _, client = await loop.create_connection(
-                    lambda: Client(self.handshake(), subscribe, self.fanout, subscribed), self.host, port
-                )
-                await subscribed
-                self.clients.append(client)
-
-        started = time.perf_counter()
-        await asyncio.wait_for(asyncio.gather(*(one(self.ports[i % len(self.ports)]) for i in range(count))), timeout)
-        return count / (time.perf_counter() - started)
+from loadgen import SETTLE_SECONDS, Bench, cpu_seconds, log, percentile, rss_kb
 
 
 async def run(args: argparse.Namespace) -> dict[str, object]:
-    bench = SpreadBench(args.host, args.ports[0], "/cable", args.identifier, args.stream, "/_broadcast", args.server_pids[0])
-    bench.ports = args.ports
+    bench = Bench(args.host, args.ports[0], "/cable", args.identifier, args.stream, "/_broadcast", args.server_pids[0],
+                  ports=args.ports)
     await asyncio.sleep(SETTLE_SECONDS)
     idle = [rss_kb(pid) for pid in args.hub_pids]
     rate = await bench.open_clients(args.clients, args.connect_timeout)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
+from connector import open_subscribed
 from wire import OP_CLOSE, OP_TEXT, client_frame, parse_frames
 
 MARK = b'"bseq":'
@@ -113,19 +114,25 @@ READ_BUFFER = memoryview(bytearray(65536))
 
 
 class Client(asyncio.BufferedProtocol):
-    def __init__(self, request: bytes, subscribe: bytes, fanout: Fanout, subscribed: asyncio.Future[None]) -> None:
+    """One client. With `request` None it was opened and subscribed by connector.py, and `subscribed`
+    is None too; otherwise it sends `request` once connected and resolves `subscribed`."""
+
+    def __init__(
+        self, request: bytes | None, subscribe: bytes, fanout: Fanout, subscribed: asyncio.Future[None] | None
+    ) -> None:
         self.request = request
         self.subscribe = subscribe
         self.fanout = fanout
         self.subscribed = subscribed
         self.buffer = bytearray()
-        self.open = False
+        self.open = request is None
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
-        transport.write(self.request)
+        if self.request is not None:
+            transport.write(self.request)
 
     def get_buffer(self, sizehint: int) -> memoryview:
         return READ_BUFFER
@@ -165,13 +172,13 @@ class Client(asyncio.BufferedProtocol):
             self.fanout.arrived(int(payload[start:end]))
         elif b'"welcome"' in payload:
             self.transport.write(self.subscribe)
-        elif b"confirm_subscription" in payload and not self.subscribed.done():
+        elif b"confirm_subscription" in payload and self.subscribed is not None and not self.subscribed.done():
             self.subscribed.set_result(None)
         elif b"reject_subscription" in payload:
             self.fail("subscription rejected")
 
     def fail(self, reason: str) -> None:
-        if not self.subscribed.done():
+        if self.subscribed is not None and not self.subscribed.done():
             self.subscribed.set_exception(RuntimeError(reason))
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -189,6 +196,7 @@ class Bench:
     server_pid: int
     fanout: Fanout = field(default_factory=Fanout)
     clients: list[Client] = field(default_factory=list)
+    ports: list[int] = field(default_factory=list)  # more than one server: clients spread over them in turn
 
     SUBPROTOCOL: ClassVar[str | None] = "actioncable-v1-json"  # None: Navigator's protocol, as `new WebSocket(url)`
 
@@ -202,23 +210,21 @@ class Bench:
         ).encode()
 
     async def open_clients(self, count: int, timeout: float) -> float:
-        """Open and subscribe `count` more clients; return subscriptions per second."""
-        loop = asyncio.get_running_loop()
+        """Open and subscribe `count` more clients (spread over `ports` when set); return subscriptions
+        per second. The connects are timed in connector.py, and the sockets only then handed to
+        this loop, so the rate measures the server rather than asyncio's create_connection."""
         subscribe = client_frame(json.dumps({"command": "subscribe", "identifier": self.identifier}).encode())
-        gate = asyncio.Semaphore(HANDSHAKE_CONCURRENCY)
-
-        async def one() -> None:
-            async with gate:
-                subscribed: asyncio.Future[None] = loop.create_future()
-                _, client = await loop.create_connection(
-                    lambda: Client(self.handshake(), subscribe, self.fanout, subscribed), self.host, self.port
-                )
-                await subscribed
-                self.clients.append(client)
-
+        addresses = [(self.host, port) for port in self.ports or [self.port]]
         started = time.perf_counter()
-        await asyncio.wait_for(asyncio.gather(*(one() for _ in range(count))), timeout)
-        return count / (time.perf_counter() - started)
+        opened = open_subscribed(addresses, count, self.handshake, subscribe, HANDSHAKE_CONCURRENCY, timeout)
+        rate = count / (time.perf_counter() - started)
+        loop = asyncio.get_running_loop()
+        for sock, rest in opened:
+            _, client = await loop.create_connection(lambda: Client(None, subscribe, self.fanout, None), sock=sock)
+            if rest:
+                client.data_received(rest)
+            self.clients.append(client)
+        return rate
 
     async def post(self, body: bytes) -> int:
         reader, writer = await asyncio.open_connection(self.host, self.port)
@@ -287,7 +293,10 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     result: dict[str, object] = {"idle_rss_kb": rss_kb(args.server_pid), "levels": []}
     log(f"idle rss {result['idle_rss_kb']} KB")
     for level_index, level in enumerate(args.levels):
-        rate = await bench.open_clients(level - len(bench.clients), args.connect_timeout)
+        added = level - len(bench.clients)
+        server_cpu, own_cpu = cpu_seconds(args.server_pid), time.process_time()
+        rate = await bench.open_clients(added, args.connect_timeout)
+        server_cpu, own_cpu = cpu_seconds(args.server_pid) - server_cpu, time.process_time() - own_cpu
         await asyncio.sleep(SETTLE_SECONDS)  # let the server finish allocating before reading RSS
         rss = rss_kb(args.server_pid)
         log(f"{level} clients subscribed at {rate:.0f}/s, rss {rss} KB")
@@ -299,6 +308,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                 "rss_kb": rss,
                 "kb_per_connection": round((rss - result["idle_rss_kb"]) / level, 2),
                 "connect_rate_per_s": round(rate, 1),
+                "server_cpu_us_per_connection": round(server_cpu * 1e6 / added, 1),
+                "loadgen_cpu_us_per_connection": round(own_cpu * 1e6 / added, 1),
                 "fanout": fanout,
                 "rss_after_fanout_kb": rss_kb(args.server_pid),
             }
