@@ -251,11 +251,15 @@ class _Listener:
         self.mask = mask
 
     def handle(self, events: int) -> None:
-        accept = self.sock.accept
+        # The C-level accept and socket: socket.socket.accept() wraps each connection in socket.py's
+        # class, whose family and type properties build enums; that was several microseconds of the
+        # hub's own work per connection.
+        accept = self.sock._accept
+        family = self.sock.family
         loop = self.loop
         for _ in range(ACCEPTS_PER_WAKEUP):
             try:
-                conn, peer = accept()
+                fd, peer = accept()
             except (BlockingIOError, InterruptedError, ConnectionAbortedError):
                 return
             except OSError as error:
@@ -268,7 +272,7 @@ class _Listener:
                 self._set_mask(0)
                 loop.call_later(ACCEPT_RETRY_SECONDS, self._resume)
                 return
-            _Transport(loop, conn, peer, self.factory())
+            _Transport(loop, socket.SocketType(family, socket.SOCK_STREAM, 0, fd), peer, self.factory())
 
     def _resume(self) -> None:
         if self.loop._handlers.get(self.fd) is self:  # not closed meanwhile (its descriptor may be another's now)
