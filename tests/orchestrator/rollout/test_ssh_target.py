@@ -831,6 +831,15 @@ def test_a_server_that_hangs_up_after_its_banner_is_named_by_what_failed(fleet: 
                 return  # closed: the test is over
             with client:
                 client.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
+                # Hang up with a FIN, and read what the client sends until it closes too: closing with its
+                # banner unread would reset the connection instead, and the client would see a reset, not EOF.
+                client.shutdown(socket.SHUT_WR)
+                client.settimeout(10)
+                try:
+                    while client.recv(65536):
+                        pass
+                except OSError:
+                    pass
 
     server = threading.Thread(target=hang_up, daemon=True)
     server.start()
