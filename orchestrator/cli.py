@@ -201,7 +201,7 @@ def _add_init_command(commands: argparse._SubParsersAction) -> None:
                       "the app runs Action Cable)")
     init.add_argument("--out", default=inventory_file.DEFAULT_INVENTORY, metavar="FILE",
                       help=f"the inventory to write (default: {inventory_file.DEFAULT_INVENTORY})")
-    init.add_argument("--force", action="store_true", help="replace --out if it exists")
+    init.add_argument("--force", action="store_true", help="replace --out if it exists (never a file init reads)")
 
 
 def _add_preflight_command(commands: argparse._SubParsersAction) -> None:

@@ -45,8 +45,12 @@ SECTION_PURPOSE = {
 def run(options: argparse.Namespace) -> int:
     out = Path(options.out)
     try:
-        if out.exists() and not options.force:
-            raise InputError([f"{out}: already exists; name another file with --out, or replace it with --force"])
+        problems = [f"--out {out}: that is {path}, which {flag} reads; the inventory would replace it: name another file"
+                    for flag, path in _inputs(options) if _same_file(out, Path(path))]
+        if out.exists() and not options.force and not problems:
+            problems.append(f"{out}: already exists; name another file with --out, or replace it with --force")
+        if problems:
+            raise InputError(problems)
         fly = read_fly(options.fly) if options.fly else None
         files = _region_files(options, fly)
         with tempfile.TemporaryDirectory() as scratch:
@@ -63,6 +67,22 @@ def run(options: argparse.Namespace) -> int:
         return EXIT_INVALID_INPUT
     _report(out, data, translation, files, proofs, notes + translation.notes)
     return EXIT_UNEXPLAINED if any(proof.unexplained for proof in proofs) else 0
+
+
+def _inputs(options: argparse.Namespace) -> list[tuple[str, str]]:
+    """Every file init reads, with the option that names it."""
+    named = [("--navigator", path) for path in options.navigator or ()]
+    named += [("--regions", pair.partition("=")[2]) for pair in options.regions or ()]
+    named += [(flag, path) for flag, path in (("--fly", options.fly), ("--tenants-from", options.tenants_from)) if path]
+    return [(flag, path) for flag, path in named if path]
+
+
+def _same_file(out: Path, path: Path) -> bool:
+    """Whether writing `out` would replace `path`: the same file by another name or link, or the same resolved path."""
+    try:
+        return os.path.samefile(out, path)
+    except OSError:  # one of them does not exist (yet)
+        return out.resolve() == path.resolve()
 
 
 def _adopt(options: argparse.Namespace, out: Path, scratch: Path, files: list[RegionFile], fly: FlySettings | None

@@ -167,3 +167,25 @@ def test_an_out_that_cannot_be_written_is_a_problem_not_a_traceback(orchestrate,
     result = orchestrate("init", "--regions", ORD, "--out", out, "--force")
     assert result.code == 2 and out.is_dir()
     assert f"--out {out}: cannot write there (" in result.err and "nothing written" in result.err
+
+
+def test_an_out_that_names_an_input_is_refused_even_with_force(orchestrate, tmp_path):
+    """The inventory must never replace the app's own files, whatever the path or link that names them."""
+    app = tmp_path / "app"
+    app.mkdir()
+    navigator, fly = app / "navigator.yml", app / "fly.toml"
+    shutil.copy(ACTION_CABLE / "navigator.yml", navigator)
+    shutil.copy(ACTION_CABLE / "fly.toml", fly)
+    linked = tmp_path / "linked.toml"
+    os.link(fly, linked)
+    originals = {path: path.read_bytes() for path in (navigator, fly)}
+    for out in (navigator, tmp_path / "app" / ".." / "app" / "navigator.yml", linked):
+        result = orchestrate("init", "--regions", f"ord={navigator}", "--fly", fly, "--out", out, "--force")
+        assert result.code == 2, result.out + result.err
+        assert result.err.startswith(f"--out {out}: that is "), result.err
+        assert "the inventory would replace it" in result.err and "nothing written" in result.err
+        assert {path: path.read_bytes() for path in originals} == originals
+    refused = orchestrate("init", "--navigator", navigator, "--out", navigator)
+    assert refused.err.splitlines()[0] == (
+        f"--out {navigator}: that is {navigator}, which --navigator reads; the inventory would replace it: name another file")
+    assert navigator.read_bytes() == originals[navigator]
