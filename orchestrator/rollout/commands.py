@@ -482,7 +482,7 @@ def _region_status(context: Context, key: RegionKey) -> dict[str, Any]:
         last = journal.last_step(key)
         gates = journal.gate_results(last.row) if last else []
         by = journal.run(last.run_id).options.get("by") if last else None
-        findings = journal.findings(key)[-FINDINGS_SHOWN:]
+        findings = journal.findings(key, newest=FINDINGS_SHOWN)
         sample = journal.latest_sample(key)
     row: dict[str, Any] = {"region": str(key), "deployed": None}
     if last is not None:

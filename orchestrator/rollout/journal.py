@@ -809,14 +809,20 @@ class Journal:
         with self._write() as db:
             _insert_audit(db, now, actor, action, message, reason)
 
-    def audit_records(self) -> list[AuditRecord]:
+    def audit_records(self, newest: int | None = None) -> list[AuditRecord]:
+        """The audit trail, oldest first; with `newest`, only its last that many records (a live view's tail)."""
         rows = self._all(
-            "SELECT at, actor_user, actor_host, actor_pid, action, message, reason FROM audit ORDER BY id"
+            "SELECT at, actor_user, actor_host, actor_pid, action, message, reason FROM"
+            " (SELECT * FROM audit ORDER BY id DESC LIMIT ?) ORDER BY id", (_limit(newest),)
         )
         return [
             AuditRecord(at=_loaded(at), actor=Actor(user, host, pid), action=action, message=message, reason=reason)
             for at, user, host, pid, action, message, reason in rows
         ]
+
+    def audit_count(self) -> int:
+        row = self._one("SELECT count(*) FROM audit")
+        return int(row[0]) if row else 0
 
     # -- the locks: the rollout's, and the watcher's ------------------------------
 
@@ -937,12 +943,30 @@ class Journal:
                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                        (key.environment, key.region, machine, now, rule, message, _json(evidence, "evidence"), action))
 
-    def findings(self, key: RegionKey | None = None) -> list[FindingRecord]:
-        where, parameters = ("WHERE environment = ? AND region = ?", (key.environment, key.region)) if key else ("", ())
-        rows = self._all(f"SELECT environment, region, machine, at, rule, message, evidence, action FROM findings "
-                         f"{where} ORDER BY id", parameters)
+    def findings(self, key: RegionKey | None = None, newest: int | None = None) -> list[FindingRecord]:
+        """The findings (of one region, with `key`), oldest first; with `newest`, only the last that many."""
+        where, parameters = _region_filter(key)
+        rows = self._all("SELECT environment, region, machine, at, rule, message, evidence, action FROM"
+                         f" (SELECT * FROM findings {where} ORDER BY id DESC LIMIT ?) ORDER BY id",
+                         (*parameters, _limit(newest)))
         return [FindingRecord(RegionKey(environment, region), machine, _loaded(at), rule, message, json.loads(evidence),
                               action) for environment, region, machine, at, rule, message, evidence, action in rows]
+
+    def findings_count(self, key: RegionKey | None = None) -> int:
+        where, parameters = _region_filter(key)
+        row = self._one(f"SELECT count(*) FROM findings {where}", parameters)
+        return int(row[0]) if row else 0
+
+
+def _region_filter(key: RegionKey | None) -> tuple[str, tuple[str, ...]]:
+    return ("WHERE environment = ? AND region = ?", (key.environment, key.region)) if key else ("", ())
+
+
+def _limit(newest: int | None) -> int:
+    """SQLite's LIMIT for `newest`: a negative LIMIT is none. Asking for no record or fewer is asking for none."""
+    if newest is None:
+        return -1
+    return max(newest, 0)
 
 
 @contextmanager

@@ -894,6 +894,24 @@ def test_audit_records_are_appended_in_order(journal: Journal, clock: FakeClock)
     ]
 
 
+def test_the_newest_audit_records_and_findings_are_read_without_the_rest(journal: Journal, clock: FakeClock) -> None:
+    """A live view reads only its tail each time: the newest N, oldest first, and the totals."""
+    for number in range(5):
+        journal.audit(ALICE, "note", str(number))
+        journal.record_finding(IAD if number % 2 else AMS, "m1", "memory_trend", str(number), {}, "logged")
+    assert [record.message for record in journal.audit_records(newest=2)] == ["3", "4"]
+    assert [record.message for record in journal.audit_records(newest=9)] == ["0", "1", "2", "3", "4"]
+    assert journal.audit_records(newest=0) == [] and journal.audit_records(newest=-1) == []
+    assert journal.audit_records(newest=5) == journal.audit_records()
+    assert journal.audit_count() == 5
+    assert [finding.message for finding in journal.findings(AMS, newest=2)] == ["2", "4"]
+    assert [finding.message for finding in journal.findings(IAD, newest=1)] == ["3"]
+    assert [finding.message for finding in journal.findings(newest=3)] == ["2", "3", "4"]
+    assert [finding.message for finding in journal.findings(AMS)] == ["0", "2", "4"]
+    assert (journal.findings_count(AMS), journal.findings_count(IAD), journal.findings_count()) == (3, 2, 5)
+    assert journal.findings(IAD, newest=0) == [] and journal.findings_count(RegionKey("staging", "iad")) == 0
+
+
 @pytest.mark.usefixtures("local_time_not_utc")
 def test_audit_lines() -> None:
     at = datetime(2026, 11, 28, 22, 4, 5, 999999, tzinfo=timezone(timedelta(hours=1)))
