@@ -20,7 +20,7 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -893,29 +893,16 @@ class Journal:
 
     # -- what the watcher saw ----------------------------------------------------
 
-    def record_sample(self, key: RegionKey, machine: str, at: datetime, data: Mapping[str, Any], keep: int,
-                      max_gap: float) -> None:
-        """One sample of a machine. The region keeps at most `keep` samples, the older half thinned to every
-        other one; when it was watched is kept apart, as spans, so thinning never opens a gap in watching:
-        a sample within `max_gap` seconds of the span's last one extends it, a later one starts a new span."""
-        text = _json(data, "a sample")
-        region = (key.environment, key.region)
+    def record_samples(self, samples: Sequence[tuple[RegionKey, str, datetime, Mapping[str, Any]]], keep: int,
+                       max_gap: float) -> None:
+        """Samples of machines (a watcher's round), in one transaction: all of them or, if one cannot be stored,
+        none. A region keeps at most `keep` samples, the older half thinned to every other one; when it was
+        watched is kept apart, as spans, so thinning never opens a gap in watching: a sample within `max_gap`
+        seconds of the span's last one extends it, a later one starts a new span."""
+        texts = [_json(data, "a sample") for _, _, _, data in samples]
         with self._write() as db:
-            db.execute("INSERT INTO samples (environment, region, machine, at, data) VALUES (?, ?, ?, ?, ?)",
-                       (*region, machine, _stored(at), text))
-            (count,) = db.execute("SELECT count(*) FROM samples WHERE environment = ? AND region = ?", region).fetchone()
-            if count > keep:
-                ids = [row for (row,) in db.execute(
-                    "SELECT id FROM samples WHERE environment = ? AND region = ? ORDER BY id LIMIT ?",
-                    (*region, count // 2))]
-                db.executemany("DELETE FROM samples WHERE id = ?", [(row,) for row in ids[1::2]])
-            span = db.execute("SELECT id, last_at FROM watched WHERE environment = ? AND region = ? "
-                              "ORDER BY id DESC LIMIT 1", region).fetchone()
-            if span is not None and 0 <= (at - _loaded(span[1])).total_seconds() <= max_gap:
-                db.execute("UPDATE watched SET last_at = ? WHERE id = ?", (_stored(at), span[0]))
-            elif span is None or at > _loaded(span[1]):
-                db.execute("INSERT INTO watched (environment, region, started_at, last_at) VALUES (?, ?, ?, ?)",
-                           (*region, _stored(at), _stored(at)))
+            for (key, machine, at, _), text in zip(samples, texts):
+                _insert_sample(db, key, machine, at, text, keep, max_gap)
 
     def watched_spans(self, key: RegionKey) -> list[tuple[datetime, datetime]]:
         """When the region was watched: (first sample, last sample) of each run of samples without a gap."""
@@ -1032,6 +1019,25 @@ def _fingerprint(hashes: Mapping[str, str], images: Mapping[str, str]) -> str:
     if not images:
         return content_hash(json.dumps(sorted(hashes.items())))
     return content_hash(json.dumps([sorted(hashes.items()), sorted(images.items())]))
+
+
+def _insert_sample(db: sqlite3.Connection, key: RegionKey, machine: str, at: datetime, text: str, keep: int,
+                   max_gap: float) -> None:
+    region = (key.environment, key.region)
+    db.execute("INSERT INTO samples (environment, region, machine, at, data) VALUES (?, ?, ?, ?, ?)",
+               (*region, machine, _stored(at), text))
+    (count,) = db.execute("SELECT count(*) FROM samples WHERE environment = ? AND region = ?", region).fetchone()
+    if count > keep:
+        ids = [row for (row,) in db.execute(
+            "SELECT id FROM samples WHERE environment = ? AND region = ? ORDER BY id LIMIT ?", (*region, count // 2))]
+        db.executemany("DELETE FROM samples WHERE id = ?", [(row,) for row in ids[1::2]])
+    span = db.execute("SELECT id, last_at FROM watched WHERE environment = ? AND region = ? ORDER BY id DESC LIMIT 1",
+                      region).fetchone()
+    if span is not None and 0 <= (at - _loaded(span[1])).total_seconds() <= max_gap:
+        db.execute("UPDATE watched SET last_at = ? WHERE id = ?", (_stored(at), span[0]))
+    elif span is None or at > _loaded(span[1]):
+        db.execute("INSERT INTO watched (environment, region, started_at, last_at) VALUES (?, ?, ?, ?)",
+                   (*region, _stored(at), _stored(at)))
 
 
 def _insert_audit(

@@ -74,11 +74,10 @@ class Watcher:
         with ThreadPoolExecutor(max_workers=max(1, self.context.inventory.rollout.parallel),
                                 thread_name_prefix="watch") as pool:
             taken = list(pool.map(self._sample, regions))
-        # One SQLite connection: every write from this thread.
-        for region, samples in zip(regions, taken):
-            for machine, at, data in samples:
-                journal.record_sample(region.key, machine, at, data, self.settings.samples_per_region,
-                                      self.settings.max_gap_seconds)
+        # One SQLite connection, every write from this thread, and the round's samples in one transaction.
+        journal.record_samples([(region.key, machine, at, data) for region, samples in zip(regions, taken)
+                                for machine, at, data in samples],
+                               self.settings.samples_per_region, self.settings.max_gap_seconds)
         findings = []
         for region in regions:
             finding = self._judge(journal, region)

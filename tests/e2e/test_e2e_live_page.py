@@ -43,7 +43,7 @@ def sample(memory_mb: float, budget_mb: float, evidence: str = "GET http://127.0
 
 
 def record(journal: Journal, key: RegionKey, at: datetime, data: dict[str, Any]) -> None:
-    journal.record_sample(key, "m1", at, data, keep=1000, max_gap=600)
+    journal.record_samples([(key, "m1", at, data)], keep=1000, max_gap=600)
 
 
 def baking(fleet: Fleet, now: datetime) -> None:

@@ -443,7 +443,7 @@ def canary_passed(fleet: Fleet, started: datetime, finished: datetime, watched_f
         journal.finish_run(run_id, "passed")
         at = finished
         while at <= finished + watched_for:
-            journal.record_sample(ORD, "m1", at, {"state": "started"}, 2000, 300)
+            journal.record_samples([(ORD, "m1", at, {"state": "started"})], 2000, 300)
             at += timedelta(minutes=1)
 
 

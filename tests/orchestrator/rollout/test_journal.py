@@ -816,8 +816,8 @@ def test_a_schema_1_journal_is_migrated_in_place_and_keeps_everything(state_dir:
 
 def test_samples_are_kept_per_region_and_the_oldest_thinned_past_the_bound(journal: Journal, clock: FakeClock) -> None:
     for number in range(10):
-        journal.record_sample(IAD, "m1", clock.advance(15), {"n": number}, keep=8, max_gap=60)
-        journal.record_sample(AMS, "m1", clock.now, {"n": number}, keep=100, max_gap=60)
+        journal.record_samples([(IAD, "m1", clock.advance(15), {"n": number})], keep=8, max_gap=60)
+        journal.record_samples([(AMS, "m1", clock.now, {"n": number})], keep=100, max_gap=60)
     kept = [record.data["n"] for record in journal.samples(IAD)]
     assert len(kept) <= 8 and kept[-4:] == [6, 7, 8, 9]  # the newest whole, the oldest every other one
     assert kept == sorted(kept) and len(journal.samples(AMS)) == 10
@@ -829,15 +829,29 @@ def test_samples_are_kept_per_region_and_the_oldest_thinned_past_the_bound(journ
     assert journal.watched_spans(IAD) == [(T0 + timedelta(seconds=15), clock.now)]
 
 
+def test_a_round_of_samples_is_stored_whole_or_not_at_all(journal: Journal, clock: FakeClock) -> None:
+    """A watcher's round is one transaction: many regions and machines, thinned per region as one by one."""
+    journal.record_samples([(IAD, f"m{number % 2}", clock.advance(15), {"n": number}) for number in range(10)]
+                           + [(AMS, "m1", clock.now, {"n": 0})], keep=8, max_gap=60)
+    kept = [record.data["n"] for record in journal.samples(IAD)]
+    assert len(kept) <= 8 and kept[-4:] == [6, 7, 8, 9] and len(journal.samples(AMS)) == 1
+    assert journal.watched_spans(IAD) == [(T0 + timedelta(seconds=15), clock.now)]
+    with pytest.raises(JournalError, match="a sample is not JSON"):
+        journal.record_samples([(AMS, "m1", clock.advance(15), {"n": 1}), (IAD, "m1", clock.now, {"n": float("nan")})],
+                               keep=8, max_gap=60)
+    assert [record.data["n"] for record in journal.samples(AMS)] == [0]
+    assert [record.data["n"] for record in journal.samples(IAD)] == kept
+
+
 def test_a_gap_longer_than_allowed_starts_a_new_span_of_watching(journal: Journal, clock: FakeClock) -> None:
     first = clock.advance(15)
-    journal.record_sample(IAD, "m1", first, {}, keep=100, max_gap=60)
-    journal.record_sample(IAD, "m2", first, {}, keep=100, max_gap=60)  # a second machine, same moment
+    journal.record_samples([(IAD, "m1", first, {})], keep=100, max_gap=60)
+    journal.record_samples([(IAD, "m2", first, {})], keep=100, max_gap=60)  # a second machine, same moment
     extended = clock.advance(60)  # exactly the gap allowed: still watched
-    journal.record_sample(IAD, "m1", extended, {}, keep=100, max_gap=60)
-    journal.record_sample(IAD, "m1", first, {}, keep=100, max_gap=60)  # late and out of order: already covered
+    journal.record_samples([(IAD, "m1", extended, {})], keep=100, max_gap=60)
+    journal.record_samples([(IAD, "m1", first, {})], keep=100, max_gap=60)  # late and out of order: already covered
     resumed = clock.advance(61)
-    journal.record_sample(IAD, "m1", resumed, {}, keep=100, max_gap=60)
+    journal.record_samples([(IAD, "m1", resumed, {})], keep=100, max_gap=60)
     assert journal.watched_spans(IAD) == [(first, extended), (resumed, resumed)]
     assert journal.watched_spans(AMS) == []
 

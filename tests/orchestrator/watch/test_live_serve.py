@@ -249,8 +249,8 @@ def test_status_serve_serves_the_journal_on_loopback_read_only_until_sigterm(fle
     with Journal.open(fleet.state) as journal:
         now = utc_now()
         for minute in range(3):
-            journal.record_sample(ORD, "m1", now - timedelta(minutes=3 - minute),
-                                  {"state": "started", "budget_mb": 40.0, "memory_mb": 30.0 + minute}, 1000, 600)
+            journal.record_samples([(ORD, "m1", now - timedelta(minutes=3 - minute),
+                                     {"state": "started", "budget_mb": 40.0, "memory_mb": 30.0 + minute})], 1000, 600)
         journal.audit(Actor.current(), "watch started", "the baking regions")
     before = fleet.query("SELECT count(*) FROM audit")
 

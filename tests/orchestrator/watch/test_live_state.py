@@ -55,7 +55,7 @@ def sample(memory_mb: Any, **more: Any) -> dict[str, Any]:
 
 
 def record(journal: Journal, key: RegionKey, machine: str, minute: float, data: dict[str, Any]) -> None:
-    journal.record_sample(key, machine, T0 + timedelta(minutes=minute), data, keep=10_000, max_gap=600)
+    journal.record_samples([(key, machine, T0 + timedelta(minutes=minute), data)], keep=10_000, max_gap=600)
 
 
 def test_samples_become_a_series_per_machine_with_the_newest_sample_the_budget_and_the_findings(
