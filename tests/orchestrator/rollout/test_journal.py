@@ -825,7 +825,8 @@ def test_samples_are_kept_per_region_and_the_oldest_thinned_past_the_bound(journ
     assert kept == sorted(kept) and len(journal.samples(AMS)) == 10
     assert [record.data["n"] for record in journal.samples(IAD, since=clock.now)] == [9]
     latest = journal.latest_sample(IAD)
-    assert latest is not None and (latest.data, latest.at, latest.machine) == ({"n": 9}, clock.now, "m1")
+    assert latest is not None and (latest.key, latest.data, latest.at, latest.machine) == (IAD, {"n": 9}, clock.now, "m1")
+    assert {(record.key, record.machine) for record in journal.samples(AMS)} == {(AMS, "m1")}
     assert journal.latest_sample(RegionKey("production", "nrt")) is None
     # Thinning leaves 30 s between old samples, yet the watching itself had no gap: one span.
     assert journal.watched_spans(IAD) == [(T0 + timedelta(seconds=15), clock.now)]
@@ -908,6 +909,20 @@ def test_audit_records_are_appended_in_order(journal: Journal, clock: FakeClock)
         " (reason: scheduled window)",
         "[2026-11-28T21:05:06Z] [bob@web2.example pid 77] rollback: production/iad",
     ]
+
+
+@pytest.mark.parametrize(("pid", "stale"), [
+    ("77\x1b[0m", False),  # not a number: shown as it is, never called stale
+    (2**31, False),  # beyond what os.kill takes: not asked (it would raise OverflowError)
+    (2**31 - 1, True),  # a number no process has on this host (pid_max is far lower): gone
+])
+def test_a_hand_edited_lock_row_is_read_whatever_it_holds(journal: Journal, pid: object, stale: bool) -> None:
+    with raw(journal) as db:
+        db.execute("INSERT INTO lock (id, user, host, pid, acquired_at, message) VALUES (1, 'eve', ?, ?, 'yesterday', 'x')",
+                   (socket.gethostname(), pid))
+    info = journal.lock_status()
+    assert info is not None and (info.pid, info.acquired_at, info.stale) == (pid, "yesterday", stale)
+    assert "since an unknown time (the lock row holds 'yesterday', not a time)" in info.describe()
 
 
 def test_the_newest_audit_records_and_findings_are_read_without_the_rest(journal: Journal, clock: FakeClock) -> None:
