@@ -1289,3 +1289,8 @@ def test_a_read_only_journal_reads_and_never_writes_creates_or_migrates(tmp_path
     (tmp_path / "other" / JOURNAL_FILE).write_bytes(b"not a database at all, just some bytes" * 10)
     with pytest.raises(JournalError, match="is not a rollout journal"):
         Journal.open_read_only(tmp_path / "other")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / JOURNAL_FILE).write_bytes(b"")  # SQLite takes an empty file for an empty database
+    with pytest.raises(JournalError) as raised:
+        Journal.open_read_only(tmp_path / "empty")
+    assert str(raised.value) == f"{tmp_path / 'empty' / JOURNAL_FILE} is empty: nothing has been recorded in it yet"
