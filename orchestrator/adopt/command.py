@@ -73,7 +73,7 @@ def _inputs(options: argparse.Namespace) -> list[tuple[str, str]]:
     """Every file init reads, with the option that names it."""
     named = [("--navigator", path) for path in options.navigator or ()]
     named += [("--regions", pair.partition("=")[2]) for pair in options.regions or ()]
-    named += [(flag, path) for flag, path in (("--fly", options.fly), ("--tenants-from", options.tenants_from)) if path]
+    named += [("--fly", options.fly), ("--tenants-from", options.tenants_from)]
     return [(flag, path) for flag, path in named if path]
 
 

@@ -54,7 +54,7 @@ def read_live_state(state_dir: Path, inventory: Inventory, keys: Sequence[Region
 def live_state(journal: Journal, inventory: Inventory, keys: Sequence[RegionKey], now: datetime, *,
                points: int = MAX_POINTS, findings: int = MAX_FINDINGS, audit: int = MAX_AUDIT_LINES) -> dict[str, Any]:
     histories = {key: region_history(journal, key) for key in _schedule_keys(inventory, keys)}
-    records = journal.audit_records(newest=audit) if audit > 0 else []  # the page's tail only: the trail only grows
+    records = journal.audit_records(newest=audit)  # the page's tail only: the trail only grows
     return {
         "inventory": inventory.name,
         "journal": str(journal.path),
@@ -112,8 +112,7 @@ def _region(journal: Journal, inventory: Inventory, key: RegionKey, history: Reg
         by_machine.setdefault(record.machine, []).append(record)
     region["machines"] = [_machine(machine, records, points) for machine, records in sorted(by_machine.items())]
     region["budget_mb"] = _budget(inventory, key, history, by_machine)
-    shown = journal.findings(key, newest=findings) if findings > 0 else []
-    region["findings"] = [finding_json(finding) for finding in shown]
+    region["findings"] = [finding_json(finding) for finding in journal.findings(key, newest=findings)]
     region["findings_total"] = journal.findings_count(key)
     return region
 
